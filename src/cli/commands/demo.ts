@@ -1,0 +1,78 @@
+/**
+ * `keygate demo` (what `npm start` runs): the workspace simulator, and a gateway in front of it
+ * that holds the simulator's service-principal secret — the only place that secret lives.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify } from 'yaml';
+import { Gateway } from '../../server/gateway.js';
+import { EXIT, type Output } from '../output.js';
+import { loadOrReport, stopOnSignals } from './serve.js';
+import { loadSimulator } from './sim.js';
+
+export interface DemoOptions {
+  port: number;
+  simPort: number;
+  dataDir: string;
+}
+
+export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const simMod = await loadSimulator();
+  const simOpts = simMod.demoSimOptions();
+  const sp = simOpts.servicePrincipals?.[0];
+  if (!sp) throw new Error('the simulator offers no demo service principal');
+  const workspace = await simMod.startSimulator({ ...simOpts, host: '127.0.0.1', port: o.simPort });
+
+  mkdirSync(o.dataDir, { recursive: true, mode: 0o700 });
+  const secretFile = join(o.dataDir, 'demo-workspace-secret');
+  writeFileSync(secretFile, `${sp.clientSecret}\n`, { mode: 0o600 });
+  const configFile = join(o.dataDir, 'demo.yaml');
+  const config = {
+    publicUrl: `http://localhost:${o.port}`,
+    listen: { host: '127.0.0.1', port: o.port },
+    dataDir: o.dataDir,
+    upstreams: {
+      workspace: {
+        url: workspace.url,
+        preset: 'databricks',
+        credential: { type: 'databricks-m2m', clientId: sp.clientId, clientSecretFile: secretFile },
+      },
+    },
+  };
+  writeFileSync(
+    configFile,
+    `# Written by \`keygate demo\`: a gateway in front of the workspace simulator.\n${stringify(config)}`,
+    { mode: 0o600 },
+  );
+
+  const loaded = loadOrReport(configFile, out, env);
+  if (!loaded) {
+    await workspace.close();
+    return EXIT.FAILED;
+  }
+  const gw = await Gateway.create({ config: loaded.config, env });
+  await gw.listen();
+  const g = gw.publicOrigin;
+  out.out(
+    [
+      '',
+      'Keygate demo is running.',
+      `  Gateway     ${g}`,
+      `  Workspace   ${workspace.url}  (simulator; only the gateway holds its credential)`,
+      `  Config      ${resolve(configFile)}`,
+      '',
+      'What to do next:',
+      `  curl ${g}/.keygate/readyz                  # ready: store and workspace credential OK`,
+      `  curl -i ${g}/api/2.0/serving-endpoints     # 401: nobody gets through without an identity`,
+      `  curl ${g}/.keygate/metrics | grep keygate_ # Prometheus metrics`,
+      '  keygate config check ' + configFile,
+      '',
+      'Press Ctrl-C to stop (in-flight requests are drained first).',
+    ].join('\n'),
+  );
+  await stopOnSignals(async () => {
+    await gw.close();
+    await workspace.close();
+  }, out);
+  return EXIT.OK;
+}

@@ -1,0 +1,72 @@
+/**
+ * The CLI is a thin shim over commander: each command lives in its own file, failures print
+ * one clear line and set the exit code.
+ */
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { configCheck } from './commands/config-check.js';
+import { demo } from './commands/demo.js';
+import { serve } from './commands/serve.js';
+import { sim } from './commands/sim.js';
+import { EXIT, type Output, stdio } from './output.js';
+
+function port(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError('must be a port number (0-65535)');
+  return n;
+}
+
+export function buildProgram(out: Output, setCode: (c: number) => void): Command {
+  const program = new Command('keygate')
+    .description('Identity-aware gateway for ML platforms')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out.out(s.trimEnd()), writeErr: (s) => out.err(s.trimEnd()) })
+    .showHelpAfterError('(run keygate --help for usage)');
+
+  program
+    .command('serve')
+    .description('run the gateway (keygate.yaml, KEYGATE_CONFIG or the embedded default)')
+    .option('-c, --config <file>', 'config file')
+    .action(async (o: { config?: string }) => setCode(await serve(o.config, out)));
+
+  program
+    .command('sim')
+    .description('run the Databricks workspace simulator')
+    .option('--host <host>', 'address to listen on', '127.0.0.1')
+    .option('-p, --port <port>', 'port to listen on', port, 8081)
+    .action(async (o: { host: string; port: number }) => setCode(await sim(o, out)));
+
+  program
+    .command('demo')
+    .description('run the simulator and a gateway in front of it (what `npm start` runs)')
+    .option('-p, --port <port>', 'gateway port', port, 8443)
+    .option('--sim-port <port>', 'simulator port', port, 8081)
+    .option('--data-dir <dir>', 'where the demo keeps its database and config', './.keygate')
+    .action(async (o: { port: number; simPort: number; dataDir: string }) => setCode(await demo(o, out)));
+
+  const config = program.command('config').description('configuration tools');
+  config
+    .command('check')
+    .description('validate a config file (and the environment it needs); prints the problems or "ok"')
+    .argument('[file]', 'config file')
+    .action((file: string | undefined) => setCode(configCheck(file, out)));
+
+  return program;
+}
+
+export async function main(argv: string[], out: Output = stdio): Promise<number> {
+  let code: number = EXIT.OK;
+  const program = buildProgram(out, (c) => {
+    code = c;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end here with exit code 0.
+      return e.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+    }
+    out.err(`keygate: ${(e as Error).message}`);
+    return EXIT.FAILED;
+  }
+  return code;
+}

@@ -1,0 +1,39 @@
+import { accessSync, constants } from 'node:fs';
+import type { ConfigIssue } from './load.js';
+import type { Config } from './schema.js';
+
+/**
+ * Checks that need the machine, not just the file: the environment variables and files the
+ * config points at exist and are readable. `keygate config check` and `serve` both run it.
+ */
+export function runtimeIssues(config: Config, env: NodeJS.ProcessEnv): ConfigIssue[] {
+  const issues: ConfigIssue[] = [];
+  const needEnv = (path: string, name: string) => {
+    if (env[name] === undefined || env[name]?.trim() === '') {
+      issues.push({ path, message: `environment variable ${name} is not set` });
+    }
+  };
+  const needFile = (path: string, file: string) => {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      issues.push({ path, message: `cannot read ${file}` });
+    }
+  };
+  if (config.tls) {
+    needFile('tls.certFile', config.tls.certFile);
+    needFile('tls.keyFile', config.tls.keyFile);
+  }
+  for (const [name, u] of Object.entries(config.upstreams)) {
+    const c = u.credential;
+    const base = `upstreams.${name}.credential`;
+    if (c.type === 'static') {
+      if (c.tokenEnv !== undefined) needEnv(`${base}.tokenEnv`, c.tokenEnv);
+      if (c.tokenFile !== undefined) needFile(`${base}.tokenFile`, c.tokenFile);
+    } else if (c.type === 'databricks-m2m') {
+      if (c.clientSecretEnv !== undefined) needEnv(`${base}.clientSecretEnv`, c.clientSecretEnv);
+      if (c.clientSecretFile !== undefined) needFile(`${base}.clientSecretFile`, c.clientSecretFile);
+    }
+  }
+  return issues;
+}

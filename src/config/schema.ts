@@ -1,0 +1,190 @@
+/**
+ * The one schema for keygate.yaml. Unknown keys fail, every error names its path, and the
+ * editor JSON Schema and docs/configuration.md are generated from this file
+ * (scripts/gen-config-docs.ts; a test fails when they are stale). Defaults live next to
+ * their definition, with a description that ends up in the docs.
+ */
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { parseDuration, parseSize } from './units.js';
+
+const duration = (def: string) =>
+  z
+    .union([z.number(), z.string()])
+    .default(def)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a duration such as 500ms, 30s, 5m or 1h' });
+        return z.NEVER;
+      }
+      return ms;
+    });
+
+const size = (def: string) =>
+  z
+    .union([z.number(), z.string()])
+    .default(def)
+    .transform((v, ctx) => {
+      const bytes = parseSize(v);
+      if (bytes === undefined) {
+        ctx.addIssue({ code: 'custom', message: 'must be a size such as 512KiB, 200MB or 1GiB' });
+        return z.NEVER;
+      }
+      return bytes;
+    });
+
+const httpUrl = z
+  .string({ error: 'must be a URL' })
+  .refine((s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '';
+    } catch {
+      return false;
+    }
+  }, 'must be a URL (http or https, without credentials)');
+
+const ipOrCidr = z.string().refine((s) => {
+  const [addr, bits, ...rest] = s.split('/');
+  if (rest.length > 0 || addr === undefined) return false;
+  const v = isIP(addr);
+  if (v === 0) return false;
+  if (bits === undefined) return true;
+  const n = Number(bits);
+  return Number.isInteger(n) && n >= 0 && n <= (v === 4 ? 32 : 128);
+}, 'must be an IP address or CIDR range such as 10.0.0.0/8');
+
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
+
+const staticCredential = z
+  .strictObject({
+    type: z.literal('static'),
+    tokenEnv: envName.optional().describe('Environment variable holding the upstream token.'),
+    tokenFile: z
+      .string()
+      .optional()
+      .describe('File holding the upstream token; re-read when it changes (rotation without restart).'),
+  })
+  .refine((c) => (c.tokenEnv === undefined) !== (c.tokenFile === undefined), {
+    message: 'set exactly one of tokenEnv or tokenFile',
+  })
+  .describe('A fixed upstream token (a workspace service principal PAT).');
+
+const m2mCredential = z
+  .strictObject({
+    type: z.literal('databricks-m2m'),
+    clientId: z.string().min(1).describe('OAuth client id of the workspace service principal.'),
+    clientSecretEnv: envName.optional().describe('Environment variable holding the client secret.'),
+    clientSecretFile: z.string().optional().describe('File holding the client secret.'),
+    tokenUrl: httpUrl.optional().describe('Token endpoint; default `<upstream url>/oidc/v1/token`.'),
+    scope: z.string().default('all-apis').describe('OAuth scope requested.'),
+  })
+  .refine((c) => (c.clientSecretEnv === undefined) !== (c.clientSecretFile === undefined), {
+    message: 'set exactly one of clientSecretEnv or clientSecretFile',
+  })
+  .describe('OAuth client credentials at the workspace token endpoint, cached until shortly before expiry.');
+
+const noCredential = z
+  .strictObject({ type: z.literal('none') })
+  .describe('Send no upstream credential (an upstream that trusts the identity assertion alone).');
+
+export const credentialSchema = z.discriminatedUnion('type', [staticCredential, m2mCredential, noCredential], {
+  error: 'must have type static, databricks-m2m or none',
+});
+
+export const upstreamSchema = z.strictObject({
+  url: httpUrl.describe('Base URL of the upstream (a Databricks workspace, or any HTTP ML API).'),
+  preset: z
+    .enum(['databricks', 'generic'])
+    .default('databricks')
+    .describe('How routes are classified into actions (DESIGN.md §5).'),
+  credential: credentialSchema.describe('Where the upstream credential comes from. Clients never see it.'),
+  timeouts: z
+    .strictObject({
+      connect: duration('5s').describe('Time to establish a connection to the upstream.'),
+      headers: duration('60s').describe('Time until the upstream sends response headers.'),
+      body: duration('5m').describe('Longest silence between two body chunks, either direction.'),
+    })
+    .prefault({}),
+  maxRequestBodyBytes: size('256MiB').describe('Largest request body forwarded; larger gets 413.'),
+  connections: z.int().min(1).max(4096).default(128).describe('Keep-alive connections in the upstream pool.'),
+});
+
+export const configSchema = z
+  .strictObject({
+    publicUrl: httpUrl
+      .optional()
+      .describe(
+        'The one browser origin: WebAuthn RP ID, cookie scope and OAuth issuer derive from it. Default `http://localhost:<port>`.',
+      ),
+    listen: z
+      .strictObject({
+        host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
+        port: z.int().min(0).max(65535).default(8443).describe('Port to listen on (0 = any free port).'),
+      })
+      .prefault({}),
+    tls: z
+      .strictObject({
+        certFile: z.string().min(1).describe('PEM certificate chain; re-read when it changes.'),
+        keyFile: z.string().min(1).describe('PEM private key; re-read when it changes.'),
+      })
+      .optional()
+      .describe('Terminate TLS in Keygate. Omit when a load balancer in front terminates it.'),
+    trustedProxies: z
+      .array(ipOrCidr)
+      .default([])
+      .describe('Load balancers whose X-Forwarded-For is believed. From anyone else it is ignored.'),
+    dataDir: z.string().min(1).default('./.keygate').describe('Folder for the embedded database and local state.'),
+    store: z
+      .strictObject({
+        driver: z.enum(['sqlite']).default('sqlite').describe('Storage engine.'),
+        path: z.string().optional().describe('SQLite file; default `<dataDir>/keygate.db`.'),
+      })
+      .prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        requests: z.boolean().default(true).describe('Log one line per proxied request.'),
+      })
+      .prefault({}),
+    upstreams: z
+      .record(z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'upstream names are lowercase letters, digits and -'), upstreamSchema)
+      .default({})
+      .describe('Named upstream services.'),
+    routes: z
+      .array(
+        z.strictObject({
+          prefix: z.string().startsWith('/', 'must start with /').describe('Path prefix that selects the upstream.'),
+          upstream: z.string().describe('Name of an entry in `upstreams`.'),
+        }),
+      )
+      .default([])
+      .describe('Path prefix → upstream, longest prefix first. Default with one upstream: everything goes to it.'),
+    shutdown: z
+      .strictObject({
+        drainTimeout: duration('30s').describe('How long SIGTERM waits for in-flight requests.'),
+      })
+      .prefault({}),
+    limits: z
+      .strictObject({
+        maxHeaderBytes: size('16KiB').describe('Largest request header block; larger gets 431.'),
+        requestTimeout: duration('5m').describe('Longest a client may take to send a whole request.'),
+      })
+      .prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    c.routes.forEach((r, i) => {
+      if (!(r.upstream in c.upstreams)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: `unknown upstream "${r.upstream}"` });
+      }
+    });
+    if (c.tls && c.publicUrl?.startsWith('http:')) {
+      ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'must be https when tls is set' });
+    }
+  });
+
+export type ConfigInput = z.input<typeof configSchema>;
+export type Config = z.output<typeof configSchema>;
+export type UpstreamConfig = z.output<typeof upstreamSchema>;
+export type CredentialConfig = z.output<typeof credentialSchema>;

@@ -1,0 +1,75 @@
+/**
+ * One error base with a closed set of codes. The wire shape is the workspace's own
+ * (`{"error_code","message","request_id"}`) so that Databricks SDKs surface it; the
+ * `detail` is for the operator's log only and never leaves the process.
+ * docs/errors.md lists every code; src/errors/index.test.ts fails when the two differ.
+ */
+
+export const ERROR_CODES = {
+  BAD_REQUEST: { status: 400, message: 'The request is malformed.' },
+  UNAUTHENTICATED: { status: 401, message: 'Authentication is required.' },
+  PERMISSION_DENIED: { status: 403, message: 'The request is not allowed.' },
+  NOT_FOUND: { status: 404, message: 'Not found.' },
+  METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
+  REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
+  HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },
+  REQUEST_LIMIT_EXCEEDED: { status: 429, message: 'Too many requests; retry later.' },
+  INTERNAL_ERROR: { status: 500, message: 'Internal error.' },
+  UPSTREAM_UNAVAILABLE: { status: 502, message: 'The upstream service could not be reached.' },
+  UPSTREAM_CREDENTIAL_UNAVAILABLE: {
+    status: 502,
+    message: 'The gateway could not obtain a credential for the upstream service.',
+  },
+  TEMPORARILY_UNAVAILABLE: { status: 503, message: 'The gateway is shutting down or not ready.' },
+  UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time.' },
+} as const satisfies Record<string, { status: number; message: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface WireError {
+  error_code: ErrorCode;
+  message: string;
+  request_id?: string;
+}
+
+export class KeygateError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** What the client may see. Defaults to the code's generic message. */
+  readonly publicMessage: string;
+  /** Operator-only detail for the log; never sent to a client. */
+  readonly detail: string | undefined;
+  /** Extra response headers (for example WWW-Authenticate or Retry-After). */
+  readonly headers: Readonly<Record<string, string>>;
+
+  constructor(
+    code: ErrorCode,
+    opts: { message?: string; detail?: string; cause?: unknown; headers?: Record<string, string> } = {},
+  ) {
+    const def = ERROR_CODES[code];
+    super(opts.message ?? def.message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'KeygateError';
+    this.code = code;
+    this.status = def.status;
+    // A 5xx leaves as the generic message: the specific text goes to the log only.
+    this.publicMessage = def.status >= 500 ? def.message : (opts.message ?? def.message);
+    this.detail = opts.detail;
+    this.headers = opts.headers ?? {};
+  }
+
+  toWire(requestId?: string): WireError {
+    const body: WireError = { error_code: this.code, message: this.publicMessage };
+    if (requestId !== undefined) body.request_id = requestId;
+    return body;
+  }
+}
+
+export function isKeygateError(e: unknown): e is KeygateError {
+  return e instanceof KeygateError;
+}
+
+/** Any thrown value as a KeygateError; unknown errors become INTERNAL_ERROR (generic to the client). */
+export function toKeygateError(e: unknown): KeygateError {
+  if (isKeygateError(e)) return e;
+  return new KeygateError('INTERNAL_ERROR', { detail: e instanceof Error ? e.message : String(e), cause: e });
+}

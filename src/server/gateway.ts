@@ -1,0 +1,484 @@
+/**
+ * The composition root: wires identify → (authorize, later issues) → upstream credential →
+ * forward → record, and the gateway's own routes under /.keygate/. Proxied requests take a
+ * lean path on node:http and undici; Keygate's own pages and APIs go through Fastify.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { Duplex } from 'node:stream';
+import Fastify, { type FastifyInstance, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import { Pool } from 'undici';
+import { identifyRequest } from '../authenticate/identify.js';
+import type { Identifier, Identity } from '../authenticate/identity.js';
+import type { Config } from '../config/schema.js';
+import { SigningKeys } from '../crypto/keys.js';
+import { KeygateError, toKeygateError } from '../errors/index.js';
+import { type Clock, systemClock } from '../lib/clock.js';
+import { AssertionSigner } from '../proxy/assertion.js';
+import { createCredentialProvider } from '../proxy/credentials/index.js';
+import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forward.js';
+import { upstreamRequestHeaders } from '../proxy/headers.js';
+import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
+import { SqliteStore } from '../store/sqlite/index.js';
+import type { Store } from '../store/types.js';
+import { clientIpResolver } from './client-ip.js';
+import { createLogger, flushLogger } from './logger.js';
+import { Metrics } from './metrics.js';
+import { registerOpsRoutes } from './ops.js';
+import { requestIdFrom } from './request-id.js';
+import { sendError } from './respond.js';
+import { RouteTable } from './routes.js';
+import { readTls, watchTls } from './tls.js';
+
+export interface GatewayOptions {
+  config: Config;
+  env?: NodeJS.ProcessEnv;
+  /** Default: SQLite at config.store.path (or <dataDir>/keygate.db). */
+  store?: Store;
+  /** Ways to recognise callers, tried in order. Empty: every proxied request is refused. */
+  identifiers?: Identifier[];
+  clock?: Clock;
+  logger?: Logger;
+  metrics?: Metrics;
+  /** Poll interval for watched secret and certificate files. */
+  filePollMs?: number;
+}
+
+/** Paths Keygate answers itself; everything else is proxied. */
+export function isOwnPath(url: string): boolean {
+  return url.startsWith('/.keygate/') || url === '/.keygate' || url.startsWith('/.well-known/');
+}
+
+export class Gateway {
+  readonly config: Config;
+  readonly store: Store;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly app: FastifyInstance;
+  readonly server: Server | HttpsServer;
+  /** Set once listening: the base URL this process listens on, and the public origin. */
+  url = '';
+  publicOrigin = '';
+  private readonly upstreams: UpstreamRuntime[] = [];
+  private readonly routes: RouteTable;
+  private readonly identifiers: readonly Identifier[];
+  private readonly clock: Clock;
+  private readonly clientIp: (req: IncomingMessage) => string;
+  private signer: AssertionSigner | undefined;
+  private keys: SigningKeys | undefined;
+  private draining = false;
+  private inflight = 0;
+  private readonly idleWaiters: (() => void)[] = [];
+  private readonly closers: (() => void)[] = [];
+  private publicProto = 'http';
+  private publicHost = '';
+
+  private constructor(opts: GatewayOptions, store: Store) {
+    const { config } = opts;
+    this.config = config;
+    this.store = store;
+    this.clock = opts.clock ?? systemClock;
+    this.log = opts.logger ?? createLogger(config.log.level);
+    this.metrics = opts.metrics ?? new Metrics();
+    this.identifiers = opts.identifiers ?? [];
+    this.clientIp = clientIpResolver(config.trustedProxies);
+    const env = opts.env ?? process.env;
+
+    for (const [name, u] of Object.entries(config.upstreams)) {
+      const url = new URL(u.url);
+      const credentialDeps: Parameters<typeof createCredentialProvider>[3] = {
+        env,
+        clock: this.clock,
+        events: {
+          onRefresh: (outcome, detail) => {
+            this.metrics.credentialRefreshes.inc({ upstream: name, outcome });
+            if (outcome === 'error') this.log.warn({ upstream: name, detail }, 'upstream credential refresh failed');
+          },
+        },
+        onSecretReload: (ok, detail) =>
+          ok
+            ? this.log.info({ upstream: name }, 'upstream secret reloaded')
+            : this.log.error({ upstream: name, detail }, 'upstream secret reload failed; keeping the previous one'),
+      };
+      if (opts.filePollMs !== undefined) credentialDeps.filePollMs = opts.filePollMs;
+      const credential = createCredentialProvider(u.credential, u.url, `upstreams.${name}.credential`, credentialDeps);
+      this.upstreams.push({
+        name,
+        origin: url.origin,
+        basePath: url.pathname.replace(/\/+$/, ''),
+        audience: u.url,
+        pool: new Pool(url.origin, {
+          connections: u.connections,
+          connect: { timeout: u.timeouts.connect },
+          headersTimeout: u.timeouts.headers,
+          bodyTimeout: u.timeouts.body,
+          keepAliveTimeout: 4_000,
+        }),
+        credential,
+        maxRequestBodyBytes: u.maxRequestBodyBytes,
+      });
+    }
+    const byName = new Map(this.upstreams.map((u) => [u.name, u]));
+    const routeEntries =
+      config.routes.length > 0
+        ? config.routes.map((r) => ({ prefix: r.prefix, upstream: byName.get(r.upstream) as UpstreamRuntime }))
+        : this.upstreams.length === 1
+          ? [{ prefix: '/', upstream: this.upstreams[0] as UpstreamRuntime }]
+          : [];
+    this.routes = new RouteTable(routeEntries);
+
+    const proxy = (req: IncomingMessage, res: ServerResponse) => this.onProxyRequest(req, res);
+    let server!: Server | HttpsServer;
+    const serverOptions = {
+      maxHeaderSize: config.limits.maxHeaderBytes,
+      requestTimeout: config.limits.requestTimeout,
+      keepAliveTimeout: 30_000,
+    };
+    this.app = Fastify({
+      loggerInstance: this.log,
+      logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'req_id' }),
+      genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
+      requestIdHeader: false,
+      bodyLimit: 1024 * 1024,
+      serverFactory: (handler) => {
+        const route = (req: IncomingMessage, res: ServerResponse) => {
+          if (isOwnPath(req.url ?? '')) handler(req, res);
+          else proxy(req, res);
+        };
+        server = config.tls
+          ? createHttpsServer({ ...serverOptions, ...readTls(config.tls) }, route)
+          : createHttpServer(serverOptions, route);
+        return server;
+      },
+      // The typed instance is parameterised by server and logger; we use the default view.
+    }) as unknown as FastifyInstance;
+    this.server = server;
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
+    if (config.tls && 'setSecureContext' in server) {
+      this.closers.push(
+        watchTls(
+          server as HttpsServer,
+          config.tls,
+          (ok, detail) =>
+            ok
+              ? this.log.info('TLS certificate reloaded')
+              : this.log.error({ detail }, 'TLS certificate reload failed; keeping the previous one'),
+          opts.filePollMs,
+        ),
+      );
+    }
+    this.installFastifyHandlers();
+  }
+
+  static async create(opts: GatewayOptions): Promise<Gateway> {
+    const store =
+      opts.store ?? new SqliteStore({ path: opts.config.store.path ?? `${opts.config.dataDir}/keygate.db` });
+    await store.migrate();
+    const gw = new Gateway(opts, store);
+    gw.keys = await SigningKeys.load(store, 'assertion', gw.clock);
+    registerOpsRoutes(gw.app, {
+      store,
+      metrics: gw.metrics,
+      upstreams: gw.upstreams,
+      isDraining: () => gw.draining,
+      jwks: () => (gw.keys as SigningKeys).jwks(),
+    });
+    return gw;
+  }
+
+  /** Start listening; resolves to the URL this process answers on. */
+  async listen(): Promise<string> {
+    const { host, port } = this.config.listen;
+    await this.app.listen({ host, port });
+    const addr = this.server.address();
+    const actualPort = typeof addr === 'object' && addr !== null ? addr.port : port;
+    const scheme = this.config.tls ? 'https' : 'http';
+    const hostForUrl = host.includes(':') ? `[${host}]` : host;
+    this.url = `${scheme}://${hostForUrl}:${actualPort}`;
+    const pub = new URL(this.config.publicUrl ?? `${scheme}://localhost:${actualPort}`);
+    this.publicOrigin = pub.origin;
+    this.publicProto = pub.protocol.slice(0, -1);
+    this.publicHost = pub.host;
+    const keys = this.keys as SigningKeys;
+    this.signer = new AssertionSigner(() => keys.current(), this.publicOrigin, this.clock);
+    return this.url;
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, let in-flight requests finish (up to the drain
+   * timeout), then close connections, pools, watchers and the store.
+   */
+  async close(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    const drained = new Promise<void>((resolve) => {
+      if (this.inflight === 0) resolve();
+      else this.idleWaiters.push(resolve);
+    });
+    const appClosed = this.app.close();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => {
+      timer = setTimeout(() => r('timeout'), this.config.shutdown.drainTimeout);
+    });
+    const outcome = await Promise.race([drained.then(() => 'drained' as const), timedOut]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') this.log.warn({ inflight: this.inflight }, 'drain timeout; closing connections');
+    this.server.closeAllConnections();
+    await appClosed;
+    await Promise.all(this.upstreams.map((u) => u.pool.destroy()));
+    for (const u of this.upstreams) u.credential.close();
+    for (const c of this.closers) c();
+    await this.store.close();
+    this.log.info('stopped');
+    flushLogger(this.log);
+  }
+
+  // ---- the proxied request path ------------------------------------------------------
+
+  private onProxyRequest(req: IncomingMessage, res: ServerResponse): void {
+    const requestId = requestIdFrom(req.headers['x-request-id']);
+    this.inflight++;
+    this.metrics.inflight.inc();
+    const start = performance.now();
+    res.once('close', () => this.requestClosed());
+    if (this.draining) res.setHeader('connection', 'close');
+
+    let target: NormalizedTarget;
+    try {
+      target = normalizeTarget(req.url ?? '');
+    } catch (e) {
+      this.fail(req, res, requestId, toKeygateError(e), start);
+      return;
+    }
+    const up = this.routes.match(target.path);
+    if (up === undefined) {
+      this.fail(req, res, requestId, new KeygateError('NOT_FOUND', { message: 'No upstream serves this path.' }), start);
+      return;
+    }
+    let identity: Identity | null | Promise<Identity | null>;
+    try {
+      identity = identifyRequest(this.identifiers, req);
+    } catch (e) {
+      this.fail(req, res, requestId, toKeygateError(e), start);
+      return;
+    }
+    if (identity instanceof Promise) {
+      identity.then(
+        (id) => this.afterIdentify(req, res, requestId, start, target, up, id),
+        (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start),
+      );
+    } else {
+      this.afterIdentify(req, res, requestId, start, target, up, identity);
+    }
+  }
+
+  private afterIdentify(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    start: number,
+    target: NormalizedTarget,
+    up: UpstreamRuntime,
+    identity: Identity | null,
+  ): void {
+    if (identity === null) {
+      this.unauthenticated(req, res, requestId, target, start);
+      return;
+    }
+    let authz: string | null | Promise<string | null>;
+    let assertion: string | Promise<string>;
+    try {
+      authz = up.credential.authorization();
+      assertion = (this.signer as AssertionSigner).get(identity, up.audience);
+    } catch (e) {
+      this.fail(req, res, requestId, toKeygateError(e), start, identity);
+      return;
+    }
+    if (authz instanceof Promise || assertion instanceof Promise) {
+      Promise.all([authz, assertion]).then(
+        ([a, s]) => this.send(req, res, requestId, start, target, up, identity, a, s),
+        (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start, identity),
+      );
+    } else {
+      this.send(req, res, requestId, start, target, up, identity, authz, assertion);
+    }
+  }
+
+  private send(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    start: number,
+    target: NormalizedTarget,
+    up: UpstreamRuntime,
+    identity: Identity,
+    authorization: string | null,
+    assertion: string,
+  ): void {
+    if (res.destroyed) return;
+    const headers = upstreamRequestHeaders(req.rawHeaders);
+    if (authorization !== null) headers.push('authorization', authorization);
+    headers.push(
+      'x-keygate-assertion',
+      assertion,
+      'x-request-id',
+      requestId,
+      'x-forwarded-for',
+      this.clientIp(req),
+      'x-forwarded-proto',
+      this.publicProto,
+      'x-forwarded-host',
+      this.publicHost,
+    );
+    forward(req, res, up, target.path + target.query, headers, this.publicOrigin, requestId, (r) =>
+      this.forwarded(req, res, requestId, start, up, identity, r),
+    );
+  }
+
+  private forwarded(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    start: number,
+    up: UpstreamRuntime,
+    identity: Identity,
+    r: ForwardResult,
+  ): void {
+    if (r.status > 0) this.metrics.upstreamLatency.observe({ upstream: up.name }, r.upstreamMs / 1000);
+    if (r.error !== undefined && r.status === 0) {
+      this.fail(req, res, requestId, r.error, start, identity, up.name);
+      return;
+    }
+    this.metrics.requests.inc({ class: 'proxy', status: r.status });
+    if (r.error !== undefined) {
+      this.log.warn({ req_id: requestId, upstream: up.name, detail: r.error.detail }, 'upstream response cut short');
+    }
+    if (this.config.log.requests) {
+      this.log.info(
+        {
+          req_id: requestId,
+          method: req.method,
+          path: (req.url ?? '').split('?', 1)[0],
+          status: r.status,
+          ms: Math.round((performance.now() - start) * 100) / 100,
+          upstream: up.name,
+          principal: identity.principal.id,
+        },
+        'proxied',
+      );
+    }
+  }
+
+  private unauthenticated(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    target: NormalizedTarget,
+    start: number,
+  ): void {
+    const accept = req.headers.accept ?? '';
+    if ((req.method === 'GET' || req.method === 'HEAD') && accept.includes('text/html')) {
+      // DESIGN §3: browsers go to the login page; return_to is always a same-origin relative path.
+      const returnTo = encodeURIComponent(target.path + target.query);
+      res.writeHead(302, { location: `/.keygate/login?return_to=${returnTo}`, 'x-request-id': requestId });
+      res.end();
+      this.metrics.requests.inc({ class: 'proxy', status: 302 });
+      return;
+    }
+    this.fail(
+      req,
+      res,
+      requestId,
+      new KeygateError('UNAUTHENTICATED', {
+        message: 'Authentication is required: present a Keygate access token or log in.',
+        headers: { 'www-authenticate': 'Bearer realm="keygate"' },
+      }),
+      start,
+    );
+  }
+
+  private fail(
+    req: IncomingMessage,
+    res: ServerResponse,
+    requestId: string,
+    err: KeygateError,
+    start: number,
+    identity?: Identity,
+    upstream?: string,
+  ): void {
+    // A request body we will not read must not be left on a keep-alive connection.
+    if (!req.complete) res.setHeader('connection', 'close');
+    sendError(res, err, requestId);
+    this.metrics.requests.inc({ class: 'proxy', status: err.status });
+    const fields = {
+      req_id: requestId,
+      method: req.method,
+      path: (req.url ?? '').split('?', 1)[0],
+      status: err.status,
+      code: err.code,
+      detail: err.detail,
+      upstream,
+      principal: identity?.principal.id,
+      ms: Math.round((performance.now() - start) * 100) / 100,
+    };
+    if (err.status >= 500) this.log.error(fields, 'request failed');
+    else if (this.config.log.requests) this.log.info(fields, 'refused');
+  }
+
+  private requestClosed(): void {
+    this.inflight--;
+    this.metrics.inflight.dec();
+    if (this.inflight === 0 && this.idleWaiters.length > 0) {
+      for (const w of this.idleWaiters.splice(0)) w();
+    }
+  }
+
+  /** Malformed HTTP never reaches a handler: answer in the contract's shape and close. */
+  private onClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    if (!socket.writable || (socket as Duplex & { _httpMessage?: unknown })._httpMessage) {
+      socket.destroy();
+      return;
+    }
+    const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    const e = tooLarge
+      ? new KeygateError('HEADERS_TOO_LARGE')
+      : new KeygateError('BAD_REQUEST', { message: 'The request is not valid HTTP.' });
+    const body = JSON.stringify(e.toWire());
+    socket.end(
+      `HTTP/1.1 ${e.status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+        `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.metrics.requests.inc({ class: 'invalid', status: e.status });
+    this.log.info({ code: err.code }, 'malformed request refused');
+  }
+
+  // ---- Keygate's own routes ---------------------------------------------------------------
+
+  private installFastifyHandlers(): void {
+    this.app.addHook('onRequest', async (_req, reply) => {
+      if (this.draining) reply.header('connection', 'close');
+    });
+    this.app.addHook('onResponse', async (_req, reply) => {
+      this.metrics.requests.inc({ class: 'keygate', status: reply.statusCode });
+    });
+    this.app.setNotFoundHandler((req, reply) => {
+      const e = new KeygateError('NOT_FOUND');
+      reply.code(404).header('cache-control', 'no-store').send(e.toWire(req.id));
+    });
+    this.app.setErrorHandler((error, req, reply) => {
+      const fastifyStatus = (error as { statusCode?: number }).statusCode;
+      let e: KeygateError;
+      if (error instanceof KeygateError) e = error;
+      else if (fastifyStatus === 413) e = new KeygateError('REQUEST_TOO_LARGE');
+      else if (fastifyStatus !== undefined && fastifyStatus >= 400 && fastifyStatus < 500) {
+        e = new KeygateError('BAD_REQUEST', { message: 'The request is malformed.', detail: (error as Error).message });
+      } else e = toKeygateError(error);
+      if (e.status >= 500) this.log.error({ req_id: req.id, detail: e.detail ?? (error as Error).message }, 'error');
+      reply
+        .code(e.status)
+        .headers({ ...e.headers, 'cache-control': 'no-store' })
+        .send(e.toWire(req.id));
+    });
+  }
+}

@@ -1,0 +1,34 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** Prometheus metrics, one registry per gateway (tests run several in one process). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly requests = new Counter({
+    name: 'keygate_http_requests_total',
+    help: 'HTTP requests by route class (proxy, keygate) and status code.',
+    labelNames: ['class', 'status'] as const,
+    registers: [this.registry],
+  });
+  readonly upstreamLatency = new Histogram({
+    name: 'keygate_upstream_response_seconds',
+    help: 'Time from dispatch to the end of the upstream response, per upstream.',
+    labelNames: ['upstream'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
+  });
+  readonly credentialRefreshes = new Counter({
+    name: 'keygate_upstream_credential_refreshes_total',
+    help: 'Attempts to obtain an upstream credential, by upstream and outcome.',
+    labelNames: ['upstream', 'outcome'] as const,
+    registers: [this.registry],
+  });
+  readonly inflight = new Gauge({
+    name: 'keygate_inflight_requests',
+    help: 'Requests being served right now.',
+    registers: [this.registry],
+  });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'keygate_' });
+  }
+}

@@ -1,0 +1,92 @@
+/**
+ * Shared test fixtures: real servers on ephemeral loopback ports, a gateway built from a
+ * config object, and an identifier that tests (and benchmarks) inject programmatically.
+ * Nothing here is reachable from configuration: there is no "auth off" switch.
+ */
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import pino from 'pino';
+import type { Identifier, Identity } from '../../src/authenticate/identity.js';
+import { parseConfig } from '../../src/config/load.js';
+import type { ConfigInput } from '../../src/config/schema.js';
+import { Gateway, type GatewayOptions } from '../../src/server/gateway.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
+
+export const TEST_SECRET = 'test-identity-secret';
+
+/** Recognises `x-test-identity: <secret>:<user id>`; a wrong secret is an invalid credential. */
+export function testIdentifier(secret = TEST_SECRET): Identifier {
+  return {
+    name: 'test',
+    identify(req: IncomingMessage): Identity | null {
+      const h = req.headers['x-test-identity'];
+      if (typeof h !== 'string') return null;
+      const [s, user] = h.split(':');
+      if (s !== secret || !user) return null;
+      return {
+        principal: { type: 'user', id: user, email: `${user}@example.com`, groups: ['ml-engineers'], roles: ['user'] },
+        auth: { method: 'test', authEventId: `evt-${user}`, authTime: Date.now(), uv: true, deviceBound: false },
+        cacheKey: `test:${user}`,
+      };
+    },
+  };
+}
+
+export interface RunningUpstream {
+  url: string;
+  server: Server;
+  close(): Promise<void>;
+}
+
+export async function startUpstream(handler: RequestListener): Promise<RunningUpstream> {
+  const server = createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    server,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+export interface TestGateway {
+  gw: Gateway;
+  url: string;
+  close(): Promise<void>;
+}
+
+export async function startGateway(
+  config: ConfigInput,
+  opts: Omit<GatewayOptions, 'config'> & { logLines?: string[] } = {},
+): Promise<TestGateway> {
+  const cfg = parseConfig({
+    listen: { host: '127.0.0.1', port: 0 },
+    shutdown: { drainTimeout: '5s' },
+    ...config,
+  });
+  const lines = opts.logLines;
+  const logger =
+    opts.logger ??
+    pino(
+      { level: 'info' },
+      { write: (s: string) => (lines ? lines.push(s) : undefined) } as unknown as pino.DestinationStream,
+    );
+  const gw = await Gateway.create({
+    store: new SqliteStore({ path: ':memory:' }),
+    identifiers: [testIdentifier()],
+    ...opts,
+    config: cfg,
+    logger,
+  });
+  const url = await gw.listen();
+  return { gw, url, close: () => gw.close() };
+}
+
+export function asUser(user = 'alice', extra: Record<string, string> = {}): Record<string, string> {
+  return { 'x-test-identity': `${TEST_SECRET}:${user}`, ...extra };
+}
