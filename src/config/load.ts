@@ -66,6 +66,11 @@ function humanize(i: z.core.$ZodIssue): string {
     const article = /^[aeiou]/.test(i.expected) ? 'an' : 'a';
     return `must be ${i.expected === 'int' ? 'an integer' : `${article} ${i.expected}`}`;
   }
+  if (i.code === 'invalid_key') return i.issues[0]?.message ?? 'invalid name';
+  if (i.code === 'too_big') return `must be at most ${String(i.maximum)}`;
+  if (i.code === 'too_small') {
+    return i.origin === 'string' && i.minimum === 1 ? 'must not be empty' : `must be at least ${String(i.minimum)}`;
+  }
   if (i.code === 'invalid_value') return `must be one of ${i.values.map((v) => JSON.stringify(v)).join(', ')}`;
   return i.message;
 }

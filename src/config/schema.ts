@@ -104,9 +104,10 @@ export const upstreamSchema = z.strictObject({
     .strictObject({
       connect: duration('5s').describe('Time to establish a connection to the upstream.'),
       headers: duration('60s').describe('Time until the upstream sends response headers.'),
-      body: duration('5m').describe('Longest silence between two body chunks, either direction.'),
+      body: duration('5m').describe('Longest silence between two chunks of the response body.'),
     })
-    .prefault({}),
+    .prefault({})
+    .describe('Upstream timeouts; exceeding one gives 504 UPSTREAM_TIMEOUT.'),
   maxRequestBodyBytes: size('256MiB').describe('Largest request body forwarded; larger gets 413.'),
   connections: z.int().min(1).max(4096).default(128).describe('Keep-alive connections in the upstream pool.'),
 });
@@ -123,7 +124,8 @@ export const configSchema = z
         host: z.string().min(1).default('127.0.0.1').describe('Address to listen on.'),
         port: z.int().min(0).max(65535).default(8443).describe('Port to listen on (0 = any free port).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Where Keygate listens.'),
     tls: z
       .strictObject({
         certFile: z.string().min(1).describe('PEM certificate chain; re-read when it changes.'),
@@ -141,13 +143,18 @@ export const configSchema = z
         driver: z.enum(['sqlite']).default('sqlite').describe('Storage engine.'),
         path: z.string().optional().describe('SQLite file; default `<dataDir>/keygate.db`.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Where state lives: users, credentials, sessions, keys, audit.'),
     log: z
       .strictObject({
-        level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info')
+          .describe('Least severe level written (JSON lines on stdout).'),
         requests: z.boolean().default(true).describe('Log one line per proxied request.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Structured logs. Secrets are redacted; the audit log is the durable record.'),
     upstreams: z
       .record(z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'upstream names are lowercase letters, digits and -'), upstreamSchema)
       .default({})
@@ -165,13 +172,15 @@ export const configSchema = z
       .strictObject({
         drainTimeout: duration('30s').describe('How long SIGTERM waits for in-flight requests.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Graceful shutdown on SIGTERM.'),
     limits: z
       .strictObject({
         maxHeaderBytes: size('16KiB').describe('Largest request header block; larger gets 431.'),
         requestTimeout: duration('5m').describe('Longest a client may take to send a whole request.'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Limits on what clients send.'),
   })
   .superRefine((c, ctx) => {
     c.routes.forEach((r, i) => {
