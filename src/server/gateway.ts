@@ -141,6 +141,7 @@ export class Gateway {
       genReqId: (req) => requestIdFrom(req.headers['x-request-id']),
       requestIdHeader: false,
       bodyLimit: 1024 * 1024,
+      clientErrorHandler: (err: Error, socket: Duplex) => this.onClientError(err as NodeJS.ErrnoException, socket),
       serverFactory: (handler) => {
         const route = (req: IncomingMessage, res: ServerResponse) => {
           if (isOwnPath(req.url ?? '')) handler(req, res);
@@ -154,7 +155,6 @@ export class Gateway {
       // The typed instance is parameterised by server and logger; we use the default view.
     }) as unknown as FastifyInstance;
     this.server = server;
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.onClientError(err, socket));
     if (config.tls && 'setSecureContext' in server) {
       this.closers.push(
         watchTls(
