@@ -18,7 +18,18 @@ import { workspaceRoutes } from './workspace.js';
 export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> {
   const now = opts.now ?? Date.now;
   const sink = opts.log;
-  const log = (line: Record<string, unknown>): void => sink?.({ time: now(), ...line });
+  const log = (line: Record<string, unknown>): void => {
+    try {
+      sink?.({ time: now(), ...line });
+    } catch {
+      // A faulty log sink must not take the simulator down.
+    }
+  };
+  // Validate options before listening, so a bad option leaves no server behind.
+  const tokenTtlSeconds = count('tokenTtlSeconds', opts.tokenTtlSeconds, 3600, 1);
+  const deployPolls = count('deployPolls', opts.deployPolls, 2, 0);
+  const runPolls = count('runPolls', opts.runPolls, 2, 0);
+  const streamChunkDelayMs = count('streamChunkDelayMs', opts.streamChunkDelayMs, 5, 0);
   const requests: RecordedRequest[] = [];
   const tokenRequests: TokenRequestRecord[] = [];
   const tokens = await TokenStore.create(opts.pats ?? {}, now);
@@ -41,10 +52,10 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
   const ctx: SimContext = {
     url,
     workspaceId: opts.workspaceId ?? '1234567890123456',
-    tokenTtlSeconds: count('tokenTtlSeconds', opts.tokenTtlSeconds, 3600, 1),
-    deployPolls: count('deployPolls', opts.deployPolls, 2, 0),
-    runPolls: count('runPolls', opts.runPolls, 2, 0),
-    streamChunkDelayMs: count('streamChunkDelayMs', opts.streamChunkDelayMs, 5, 0),
+    tokenTtlSeconds,
+    deployPolls,
+    runPolls,
+    streamChunkDelayMs,
     tokens,
     tokenRequests,
     now,
@@ -157,7 +168,7 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
   };
 }
 
-function errorReply(err: unknown): JsonReply {
+export function errorReply(err: unknown): JsonReply {
   if (err instanceof ApiError) return { status: err.status, body: { error_code: err.errorCode, message: err.message }, headers: err.headers };
   // Never leak a stack trace; the detail went to the log.
   return { status: 500, body: { error_code: 'INTERNAL_ERROR', message: 'The simulator failed to handle this request.' } };

@@ -45,6 +45,8 @@ interface Endpoint {
   ai_gateway?: Json;
   route_optimized: boolean;
   acl: AclEntry[];
+  /** Calls per rate-limit bucket in the current one-minute window (AI gateway `rate_limits`). */
+  usage: Map<string, { windowStart: number; calls: number }>;
 }
 
 const NAME_PATTERN = /^[A-Za-z0-9_-]{1,63}$/;
@@ -83,6 +85,7 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
     requireLevel(ep, req.caller, 'CAN_QUERY', 'query');
     // Ensure a config is live: during an update the old config keeps serving.
     if (!ep.config) throw new ApiError(400, 'INVALID_STATE', `Endpoint '${ep.name}' is not ready: its first configuration is still deploying.`);
+    throttle(ep, req.caller, ctx.now());
     const target = servedModel ?? primaryEntity(ep.config);
     if (!ep.config.served_entities.some((e) => e.name === target)) throw notFound(`Served model '${target}' does not exist in endpoint '${ep.name}'.`);
     const body = req.json();
@@ -130,6 +133,7 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
           ...(optObj(body, 'ai_gateway') ? { ai_gateway: optObj(body, 'ai_gateway') as Json } : {}),
           route_optimized: optBool(body, 'route_optimized') ?? false,
           acl: [{ key: who.kind === 'user' ? 'user_name' : 'service_principal_name', name: who.userName, level: 'CAN_MANAGE' }],
+          usage: new Map(),
         };
         endpoints.set(name, ep);
         settle(ep, false);
@@ -168,6 +172,7 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
         const ep = byName(req.params.name ?? '');
         requireLevel(ep, req.caller, 'CAN_MANAGE', 'update');
         ep.ai_gateway = req.json();
+        ep.usage.clear();
         ep.last_updated_timestamp = ctx.now();
         return ok(ep.ai_gateway);
       },
@@ -244,6 +249,7 @@ function seedEndpoints(now: number): Endpoint[] {
     route_optimized: false,
     // Everyone may use and manage the seeded endpoints until a test narrows the ACL.
     acl: [{ key: 'group_name', name: 'users', level: 'CAN_MANAGE' }],
+    usage: new Map(),
   });
   return [
     seeded('iris', {
@@ -308,6 +314,35 @@ function taskOf(config: Config): { task?: string } {
 function primaryEntity(config: Config): string {
   const routes = [...config.traffic_config.routes].sort((a, b) => b.traffic_percentage - a.traffic_percentage);
   return routes[0]?.served_entity_name ?? String(config.served_entities[0]?.name ?? '');
+}
+
+/**
+ * Enforces AI gateway `rate_limits` ([{calls, key: 'user'|'endpoint', renewal_period: 'minute'}]) with a
+ * fixed one-minute window; over the limit is 429 REQUEST_LIMIT_EXCEEDED with Retry-After: 1 (§8).
+ */
+function throttle(ep: Endpoint, caller: Caller, now: number): void {
+  const limits = Array.isArray(ep.ai_gateway?.rate_limits) ? ep.ai_gateway.rate_limits : [];
+  const counted: string[] = [];
+  for (const limit of limits) {
+    if (!isObject(limit) || typeof limit.calls !== 'number') continue;
+    const key = limit.key === 'user' ? `user:${caller.identity.userName}` : 'endpoint';
+    let bucket = ep.usage.get(key);
+    if (!bucket || now - bucket.windowStart >= 60_000) {
+      bucket = { windowStart: now, calls: 0 };
+      ep.usage.set(key, bucket);
+    }
+    if (bucket.calls >= limit.calls) {
+      throw new ApiError(429, 'REQUEST_LIMIT_EXCEEDED', `Exceeded the rate limit of ${limit.calls} calls per minute for endpoint '${ep.name}'.`, {
+        'retry-after': '1',
+      });
+    }
+    counted.push(key);
+  }
+  // Count the call only once every limit has admitted it.
+  for (const key of counted) {
+    const bucket = ep.usage.get(key);
+    if (bucket) bucket.calls += 1;
+  }
 }
 
 function levelOf(ep: Endpoint, caller: Caller): Level | null {

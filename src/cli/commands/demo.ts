@@ -28,7 +28,8 @@ export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv =
   writeFileSync(secretFile, `${sp.clientSecret}\n`, { mode: 0o600 });
   const configFile = join(o.dataDir, 'demo.yaml');
   const config = {
-    publicUrl: `http://localhost:${o.port}`,
+    // Port 0 (any free port) leaves the public URL to be derived once listening.
+    ...(o.port === 0 ? {} : { publicUrl: `http://localhost:${o.port}` }),
     listen: { host: '127.0.0.1', port: o.port },
     dataDir: o.dataDir,
     upstreams: {

@@ -1,0 +1,35 @@
+/**
+ * Keygate for the benchmark, in its own process: one upstream, and the test identifier so
+ * that requests carrying `x-test-identity` are authenticated (until real tokens exist).
+ * BENCH_LOG_REQUESTS=0 turns the per-request access line off; otherwise the default config
+ * applies (level info, one JSON line per request to stdout, which the runner points at /dev/null).
+ */
+import { parseConfig } from '../../src/config/load.js';
+import { Gateway } from '../../src/server/gateway.js';
+import { SqliteStore } from '../../src/store/sqlite/index.js';
+import { testIdentifier } from '../../test/helpers/index.js';
+import { announce } from './child.js';
+
+const logRequests = process.env.BENCH_LOG_REQUESTS !== '0';
+process.env.BENCH_UPSTREAM_TOKEN = 'bench-token';
+const config = parseConfig({
+  listen: { host: '127.0.0.1', port: 0 },
+  log: logRequests ? {} : { level: 'warn', requests: false },
+  shutdown: { drainTimeout: '1s' },
+  upstreams: {
+    ws: {
+      url: process.env.BENCH_UPSTREAM_URL as string,
+      credential: { type: 'static', tokenEnv: 'BENCH_UPSTREAM_TOKEN' },
+    },
+  },
+});
+const gw = await Gateway.create({
+  config,
+  store: new SqliteStore({ path: ':memory:' }),
+  identifiers: [testIdentifier()],
+});
+// A clean exit on SIGTERM lets `node --cpu-prof` write its profile.
+process.once('SIGTERM', () => {
+  gw.close().then(() => process.exit(0));
+});
+announce(await gw.listen());

@@ -1,0 +1,327 @@
+/**
+ * bench/proxy: one upstream, four ways to reach it, on loopback.
+ *
+ *   direct      the minimal upstream itself
+ *   nginx       Debian's nginx as a plain reverse proxy (one worker, keep-alive upstream)
+ *   bare-node   node:http + an undici Pool in a few lines: the floor of what Node can do
+ *   keygate     Keygate with its default config (an access line per request, to /dev/null)
+ *   keygate-nolog  the same with log.requests off
+ *
+ * Servers run on core 0, the load generators (wrk, then our fixed-rate generator in this
+ * process) on core 1, when there are two cores and taskset. Saturation throughput is wrk's
+ * requests/s, median of interleaved rounds; latency is p50/p99 at a fixed 1,000 requests/s.
+ *
+ *   npx tsx bench/proxy/run.ts [--quick] [--duration 10] [--connections 64] [--rounds 3]
+ *       [--rate 1000] [--latency-duration 10] [--only nginx,keygate] [--profile]
+ */
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
+import { availableParallelism, cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { request } from 'undici';
+import { fixedRate, type LatencySummary } from './fixed-rate.js';
+import { nginxConfig } from './nginx.js';
+
+const HERE = fileURLToPath(new URL('.', import.meta.url));
+const ROOT = join(HERE, '../..');
+const PATH = '/api/2.0/clusters/list';
+const IDENTITY = { 'x-test-identity': 'test-identity-secret:bench' };
+
+const { values: args } = parseArgs({
+  options: {
+    quick: { type: 'boolean', default: false },
+    duration: { type: 'string' },
+    connections: { type: 'string', default: process.env.BENCH_CONNECTIONS ?? '64' },
+    rounds: { type: 'string' },
+    rate: { type: 'string', default: process.env.BENCH_RATE ?? '1000' },
+    'latency-duration': { type: 'string' },
+    only: { type: 'string' },
+    profile: { type: 'boolean', default: false },
+  },
+});
+const quick = args.quick;
+const opts = {
+  durationS: Number(args.duration ?? process.env.BENCH_DURATION ?? (quick ? 2 : 10)),
+  warmupS: quick ? 1 : 3,
+  connections: Number(args.connections),
+  rounds: Number(args.rounds ?? process.env.BENCH_ROUNDS ?? (quick ? 1 : 3)),
+  rate: Number(args.rate),
+  latencyS: Number(args['latency-duration'] ?? (quick ? 2 : 10)),
+};
+
+// ---- processes: every one we start is tracked and stopped by its PID ----------------------
+
+const running = new Set<ChildProcess>();
+const tmp = mkdtempSync(join(tmpdir(), 'bench-proxy-'));
+
+function track(child: ChildProcess): ChildProcess {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  return child;
+}
+
+let cleaning: Promise<void> | undefined;
+function cleanup(): Promise<void> {
+  cleaning ??= (async () => {
+    const exits = [...running].map((c) => {
+      const exited = once(c, 'exit');
+      c.kill('SIGTERM');
+      const force = setTimeout(() => c.kill('SIGKILL'), 3000);
+      return exited.finally(() => clearTimeout(force));
+    });
+    await Promise.all(exits);
+    rmSync(tmp, { recursive: true, force: true });
+  })();
+  return cleaning;
+}
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    console.error(`\n${sig}: stopping servers`);
+    cleanup().then(() => process.exit(130));
+  });
+}
+process.once('exit', () => {
+  for (const c of running) c.kill('SIGKILL');
+});
+
+// ---- pinning ------------------------------------------------------------------------------
+
+function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+const nproc = availableParallelism();
+const pinned = nproc >= 2 && hasTaskset();
+/** Prefix a command with `taskset -c <core>` when pinning is possible. */
+const onCore = (core: number, cmd: string, argv: string[]): [string, string[]] =>
+  pinned ? ['taskset', ['-c', String(core), cmd, ...argv]] : [cmd, argv];
+// This process runs the fixed-rate generator: it belongs with wrk on core 1.
+if (pinned) execFileSync('taskset', ['-apc', '1', String(process.pid)], { stdio: 'ignore' });
+
+// ---- servers ------------------------------------------------------------------------------
+
+async function startNode(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<string> {
+  const [cmd, argv] = onCore(0, process.execPath, [...nodeArgs, '--import', 'tsx', join(HERE, script)]);
+  const child = track(
+    spawn(cmd, argv, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] }),
+  );
+  const [msg] = (await Promise.race([
+    once(child, 'message'),
+    once(child, 'exit').then(() => {
+      throw new Error(`${script} exited before listening`);
+    }),
+  ])) as [{ url: string }];
+  return msg.url;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer().listen(0, '127.0.0.1');
+  await once(s, 'listening');
+  const { port } = s.address() as AddressInfo;
+  s.close();
+  return port;
+}
+
+async function startNginx(upstreamUrl: string): Promise<string> {
+  const port = await freePort();
+  const conf = join(tmp, 'nginx.conf');
+  writeFileSync(conf, nginxConfig(tmp, port, upstreamUrl));
+  const [cmd, argv] = onCore(0, 'nginx', ['-e', join(tmp, 'error.log'), '-p', tmp, '-c', conf]);
+  track(spawn(cmd, argv, { stdio: ['ignore', 'ignore', 'inherit'] }));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 100; i++) {
+    try {
+      await (await request(url + PATH)).body.dump();
+      return url;
+    } catch {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  throw new Error('nginx did not start; see its error log above');
+}
+
+// ---- measurements -------------------------------------------------------------------------
+
+interface WrkResult {
+  rps: number;
+  non2xx: number;
+  socketErrors: string | undefined;
+}
+
+async function wrk(url: string, seconds: number): Promise<WrkResult> {
+  const headers = Object.entries(IDENTITY).flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
+  const [cmd, argv] = onCore(1, 'wrk', ['-t1', `-c${opts.connections}`, `-d${seconds}s`, ...headers, url + PATH]);
+  const child = track(spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'inherit'] }));
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  const [code] = (await once(child, 'exit')) as [number | null];
+  const rps = /Requests\/sec:\s+([\d.]+)/.exec(out)?.[1];
+  if (code !== 0 || rps === undefined) throw new Error(`wrk failed (exit ${code}):\n${out}`);
+  return {
+    rps: Number(rps),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    socketErrors: /Socket errors: (.*)/.exec(out)?.[1],
+  };
+}
+
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+
+/** First line a tool prints about its version (nginx -v writes to stderr; wrk -v exits 1). */
+function version(cmd: string, argv: string[]): string {
+  const r = spawnSync(cmd, argv, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n')[0]?.trim() ?? '';
+}
+
+// ---- the run ------------------------------------------------------------------------------
+
+interface Target {
+  name: string;
+  url: string;
+  rps: number[];
+  latency: LatencySummary[];
+}
+
+async function main(): Promise<void> {
+  const machine = {
+    cpus: nproc,
+    cpu: cpus()[0]?.model ?? 'unknown',
+    kernel: release(),
+    node: process.version,
+    nginx: version('nginx', ['-v']),
+    wrk: version('wrk', ['-v']),
+    pinning: pinned ? 'servers on core 0, load generators on core 1' : 'not pinned (fewer than 2 cores or no taskset)',
+  };
+  console.log(`bench/proxy on ${machine.cpus}× ${machine.cpu}, Node ${machine.node}, ${machine.nginx}, ${machine.wrk}`);
+  console.log(`pinning: ${machine.pinning}`);
+  console.log(`settings: ${JSON.stringify(opts)}${quick ? ' (quick)' : ''}`);
+
+  const upstream = await startNode('upstream.ts', {});
+  const env = { BENCH_UPSTREAM_URL: upstream };
+  const profileArgs = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results/profiles')] : [];
+  const all: [string, () => Promise<string>][] = [
+    ['direct', async () => upstream],
+    ['nginx', () => startNginx(upstream)],
+    ['bare-node', () => startNode('bare-proxy.ts', env)],
+    ['keygate', () => startNode('keygate-server.ts', env, profileArgs)],
+    ['keygate-nolog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '0' }, profileArgs)],
+  ];
+  const only = args.only?.split(',');
+  const targets: Target[] = [];
+  for (const [name, start] of all) {
+    if (only && !only.includes(name)) continue;
+    targets.push({ name, url: await start(), rps: [], latency: [] });
+  }
+
+  // Every target must answer 200 with the identity header; Keygate must refuse without it.
+  for (const t of targets) {
+    const r = await request(t.url + PATH, { headers: IDENTITY });
+    await r.body.dump();
+    if (r.statusCode !== 200) throw new Error(`${t.name} answered ${r.statusCode}`);
+    if (t.name.startsWith('keygate')) {
+      const anon = await request(t.url + PATH);
+      await anon.body.dump();
+      if (anon.statusCode !== 401) throw new Error(`${t.name} answered ${anon.statusCode} without an identity`);
+    }
+  }
+
+  for (const t of targets) await wrk(t.url, opts.warmupS);
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const t of targets) {
+      const r = await wrk(t.url, opts.durationS);
+      if (r.non2xx > 0 || r.socketErrors) throw new Error(`${t.name}: ${r.non2xx} non-2xx, errors ${r.socketErrors}`);
+      t.rps.push(r.rps);
+      console.log(`saturation round ${round}/${opts.rounds} ${t.name.padEnd(14)} ${r.rps.toFixed(0)} req/s`);
+    }
+  }
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const t of targets) {
+      const load = { rate: opts.rate, headers: IDENTITY, path: PATH };
+      await fixedRate(t.url, { ...load, durationMs: 1000 });
+      const l = await fixedRate(t.url, { ...load, durationMs: opts.latencyS * 1000 });
+      if (l.errors > 0) throw new Error(`${t.name}: ${l.errors} failed requests at fixed rate`);
+      t.latency.push(l);
+      console.log(
+        `latency round ${round}/${opts.rounds} ${t.name.padEnd(14)} p50 ${l.p50.toFixed(3)} ms  p99 ${l.p99.toFixed(3)} ms  (${l.achievedRate} req/s)`,
+      );
+    }
+  }
+
+  const summary = report(targets);
+  mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
+  const file = join(ROOT, `bench/results/proxy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
+  writeFileSync(
+    file,
+    `${JSON.stringify({ machine, opts, command: process.argv.slice(1), summary, targets }, null, 2)}\n`,
+  );
+  console.log(`\nresults: ${file}`);
+}
+
+/** Print the table and the two target checks; return the same figures for the JSON file. */
+function report(targets: Target[]) {
+  const byName = new Map(targets.map((t) => [t.name, t]));
+  const rps = (n: string) => (byName.has(n) ? median((byName.get(n) as Target).rps) : Number.NaN);
+  const lat = (n: string, k: 'p50' | 'p90' | 'p99' | 'max') =>
+    byName.has(n) ? median((byName.get(n) as Target).latency.map((l) => l[k])) : Number.NaN;
+  const rows = targets.map((t) => ({
+    target: t.name,
+    rps: rps(t.name),
+    vsBare: rps(t.name) / rps('bare-node'),
+    vsNginx: rps(t.name) / rps('nginx'),
+    p50: lat(t.name, 'p50'),
+    p90: lat(t.name, 'p90'),
+    p99: lat(t.name, 'p99'),
+    addedP99: lat(t.name, 'p99') - lat('direct', 'p99'),
+  }));
+  const f = (x: number, d: number) => (Number.isNaN(x) ? '–' : x.toFixed(d));
+  const header = `| target | req/s (median of ${opts.rounds}) | × bare-node | × nginx | p50 ms | p90 ms | p99 ms | p99 added vs direct, ms |`;
+  console.log(`\n${header}\n|${'---|'.repeat(8)}`);
+  for (const r of rows) {
+    const cells = [
+      r.target,
+      f(r.rps, 0),
+      f(r.vsBare, 2),
+      f(r.vsNginx, 2),
+      f(r.p50, 3),
+      f(r.p90, 3),
+      f(r.p99, 3),
+      f(r.addedP99, 3),
+    ];
+    console.log(`| ${cells.join(' | ')} |`);
+  }
+  const checks = {
+    throughputRatio: rps('keygate') / rps('bare-node'),
+    addedP99VsBareMs: lat('keygate', 'p99') - lat('bare-node', 'p99'),
+    addedP99VsDirectMs: lat('keygate', 'p99') - lat('direct', 'p99'),
+  };
+  const verdict = (ok: boolean) => (ok ? 'met' : 'NOT met');
+  console.log(
+    `\nkeygate throughput ${f(checks.throughputRatio, 2)}× bare-node (target ≥ 0.90): ${verdict(checks.throughputRatio >= 0.9)}`,
+  );
+  console.log(
+    `keygate p99 at ${opts.rate} req/s: +${f(checks.addedP99VsBareMs, 3)} ms vs bare-node (target ≤ 1 ms): ${verdict(checks.addedP99VsBareMs <= 1)}; +${f(checks.addedP99VsDirectMs, 3)} ms vs direct`,
+  );
+  return { rows, checks };
+}
+
+try {
+  await main();
+} catch (e) {
+  console.error(e instanceof Error ? e.message : e);
+  process.exitCode = 1;
+} finally {
+  await cleanup();
+}

@@ -1,0 +1,117 @@
+/**
+ * The `keygate` binary as a user runs it: config check, serve with graceful SIGTERM, demo.
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningUpstream, startUpstream } from '../../helpers/index.js';
+import { runCli, startCli } from '../../helpers/cli.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'kg-cli-'));
+let up: RunningUpstream;
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+beforeAll(async () => {
+  up = await startUpstream((req, res) => {
+    res.end('ok');
+  });
+});
+
+afterAll(async () => {
+  await up?.close();
+});
+
+describe('keygate config check', () => {
+  it('prints "ok" for a valid file and exits 0', async () => {
+    const f = file('good.yaml', `upstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`);
+    const r = await runCli(['config', 'check', f], { WS_TOKEN: 'x' });
+    expect(r).toMatchObject({ code: 0, stdout: `${f}: ok\n` });
+  });
+
+  it('prints one line per problem, naming the path, and exits 1', async () => {
+    const f = file(
+      'bad.yaml',
+      'listen:\n  prot: 1\nupstreams:\n  ws:\n    url: nope\n    credential: { type: static, tokenEnv: T }\nroutes:\n  - { prefix: /, upstream: ws }\n  - { prefix: /a, upstream: ws }\n  - { prefix: /b, upstream: other }\n',
+    );
+    const r = await runCli(['config', 'check', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`${f}: listen.prot: unknown key`);
+    expect(r.stderr).toContain(`${f}: upstreams.ws.url: must be a URL`);
+    expect(r.stderr).toContain(`${f}: routes[2].upstream: unknown upstream "other"`);
+  });
+
+  it('names a missing environment variable', async () => {
+    const f = file('env.yaml', `upstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`);
+    const r = await runCli(['config', 'check', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toBe(`${f}: upstreams.ws.credential.tokenEnv: environment variable WS_TOKEN is not set\n`);
+  });
+
+  it('an unknown command is a usage error (exit 2)', async () => {
+    const r = await runCli(['frobnicate']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain("unknown command 'frobnicate'");
+  });
+});
+
+describe('keygate serve', () => {
+  it('serves, answers, and on SIGTERM drains and exits 0', async () => {
+    const f = file(
+      'serve.yaml',
+      `listen: { port: 0 }\ndataDir: ${join(dir, 'data')}\nlog: { level: warn }\nupstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`,
+    );
+    const p = startCli(['serve', '--config', f], { WS_TOKEN: 'x' });
+    try {
+      const [, url] = await p.waitFor(/listening on (http:\/\/\S+)/);
+      const h = await request(`${url}/.keygate/healthz`);
+      expect(h.statusCode).toBe(200);
+      await h.body.text();
+      const anon = await request(`${url}/api/2.0/x`);
+      expect(anon.statusCode).toBe(401);
+      await anon.body.text();
+      expect(await p.stop('SIGTERM')).toBe(0);
+      expect(p.output()).toContain('SIGTERM: draining in-flight requests');
+    } finally {
+      await p.stop('SIGKILL');
+    }
+  });
+
+  it('refuses to start with a broken config, naming the problem', async () => {
+    const f = file('broken.yaml', 'listen: { port: -1 }\n');
+    const r = await runCli(['serve', '--config', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('listen.port: must be at least 0');
+  });
+});
+
+describe('keygate demo (what npm start runs)', () => {
+  it('starts the simulator and a gateway holding its credential; prints both URLs and what to do next', async () => {
+    const data = join(dir, 'demo');
+    const p = startCli(['demo', '--port', '0', '--sim-port', '0', '--data-dir', data], {});
+    try {
+      const [, gwUrl] = await p.waitFor(/Gateway\s+(http:\/\/\S+)/);
+      const [, simUrl] = await p.waitFor(/Workspace\s+(http:\/\/\S+)/);
+      expect(p.output()).toContain('What to do next');
+      const ready = await request(`${gwUrl}/.keygate/readyz`);
+      expect(ready.statusCode).toBe(200);
+      expect(await ready.body.json()).toMatchObject({ status: 'ready' });
+      const anon = await request(`${gwUrl}/api/2.0/serving-endpoints`);
+      expect(anon.statusCode).toBe(401);
+      await anon.body.text();
+      // The simulator itself wants a credential the user never sees.
+      const direct = await request(`${simUrl}/api/2.0/serving-endpoints`);
+      expect(direct.statusCode).toBe(401);
+      await direct.body.text();
+      expect(await p.stop()).toBe(0);
+    } finally {
+      await p.stop('SIGKILL');
+    }
+  });
+});
