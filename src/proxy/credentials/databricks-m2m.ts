@@ -91,10 +91,10 @@ export class DatabricksM2MCredential implements CredentialProvider {
         this.opts.events?.onRefresh?.('ok');
         return header;
       } catch (e) {
-        detail = describe(e);
+        detail = await describe(e);
         this.opts.events?.onRefresh?.('error', detail);
         // A client error that retrying cannot fix (bad secret, unknown client) stops at once.
-        if (e instanceof oauth.ResponseBodyError && e.status >= 400 && e.status < 500 && e.status !== 429) break;
+        if (isPermanent(e)) break;
       }
     }
     this.lastError = new KeygateError('UPSTREAM_CREDENTIAL_UNAVAILABLE', {
@@ -126,7 +126,22 @@ export class DatabricksM2MCredential implements CredentialProvider {
   }
 }
 
-function describe(e: unknown): string {
+/** 4xx from the token endpoint (bad secret, unknown client) except 429: retrying cannot help. */
+function isPermanent(e: unknown): boolean {
+  const status =
+    e instanceof oauth.ResponseBodyError || e instanceof oauth.WWWAuthenticateChallengeError ? e.status : undefined;
+  return status !== undefined && status >= 400 && status < 500 && status !== 429;
+}
+
+/** Operator-facing description of a failed token request (the secret is never part of it). */
+async function describe(e: unknown): Promise<string> {
+  if (e instanceof oauth.WWWAuthenticateChallengeError) {
+    // A 401 with a challenge: the OAuth error is in the body, which openid-client leaves unread.
+    const body = (await e.response.json().catch(() => ({}))) as { error?: unknown; error_description?: unknown };
+    const err = typeof body.error === 'string' ? body.error : (e.cause[0]?.parameters.error ?? 'challenge');
+    const desc = typeof body.error_description === 'string' ? `: ${body.error_description}` : '';
+    return `${e.status} ${err}${desc}`;
+  }
   if (e instanceof oauth.ResponseBodyError) return `${e.status} ${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
   if (e instanceof Error) {
     const cause = (e as Error & { cause?: unknown }).cause;
