@@ -37,7 +37,6 @@ interface Endpoint {
   creation_timestamp: number;
   last_updated_timestamp: number;
   description?: string;
-  task?: string;
   /** The config that serves traffic; null until the first deployment settles. */
   config: (Config & { config_version: number }) | null;
   pending: (Config & { start_time: number; pollsLeft: number }) | null;
@@ -89,8 +88,10 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
     const target = servedModel ?? primaryEntity(ep.config);
     if (!ep.config.served_entities.some((e) => e.name === target)) throw notFound(`Served model '${target}' does not exist in endpoint '${ep.name}'.`);
     const body = req.json();
-    if (ep.task === 'llm/v1/chat') return chatCompletion(ctx, ep.name, target, body);
-    if (ep.task !== undefined) throw badRequest(`The simulator does not serve task '${ep.task}'.`);
+    // The live config decides the model: a pending config changes nothing until it settles.
+    const task = taskOf(ep.config);
+    if (task === 'llm/v1/chat') return chatCompletion(ctx, ep.name, target, body);
+    if (task !== undefined) throw badRequest(`The simulator does not serve task '${task}'.`);
     const rows = parseTabular(body, FEATURES);
     return ok({ predictions: iris.predict(rows) }, { 'served-model-name': target });
   };
@@ -126,7 +127,6 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
           creation_timestamp: now,
           last_updated_timestamp: now,
           ...(description !== undefined ? { description } : {}),
-          ...taskOf(config),
           config: null,
           pending: { ...config, start_time: now, pollsLeft: ctx.deployPolls },
           tags: tagList(body, 'tags'),
@@ -150,7 +150,6 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
         if (ep.pending) throw conflict(`Endpoint '${ep.name}' already has a config update in progress.`);
         const config = parseConfig(req.json(), req.caller.identity.userName, ctx.now());
         ep.pending = { ...config, start_time: ctx.now(), pollsLeft: ctx.deployPolls };
-        Object.assign(ep, taskOf(config));
         settle(ep, false);
         return ok(detailed(ep, req.caller));
       },
@@ -224,7 +223,7 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
       path: '/serving-endpoints/chat/completions',
       handle: (req) => {
         const ep = byName(str(req.json(), 'model'));
-        if (ep.task !== 'llm/v1/chat') throw badRequest(`Endpoint '${ep.name}' does not serve chat completions.`);
+        if (taskOf(ep.config ?? ep.pending) !== 'llm/v1/chat') throw badRequest(`Endpoint '${ep.name}' does not serve chat completions.`);
         return invoke(req, ep);
       },
     },
@@ -232,13 +231,12 @@ export function servingRoutes(ctx: SimContext, iris: IrisModel): Route[] {
 }
 
 function seedEndpoints(now: number): Endpoint[] {
-  const seeded = (name: string, entity: Json, task?: string): Endpoint => ({
+  const seeded = (name: string, entity: Json): Endpoint => ({
     id: createHash('sha256').update(`endpoint:${name}`).digest('hex').slice(0, 32),
     name,
     creator: SEED_CREATOR,
     creation_timestamp: now,
     last_updated_timestamp: now,
-    ...(task ? { task } : {}),
     config: {
       served_entities: [{ ...entity, creator: SEED_CREATOR, creation_timestamp: now }],
       traffic_config: { routes: [{ served_entity_name: String(entity.name), traffic_percentage: 100 }] },
@@ -260,7 +258,7 @@ function seedEndpoints(now: number): Endpoint[] {
       workload_type: 'CPU',
       scale_to_zero_enabled: true,
     }),
-    seeded('chat-llm', { name: 'chat-llm-1', external_model: { name: 'sim-chat', provider: 'custom', task: 'llm/v1/chat' } }, 'llm/v1/chat'),
+    seeded('chat-llm', { name: 'chat-llm-1', external_model: { name: 'sim-chat', provider: 'custom', task: 'llm/v1/chat' } }),
   ];
 }
 
@@ -302,12 +300,12 @@ function parseConfig(src: Json, creator: string, now: number): Config {
 }
 
 /** The task follows the served entity: an external model's task, chat for foundation models, none for custom models. */
-function taskOf(config: Config): { task?: string } {
-  const first = config.served_entities[0] ?? {};
+function taskOf(config: Config | null): string | undefined {
+  const first = config?.served_entities[0] ?? {};
   const ext = isObject(first.external_model) ? first.external_model : undefined;
-  if (typeof ext?.task === 'string') return { task: ext.task };
-  if (isObject(first.foundation_model)) return { task: 'llm/v1/chat' };
-  return {};
+  if (typeof ext?.task === 'string') return ext.task;
+  if (isObject(first.foundation_model)) return 'llm/v1/chat';
+  return undefined;
 }
 
 /** Traffic is not split at random: the route with the largest share serves every request (deterministic tests). */
@@ -395,6 +393,7 @@ function state(ep: Endpoint): Json {
 /** The list item (`ServingEndpoint`). */
 function summary(ep: Endpoint): Json {
   const entities = ep.config?.served_entities ?? ep.pending?.served_entities ?? [];
+  const task = taskOf(ep.config ?? ep.pending);
   return {
     name: ep.name,
     id: ep.id,
@@ -405,7 +404,7 @@ function summary(ep: Endpoint): Json {
     config: {
       served_entities: entities.map((e) => pick(e, ['name', 'entity_name', 'entity_version', 'external_model', 'foundation_model'])),
     },
-    ...(ep.task ? { task: ep.task } : {}),
+    ...(task ? { task } : {}),
     tags: ep.tags,
     ...(ep.ai_gateway ? { ai_gateway: ep.ai_gateway } : {}),
   };

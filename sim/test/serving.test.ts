@@ -106,6 +106,23 @@ describe('serving endpoint management', () => {
     expect((await alice('POST', '/serving-endpoints/iris-canary/invocations', { instances: [SETOSA_ROW] })).status).toBe(404);
   });
 
+  it('keeps serving the old model (and task) until a config that changes the task settles', async () => {
+    const chatEntity = { name: 'llm-1', external_model: { name: 'sim-chat', provider: 'custom', task: 'llm/v1/chat' } };
+    await alice('POST', '/api/2.0/serving-endpoints', { name: 'swap', config: { served_entities: [chatEntity] } });
+    await alice('GET', '/api/2.0/serving-endpoints/swap');
+    await alice('GET', '/api/2.0/serving-endpoints/swap');
+    const chat = { messages: [{ role: 'user', content: 'hi' }] };
+    expect((await alice('POST', '/serving-endpoints/swap/invocations', chat)).body.object).toBe('chat.completion');
+
+    await alice('PUT', '/api/2.0/serving-endpoints/swap/config', { served_entities: [{ entity_name: 'main.ml.iris', entity_version: '1' }] });
+    expect((await alice('POST', '/serving-endpoints/swap/invocations', chat)).body.object).toBe('chat.completion');
+    await alice('GET', '/api/2.0/serving-endpoints/swap');
+    const settled = await alice('GET', '/api/2.0/serving-endpoints/swap');
+    expect(settled.body.task).toBeUndefined();
+    expect((await alice('POST', '/serving-endpoints/swap/invocations', chat)).status).toBe(400);
+    expect((await alice('POST', '/serving-endpoints/swap/invocations', { instances: [VIRGINICA_ROW] })).body).toEqual({ predictions: ['virginica'] });
+  });
+
   it('validates create and config bodies with INVALID_PARAMETER_VALUE', async () => {
     const cases: unknown[] = [
       { name: 'bad name!', config: IRIS_V2 },

@@ -50,6 +50,12 @@ export function isOwnPath(url: string): boolean {
   return url.startsWith('/.keygate/') || url === '/.keygate' || url.startsWith('/.well-known/');
 }
 
+function hasUnreadBody(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const cl = req.headers['content-length'];
+  return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
 export class Gateway {
   readonly config: Config;
   readonly store: Store;
@@ -408,7 +414,7 @@ export class Gateway {
     upstream?: string,
   ): void {
     // A request body we will not read must not be left on a keep-alive connection.
-    if (!req.complete) res.setHeader('connection', 'close');
+    if (hasUnreadBody(req)) res.setHeader('connection', 'close');
     sendError(res, err, requestId);
     this.metrics.requests.inc({ class: 'proxy', status: err.status });
     const fields = {

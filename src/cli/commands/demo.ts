@@ -66,7 +66,7 @@ export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv =
       `  curl ${g}/.keygate/readyz                  # ready: store and workspace credential OK`,
       `  curl -i ${g}/api/2.0/serving-endpoints     # 401: nobody gets through without an identity`,
       `  curl ${g}/.keygate/metrics | grep keygate_ # Prometheus metrics`,
-      '  keygate config check ' + configFile,
+      `  ./bin/keygate.js config check ${configFile}   # validate a config`,
       '',
       'Press Ctrl-C to stop (in-flight requests are drained first).',
     ].join('\n'),

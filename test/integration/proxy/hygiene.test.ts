@@ -157,6 +157,8 @@ describe('callers without an identity', () => {
     const body = (await r.body.json()) as Record<string, string>;
     expect(body.error_code).toBe('UNAUTHENTICATED');
     expect(body.request_id).toBe(r.headers['x-request-id']);
+    // Nothing left unread on the connection: it stays open for the next request.
+    expect(r.headers.connection).not.toBe('close');
     expect(seen).toEqual([]);
   });
 
