@@ -50,6 +50,22 @@ export function isOwnPath(url: string): boolean {
   return url.startsWith('/.keygate/') || url === '/.keygate' || url.startsWith('/.well-known/');
 }
 
+/** How long a refused request's remaining body is read and discarded before the socket is cut. */
+const LINGER_MS = 5_000;
+
+/**
+ * Lingering close (as nginx does): after refusing a request whose body is still arriving, read
+ * and discard the rest for a while, so the client finishes sending and reads the answer instead
+ * of failing with EPIPE; a client that keeps sending past the deadline is cut off.
+ */
+function linger(req: IncomingMessage): void {
+  const timer = setTimeout(() => req.socket.destroy(), LINGER_MS);
+  timer.unref();
+  req.once('end', () => clearTimeout(timer));
+  req.once('close', () => clearTimeout(timer));
+  req.resume();
+}
+
 function hasUnreadBody(req: IncomingMessage): boolean {
   if (req.complete) return false;
   const cl = req.headers['content-length'];
@@ -413,8 +429,7 @@ export class Gateway {
     identity?: Identity,
     upstream?: string,
   ): void {
-    // A request body we will not read must not be left on a keep-alive connection.
-    if (hasUnreadBody(req)) res.setHeader('connection', 'close');
+    if (hasUnreadBody(req)) linger(req);
     sendError(res, err, requestId);
     this.metrics.requests.inc({ class: 'proxy', status: err.status });
     const fields = {
