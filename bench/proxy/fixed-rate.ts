@@ -4,7 +4,11 @@
  * charged for the requests that queued behind the stall (no coordinated omission).
  * The loop polls with setImmediate: it keeps its core busy, but a timer would add up to a
  * millisecond of its own lateness to every request.
+ *
+ * The runner keeps one generator process for the whole run (warm JIT, its own heap, a large
+ * young generation so that scavenges are rare) and sends it one measurement at a time.
  */
+import { pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
 
 export interface FixedRateOptions {
@@ -87,4 +91,11 @@ export async function fixedRate(url: string, opts: FixedRateOptions): Promise<La
     p999: percentile(latencies, 99.9),
     max: latencies[total - 1] as number,
   };
+}
+
+if (process.send !== undefined && import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
+  process.on('message', (m: { url: string; opts: FixedRateOptions }) => {
+    fixedRate(m.url, m.opts).then((r) => process.send?.(r));
+  });
+  process.once('disconnect', () => process.exit(0));
 }

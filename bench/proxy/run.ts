@@ -23,8 +23,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
-import { fixedRate, type LatencySummary } from './fixed-rate.js';
+import type { FixedRateOptions, LatencySummary } from './fixed-rate.js';
 import { nginxConfig } from './nginx.js';
+import { type Interference, watchInterference } from './quiet.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(HERE, '../..');
@@ -40,6 +41,8 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: process.env.BENCH_RATE ?? '1000' },
     'latency-duration': { type: 'string' },
     only: { type: 'string' },
+    'max-foreign': { type: 'string', default: '10' },
+    attempts: { type: 'string', default: '4' },
     profile: { type: 'boolean', default: false },
   },
 });
@@ -51,6 +54,8 @@ const opts = {
   rounds: Number(args.rounds ?? process.env.BENCH_ROUNDS ?? (quick ? 1 : 3)),
   rate: Number(args.rate),
   latencyS: Number(args['latency-duration'] ?? (quick ? 2 : 10)),
+  maxForeignPct: Number(args['max-foreign']),
+  attempts: Number(args.attempts),
 };
 
 // ---- processes: every one we start is tracked and stopped by its PID ----------------------
@@ -103,7 +108,7 @@ const pinned = nproc >= 2 && hasTaskset();
 /** Prefix a command with `taskset -c <core>` when pinning is possible. */
 const onCore = (core: number, cmd: string, argv: string[]): [string, string[]] =>
   pinned ? ['taskset', ['-c', String(core), cmd, ...argv]] : [cmd, argv];
-// This process runs the fixed-rate generator: it belongs with wrk on core 1.
+// This process mostly waits; it belongs with the load generators on core 1, not with the servers.
 if (pinned) execFileSync('taskset', ['-apc', '1', String(process.pid)], { stdio: 'ignore' });
 
 // ---- servers ------------------------------------------------------------------------------
@@ -150,6 +155,18 @@ async function startNginx(upstreamUrl: string): Promise<string> {
 
 // ---- measurements -------------------------------------------------------------------------
 
+/** The fixed-rate generator: one process on core 1 for the whole run, one measurement at a time. */
+async function startGenerator(): Promise<(url: string, o: FixedRateOptions) => Promise<LatencySummary>> {
+  const nodeArgs = ['--max-semi-space-size=64', '--import', 'tsx', join(HERE, 'fixed-rate.ts')];
+  const [cmd, argv] = onCore(1, process.execPath, nodeArgs);
+  const child = track(spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  return async (url, o) => {
+    child.send({ url, opts: o });
+    const [summary] = (await once(child, 'message')) as [LatencySummary];
+    return summary;
+  };
+}
+
 interface WrkResult {
   rps: number;
   non2xx: number;
@@ -174,6 +191,30 @@ async function wrk(url: string, seconds: number): Promise<WrkResult> {
   };
 }
 
+/**
+ * Run one measurement; when other processes took more than --max-foreign % of a core during
+ * it, wait and measure again, up to --attempts times, keeping the quietest attempt.
+ */
+type Guarded<T> = T & { interference?: Interference };
+async function guarded<T extends object>(what: string, run: () => Promise<T>): Promise<Guarded<T>> {
+  let best: Guarded<T> | undefined;
+  for (let attempt = 1; ; attempt++) {
+    const stop = watchInterference(() => [...running].flatMap((c) => (c.pid === undefined ? [] : [c.pid])));
+    const result: Guarded<T> = await run();
+    const interference = stop();
+    if (interference === undefined) return result;
+    result.interference = interference;
+    if (interference.foreignPct <= opts.maxForeignPct) return result;
+    if (best === undefined || interference.foreignPct < (best.interference?.foreignPct ?? 0)) best = result;
+    if (attempt >= opts.attempts) {
+      console.log(`  ${what}: still ${interference.foreignPct}% foreign CPU; keeping the quietest attempt`);
+      return best;
+    }
+    console.log(`  ${what}: other processes took ${interference.foreignPct}% of a core; measuring again`);
+    await new Promise((r) => setTimeout(r, 5000));
+  }
+}
+
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const mid = Math.floor(s.length / 2);
@@ -192,8 +233,11 @@ interface Target {
   name: string;
   url: string;
   rps: number[];
-  latency: LatencySummary[];
+  samples: (WrkResult & { interference?: Interference })[];
+  latency: (LatencySummary & { interference?: Interference })[];
 }
+
+const foreign = (i: Interference | undefined) => (i === undefined ? '' : `  [foreign CPU ${i.foreignPct}%]`);
 
 async function main(): Promise<void> {
   const machine = {
@@ -223,7 +267,7 @@ async function main(): Promise<void> {
   const targets: Target[] = [];
   for (const [name, start] of all) {
     if (only && !only.includes(name)) continue;
-    targets.push({ name, url: await start(), rps: [], latency: [] });
+    targets.push({ name, url: await start(), rps: [], samples: [], latency: [] });
   }
 
   // Every target must answer 200 with the identity header; Keygate must refuse without it.
@@ -241,21 +285,26 @@ async function main(): Promise<void> {
   for (const t of targets) await wrk(t.url, opts.warmupS);
   for (let round = 1; round <= opts.rounds; round++) {
     for (const t of targets) {
-      const r = await wrk(t.url, opts.durationS);
+      const r = await guarded(t.name, () => wrk(t.url, opts.durationS));
       if (r.non2xx > 0 || r.socketErrors) throw new Error(`${t.name}: ${r.non2xx} non-2xx, errors ${r.socketErrors}`);
       t.rps.push(r.rps);
-      console.log(`saturation round ${round}/${opts.rounds} ${t.name.padEnd(14)} ${r.rps.toFixed(0)} req/s`);
+      t.samples.push(r);
+      console.log(
+        `saturation round ${round}/${opts.rounds} ${t.name.padEnd(14)} ${r.rps.toFixed(0)} req/s${foreign(r.interference)}`,
+      );
     }
   }
+  const fixedRate = await startGenerator();
+  const load = { rate: opts.rate, headers: IDENTITY, path: PATH };
+  for (const t of targets) await fixedRate(t.url, { ...load, durationMs: opts.warmupS * 1000 });
   for (let round = 1; round <= opts.rounds; round++) {
     for (const t of targets) {
-      const load = { rate: opts.rate, headers: IDENTITY, path: PATH };
       await fixedRate(t.url, { ...load, durationMs: 1000 });
-      const l = await fixedRate(t.url, { ...load, durationMs: opts.latencyS * 1000 });
+      const l = await guarded(t.name, () => fixedRate(t.url, { ...load, durationMs: opts.latencyS * 1000 }));
       if (l.errors > 0) throw new Error(`${t.name}: ${l.errors} failed requests at fixed rate`);
       t.latency.push(l);
       console.log(
-        `latency round ${round}/${opts.rounds} ${t.name.padEnd(14)} p50 ${l.p50.toFixed(3)} ms  p99 ${l.p99.toFixed(3)} ms  (${l.achievedRate} req/s)`,
+        `latency round ${round}/${opts.rounds} ${t.name.padEnd(14)} p50 ${l.p50.toFixed(3)} ms  p99 ${l.p99.toFixed(3)} ms  (${l.achievedRate} req/s)${foreign(l.interference)}`,
       );
     }
   }

@@ -168,6 +168,66 @@ export const configSchema = z
       )
       .default([])
       .describe('Path prefix → upstream, longest prefix first. Default with one upstream: everything goes to it.'),
+    webauthn: z
+      .strictObject({
+        rpName: z.string().min(1).default('Keygate').describe('Relying-party name shown by authenticators.'),
+        rpId: z
+          .string()
+          .optional()
+          .describe('WebAuthn RP ID; default the host name of publicUrl. Must be a registrable suffix of every origin.'),
+        origins: z
+          .array(httpUrl)
+          .default([])
+          .describe('Origins allowed in ceremonies; default the origin of publicUrl.'),
+        userVerification: z
+          .enum(['required', 'preferred', 'discouraged'])
+          .default('required')
+          .describe('Whether a PIN or biometric must be verified by the authenticator, not just presence.'),
+        residentKey: z
+          .enum(['required', 'preferred', 'discouraged'])
+          .default('preferred')
+          .describe('Ask for discoverable credentials (passkeys: log in without typing an email).'),
+        attestation: z
+          .enum(['none', 'direct'])
+          .default('none')
+          .describe('`direct` verifies the attestation statement (packed, tpm, android-key, apple, fido-u2f).'),
+        aaguidAllowList: z
+          .array(z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a lowercase AAGUID'))
+          .default([])
+          .describe('Only these authenticator models may register (empty: any).'),
+        allowSyncedPasskeys: z
+          .boolean()
+          .default(true)
+          .describe('Allow credentials that are backed up to a cloud account (synced passkeys).'),
+        challengeTimeout: duration('5m').describe('How long a ceremony challenge stays valid.'),
+      })
+      .prefault({})
+      .describe('WebAuthn (security keys, passkeys, platform authenticators).'),
+    sessions: z
+      .strictObject({
+        idleTimeout: duration('1h').describe('A session unused this long ends.'),
+        absoluteLifetime: duration('12h').describe('A session ends this long after login, used or not.'),
+        freshAuthWindow: duration('5m').describe('Adding a credential needs a login at most this old.'),
+      })
+      .prefault({})
+      .describe('Browser sessions (server-side; the cookie holds only a random id).'),
+    enrollment: z
+      .strictObject({
+        tokenLifetime: duration('24h').describe('How long an enrollment or recovery link stays valid.'),
+      })
+      .prefault({})
+      .describe('One-time enrollment and recovery links.'),
+    rateLimits: z
+      .strictObject({
+        perIpPerMinute: z.int().min(1).default(60).describe('Login and enrollment calls per client address per minute.'),
+        perAccountPerMinute: z
+          .int()
+          .min(1)
+          .default(10)
+          .describe('Login attempts per account (email or credential) per minute.'),
+      })
+      .prefault({})
+      .describe('Limits on login and enrollment (429 with Retry-After; windows expire, accounts never lock).'),
     shutdown: z
       .strictObject({
         drainTimeout: duration('30s').describe('How long SIGTERM waits for in-flight requests.'),
@@ -186,6 +246,19 @@ export const configSchema = z
     c.routes.forEach((r, i) => {
       if (!(r.upstream in c.upstreams)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: `unknown upstream "${r.upstream}"` });
+      }
+    });
+    const pub = new URL(c.publicUrl ?? 'http://localhost');
+    const rpId = c.webauthn.rpId ?? pub.hostname;
+    const origins = c.webauthn.origins.length > 0 ? c.webauthn.origins : [pub.origin];
+    origins.forEach((o, i) => {
+      const host = new URL(o).hostname;
+      if (host !== rpId && !host.endsWith(`.${rpId}`)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: c.webauthn.origins.length > 0 ? ['webauthn', 'origins', i] : ['webauthn', 'rpId'],
+          message: `RP ID "${rpId}" is not a registrable suffix of ${host}`,
+        });
       }
     });
     if (c.tls && c.publicUrl?.startsWith('http:')) {

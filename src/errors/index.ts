@@ -8,6 +8,17 @@
 export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, message: 'The request is malformed.' },
   UNAUTHENTICATED: { status: 401, message: 'Authentication is required.' },
+  LOGIN_FAILED: { status: 401, message: 'Login failed.' },
+  FRESH_LOGIN_REQUIRED: { status: 401, message: 'This needs a recent login: sign in again, then retry.' },
+  CHALLENGE_INVALID: { status: 400, message: 'The ceremony expired or was already used; start again.' },
+  REGISTRATION_REFUSED: { status: 400, message: 'The authenticator was not accepted.' },
+  ENROLLMENT_TOKEN_INVALID: { status: 403, message: 'This enrollment link is invalid, used or expired.' },
+  CROSS_SITE_REQUEST: { status: 403, message: 'Cross-site requests are not allowed.' },
+  CREDENTIAL_ALREADY_REGISTERED: { status: 409, message: 'This authenticator is already registered.' },
+  LAST_CREDENTIAL: {
+    status: 409,
+    message: 'You cannot remove your only key: add another one first, or ask an administrator for a recovery link.',
+  },
   PERMISSION_DENIED: { status: 403, message: 'The request is not allowed.' },
   NOT_FOUND: { status: 404, message: 'Not found.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },

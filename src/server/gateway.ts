@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
+import { type Authentication, createAuthentication } from '../authenticate/index.js';
 import { identifyRequest } from '../authenticate/identify.js';
 import type { Identifier, Identity } from '../authenticate/identity.js';
 import type { Config } from '../config/schema.js';
@@ -36,7 +37,10 @@ export interface GatewayOptions {
   env?: NodeJS.ProcessEnv;
   /** Default: SQLite at config.store.path (or <dataDir>/keygate.db). */
   store?: Store;
-  /** Ways to recognise callers, tried in order. Empty: every proxied request is refused. */
+  /**
+   * Extra ways to recognise callers, tried after the browser session (tests and benchmarks
+   * inject one programmatically; configuration cannot).
+   */
   identifiers?: Identifier[];
   clock?: Clock;
   logger?: Logger;
@@ -84,7 +88,8 @@ export class Gateway {
   publicOrigin = '';
   private readonly upstreams: UpstreamRuntime[] = [];
   private readonly routes: RouteTable;
-  private readonly identifiers: readonly Identifier[];
+  private identifiers: readonly Identifier[];
+  private authentication: Authentication | undefined;
   private readonly clock: Clock;
   private readonly clientIp: (req: IncomingMessage) => string;
   private signer: AssertionSigner | undefined;
@@ -199,6 +204,16 @@ export class Gateway {
     await store.migrate();
     const gw = new Gateway(opts, store);
     gw.keys = await SigningKeys.load(store, 'assertion', gw.clock);
+    gw.authentication = await createAuthentication({
+      config: opts.config,
+      store,
+      clock: gw.clock,
+      publicOrigin: () => gw.publicOrigin,
+      clientIp: gw.clientIp,
+      log: gw.log,
+    });
+    gw.identifiers = [gw.authentication.identifier, ...gw.identifiers];
+    gw.authentication.registerRoutes(gw.app);
     registerOpsRoutes(gw.app, {
       store,
       metrics: gw.metrics,
@@ -207,6 +222,11 @@ export class Gateway {
       jwks: () => (gw.keys as SigningKeys).jwks(),
     });
     return gw;
+  }
+
+  /** People's authentication: sessions, enrollment links, ceremonies. */
+  get auth(): Authentication {
+    return this.authentication as Authentication;
   }
 
   /** Start listening; resolves to the URL this process answers on. */

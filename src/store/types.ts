@@ -16,6 +16,97 @@ export interface SigningKeyRecord {
   retiresAt: number | null;
 }
 
+export interface UserRecord {
+  id: string;
+  email: string;
+  displayName: string;
+  /** WebAuthn user handle (base64url of 32 random bytes). */
+  webauthnId: string;
+  createdAt: number;
+  disabledAt: number | null;
+  roles: string[];
+}
+
+export interface CredentialRecord {
+  id: string;
+  userId: string;
+  publicKey: Uint8Array;
+  counter: number;
+  aaguid: string;
+  transports: string[];
+  backupEligible: boolean;
+  backedUp: boolean;
+  uvInitialized: boolean;
+  attestationFmt: string;
+  attested: boolean;
+  name: string;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+  clonedAt: number | null;
+}
+
+export interface EnrollmentTokenRecord {
+  tokenHash: string;
+  userId: string;
+  kind: 'enroll' | 'recovery';
+  createdBy: string;
+  createdAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+}
+
+export interface ChallengeRecord {
+  challenge: string;
+  kind: 'registration' | 'authentication';
+  userId: string | null;
+  bindingHash: string;
+  enrollmentHash: string | null;
+  allowIds: string[];
+  expiresAt: number;
+}
+
+export interface SessionRecord {
+  idHash: string;
+  userId: string;
+  credentialId: string;
+  authEventId: string;
+  authTime: number;
+  uv: boolean;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+  ip: string;
+  userAgent: string;
+}
+
+export interface AuthEventRecord {
+  id: string;
+  at: number;
+  /** Catalogued kind, e.g. auth.register, auth.login, auth.enroll_token. */
+  kind: string;
+  outcome: 'success' | 'failure';
+  reason: string | null;
+  userId: string | null;
+  credentialId: string | null;
+  aaguid: string | null;
+  authenticator: string | null;
+  uv: boolean | null;
+  backupEligible: boolean | null;
+  backedUp: boolean | null;
+  ip: string;
+  userAgent: string;
+}
+
+/** Thrown by insertCredential when the credential id is already registered (to anyone). */
+export class DuplicateCredentialError extends Error {
+  constructor() {
+    super('credential id already registered');
+    this.name = 'DuplicateCredentialError';
+  }
+}
+
 export interface MigrationStatus {
   /** Versions applied by this call. */
   applied: number[];
@@ -37,4 +128,51 @@ export interface Store {
 
   insertSigningKey(k: SigningKeyRecord): Promise<void>;
   listSigningKeys(use: SigningKeyRecord['use']): Promise<SigningKeyRecord[]>;
+
+  // People
+  /** Creates the user, or returns the existing one with that email (case-insensitive). */
+  upsertUser(u: Omit<UserRecord, 'roles' | 'disabledAt'>, roles: string[]): Promise<UserRecord>;
+  getUser(id: string): Promise<UserRecord | null>;
+  getUserByEmail(email: string): Promise<UserRecord | null>;
+  getUserByWebauthnId(webauthnId: string): Promise<UserRecord | null>;
+  countUsersWithRole(role: string): Promise<number>;
+
+  // Credentials
+  /** Throws DuplicateCredentialError when the id is registered already (to anyone, revoked or not). */
+  insertCredential(c: CredentialRecord): Promise<void>;
+  getCredential(id: string): Promise<CredentialRecord | null>;
+  listCredentials(userId: string): Promise<CredentialRecord[]>;
+  /** Compare-and-swap on the counter: false when another login moved it first. */
+  recordCredentialUse(
+    id: string,
+    expectedCounter: number,
+    u: { counter: number; backedUp: boolean; uv: boolean; at: number },
+  ): Promise<boolean>;
+  markCredentialCloned(id: string, at: number): Promise<void>;
+  renameCredential(userId: string, id: string, name: string): Promise<boolean>;
+  revokeCredential(userId: string, id: string, at: number): Promise<boolean>;
+
+  // Enrollment and recovery links
+  insertEnrollmentToken(t: EnrollmentTokenRecord): Promise<void>;
+  getEnrollmentToken(tokenHash: string): Promise<EnrollmentTokenRecord | null>;
+  /** Marks the token used if it is unused and unexpired; false otherwise (single use, race-free). */
+  consumeEnrollmentToken(tokenHash: string, now: number): Promise<boolean>;
+  hasUsableRecoveryToken(userId: string, now: number): Promise<boolean>;
+
+  // WebAuthn challenges (single use: taking deletes)
+  insertChallenge(c: ChallengeRecord): Promise<void>;
+  takeChallenge(challenge: string): Promise<ChallengeRecord | null>;
+
+  // Sessions
+  insertSession(s: SessionRecord): Promise<void>;
+  getSession(idHash: string): Promise<SessionRecord | null>;
+  touchSession(idHash: string, at: number): Promise<void>;
+  revokeSession(idHash: string, at: number): Promise<void>;
+  /** Revokes every live session of the user; returns the revoked id hashes. */
+  revokeUserSessions(userId: string, at: number): Promise<string[]>;
+  /** Revokes every live session that was opened with this credential; returns their id hashes. */
+  revokeCredentialSessions(credentialId: string, at: number): Promise<string[]>;
+
+  insertAuthEvent(e: AuthEventRecord): Promise<void>;
+  listAuthEvents(filter: { userId?: string; limit: number }): Promise<AuthEventRecord[]>;
 }

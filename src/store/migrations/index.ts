@@ -34,4 +34,93 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
       CREATE INDEX signing_keys_use ON signing_keys (use, created_at);`,
   },
+  {
+    version: 3,
+    name: 'people',
+    sqlite: `
+      CREATE TABLE users (
+        id             TEXT PRIMARY KEY,
+        email          TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        display_name   TEXT NOT NULL,
+        -- WebAuthn user handle: random, never the email (WebAuthn L3 §14.6.1).
+        webauthn_id    TEXT NOT NULL UNIQUE,
+        created_at     INTEGER NOT NULL,
+        disabled_at    INTEGER
+      ) STRICT;
+      CREATE TABLE user_roles (
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        role    TEXT NOT NULL,
+        PRIMARY KEY (user_id, role)
+      ) STRICT;
+      CREATE TABLE credentials (
+        id               TEXT PRIMARY KEY,          -- base64url credential id; unique across all users
+        user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        public_key       BLOB NOT NULL,
+        counter          INTEGER NOT NULL,
+        aaguid           TEXT NOT NULL,
+        transports       TEXT NOT NULL,             -- JSON array
+        backup_eligible  INTEGER NOT NULL,
+        backed_up        INTEGER NOT NULL,
+        uv_initialized   INTEGER NOT NULL,
+        attestation_fmt  TEXT NOT NULL,
+        attested         INTEGER NOT NULL,          -- attestation statement verified against policy
+        name             TEXT NOT NULL,
+        created_at       INTEGER NOT NULL,
+        last_used_at     INTEGER,
+        revoked_at       INTEGER,
+        cloned_at        INTEGER                    -- counter went backwards: possibly cloned
+      ) STRICT;
+      CREATE INDEX credentials_user ON credentials (user_id);
+      CREATE TABLE enrollment_tokens (
+        token_hash  TEXT PRIMARY KEY,               -- SHA-256 of the token; the token itself is never stored
+        user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        kind        TEXT NOT NULL CHECK (kind IN ('enroll', 'recovery')),
+        created_by  TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        used_at     INTEGER
+      ) STRICT;
+      CREATE INDEX enrollment_tokens_user ON enrollment_tokens (user_id);
+      CREATE TABLE webauthn_challenges (
+        challenge       TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL CHECK (kind IN ('registration', 'authentication')),
+        user_id         TEXT,                       -- bound user (registration; username-first login)
+        binding_hash    TEXT NOT NULL,              -- SHA-256 of the ceremony cookie it was issued to
+        enrollment_hash TEXT,                       -- the enrollment token that allowed a registration
+        allow_ids       TEXT NOT NULL,              -- JSON array of allowed credential ids ([] = any)
+        expires_at      INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE sessions (
+        id_hash           TEXT PRIMARY KEY,         -- SHA-256 of the cookie value
+        user_id           TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        credential_id     TEXT NOT NULL,
+        auth_event_id     TEXT NOT NULL,
+        auth_time         INTEGER NOT NULL,
+        uv                INTEGER NOT NULL,
+        created_at        INTEGER NOT NULL,
+        last_seen_at      INTEGER NOT NULL,
+        expires_at        INTEGER NOT NULL,         -- absolute lifetime
+        revoked_at        INTEGER,
+        ip                TEXT NOT NULL,
+        user_agent        TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX sessions_user ON sessions (user_id);
+      CREATE TABLE auth_events (
+        id              TEXT PRIMARY KEY,
+        at              INTEGER NOT NULL,
+        kind            TEXT NOT NULL,
+        outcome         TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+        reason          TEXT,
+        user_id         TEXT,
+        credential_id   TEXT,
+        aaguid          TEXT,
+        authenticator   TEXT,
+        uv              INTEGER,
+        backup_eligible INTEGER,
+        backed_up       INTEGER,
+        ip              TEXT NOT NULL,
+        user_agent      TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX auth_events_user ON auth_events (user_id, at);`,
+  },
 ];

@@ -2,7 +2,18 @@ import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { MIGRATIONS, type Migration } from '../migrations/index.js';
-import type { MigrationStatus, SigningKeyRecord, Store } from '../types.js';
+import {
+  type AuthEventRecord,
+  type ChallengeRecord,
+  type CredentialRecord,
+  DuplicateCredentialError,
+  type EnrollmentTokenRecord,
+  type MigrationStatus,
+  type SessionRecord,
+  type SigningKeyRecord,
+  type Store,
+  type UserRecord,
+} from '../types.js';
 
 export interface SqliteStoreOptions {
   /** File path, or ':memory:' for tests. */
@@ -111,4 +122,439 @@ export class SqliteStore implements Store {
       retiresAt: r.retires_at,
     }));
   }
+
+  // ---- people ------------------------------------------------------------------------------
+
+  private userFromRow(r: UserRow | undefined): UserRecord | null {
+    if (!r) return null;
+    const roles = (this.db.prepare('SELECT role FROM user_roles WHERE user_id = ? ORDER BY role').all(r.id) as {
+      role: string;
+    }[]).map((x) => x.role);
+    return {
+      id: r.id,
+      email: r.email,
+      displayName: r.display_name,
+      webauthnId: r.webauthn_id,
+      createdAt: r.created_at,
+      disabledAt: r.disabled_at,
+      roles,
+    };
+  }
+
+  async upsertUser(u: Omit<UserRecord, 'roles' | 'disabledAt'>, roles: string[]): Promise<UserRecord> {
+    const tx = this.db.transaction(() => {
+      this.db
+        .prepare(
+          `INSERT INTO users (id, email, display_name, webauthn_id, created_at) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT (email) DO NOTHING`,
+        )
+        .run(u.id, u.email, u.displayName, u.webauthnId, u.createdAt);
+      const row = this.db.prepare('SELECT * FROM users WHERE email = ?').get(u.email) as UserRow;
+      const add = this.db.prepare('INSERT INTO user_roles (user_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING');
+      for (const role of roles) add.run(row.id, role);
+      return row;
+    });
+    return this.userFromRow(tx.immediate()) as UserRecord;
+  }
+
+  async getUser(id: string): Promise<UserRecord | null> {
+    return this.userFromRow(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as UserRow | undefined);
+  }
+
+  async getUserByEmail(email: string): Promise<UserRecord | null> {
+    return this.userFromRow(this.db.prepare('SELECT * FROM users WHERE email = ?').get(email) as UserRow | undefined);
+  }
+
+  async getUserByWebauthnId(webauthnId: string): Promise<UserRecord | null> {
+    return this.userFromRow(
+      this.db.prepare('SELECT * FROM users WHERE webauthn_id = ?').get(webauthnId) as UserRow | undefined,
+    );
+  }
+
+  async countUsersWithRole(role: string): Promise<number> {
+    return (
+      this.db
+        .prepare(
+          'SELECT count(*) AS n FROM user_roles r JOIN users u ON u.id = r.user_id WHERE r.role = ? AND u.disabled_at IS NULL',
+        )
+        .get(role) as { n: number }
+    ).n;
+  }
+
+  // ---- credentials -------------------------------------------------------------------------
+
+  async insertCredential(c: CredentialRecord): Promise<void> {
+    try {
+      this.db
+        .prepare(
+          `INSERT INTO credentials (id, user_id, public_key, counter, aaguid, transports, backup_eligible, backed_up,
+             uv_initialized, attestation_fmt, attested, name, created_at, last_used_at, revoked_at, cloned_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        )
+        .run(
+          c.id,
+          c.userId,
+          Buffer.from(c.publicKey),
+          c.counter,
+          c.aaguid,
+          JSON.stringify(c.transports),
+          b(c.backupEligible),
+          b(c.backedUp),
+          b(c.uvInitialized),
+          c.attestationFmt,
+          b(c.attested),
+          c.name,
+          c.createdAt,
+          c.lastUsedAt,
+          c.revokedAt,
+          c.clonedAt,
+        );
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new DuplicateCredentialError();
+      throw e;
+    }
+  }
+
+  async getCredential(id: string): Promise<CredentialRecord | null> {
+    const r = this.db.prepare('SELECT * FROM credentials WHERE id = ?').get(id) as CredentialRow | undefined;
+    return r ? credentialFromRow(r) : null;
+  }
+
+  async listCredentials(userId: string): Promise<CredentialRecord[]> {
+    return (
+      this.db.prepare('SELECT * FROM credentials WHERE user_id = ? ORDER BY created_at').all(userId) as CredentialRow[]
+    ).map(credentialFromRow);
+  }
+
+  async recordCredentialUse(
+    id: string,
+    expectedCounter: number,
+    u: { counter: number; backedUp: boolean; uv: boolean; at: number },
+  ): Promise<boolean> {
+    const r = this.db
+      .prepare(
+        `UPDATE credentials SET counter = ?, backed_up = ?, uv_initialized = max(uv_initialized, ?), last_used_at = ?
+         WHERE id = ? AND counter = ? AND revoked_at IS NULL`,
+      )
+      .run(u.counter, b(u.backedUp), b(u.uv), u.at, id, expectedCounter);
+    return r.changes === 1;
+  }
+
+  async markCredentialCloned(id: string, at: number): Promise<void> {
+    this.db.prepare('UPDATE credentials SET cloned_at = coalesce(cloned_at, ?) WHERE id = ?').run(at, id);
+  }
+
+  async renameCredential(userId: string, id: string, name: string): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE credentials SET name = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL')
+        .run(name, id, userId).changes === 1
+    );
+  }
+
+  async revokeCredential(userId: string, id: string, at: number): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE credentials SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL')
+        .run(at, id, userId).changes === 1
+    );
+  }
+
+  // ---- enrollment and recovery links ---------------------------------------------------------
+
+  async insertEnrollmentToken(t: EnrollmentTokenRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO enrollment_tokens (token_hash, user_id, kind, created_by, created_at, expires_at, used_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(t.tokenHash, t.userId, t.kind, t.createdBy, t.createdAt, t.expiresAt, t.usedAt);
+  }
+
+  async getEnrollmentToken(tokenHash: string): Promise<EnrollmentTokenRecord | null> {
+    const r = this.db.prepare('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(tokenHash) as
+      | EnrollmentTokenRow
+      | undefined;
+    return r
+      ? {
+          tokenHash: r.token_hash,
+          userId: r.user_id,
+          kind: r.kind,
+          createdBy: r.created_by,
+          createdAt: r.created_at,
+          expiresAt: r.expires_at,
+          usedAt: r.used_at,
+        }
+      : null;
+  }
+
+  async consumeEnrollmentToken(tokenHash: string, now: number): Promise<boolean> {
+    return (
+      this.db
+        .prepare('UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?')
+        .run(now, tokenHash, now).changes === 1
+    );
+  }
+
+  async hasUsableRecoveryToken(userId: string, now: number): Promise<boolean> {
+    return (
+      this.db
+        .prepare(
+          `SELECT 1 FROM enrollment_tokens WHERE user_id = ? AND kind = 'recovery' AND used_at IS NULL AND expires_at > ?`,
+        )
+        .get(userId, now) !== undefined
+    );
+  }
+
+  // ---- challenges --------------------------------------------------------------------------
+
+  async insertChallenge(c: ChallengeRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO webauthn_challenges (challenge, kind, user_id, binding_hash, enrollment_hash, allow_ids, expires_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(c.challenge, c.kind, c.userId, c.bindingHash, c.enrollmentHash, JSON.stringify(c.allowIds), c.expiresAt);
+  }
+
+  async takeChallenge(challenge: string): Promise<ChallengeRecord | null> {
+    // DELETE … RETURNING: whoever deletes the row owns the challenge; a replay finds nothing.
+    const r = this.db.prepare('DELETE FROM webauthn_challenges WHERE challenge = ? RETURNING *').get(challenge) as
+      | ChallengeRow
+      | undefined;
+    if (!r) return null;
+    return {
+      challenge: r.challenge,
+      kind: r.kind,
+      userId: r.user_id,
+      bindingHash: r.binding_hash,
+      enrollmentHash: r.enrollment_hash,
+      allowIds: JSON.parse(r.allow_ids) as string[],
+      expiresAt: r.expires_at,
+    };
+  }
+
+  // ---- sessions ----------------------------------------------------------------------------
+
+  async insertSession(x: SessionRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO sessions (id_hash, user_id, credential_id, auth_event_id, auth_time, uv, created_at, last_seen_at,
+           expires_at, revoked_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        x.idHash,
+        x.userId,
+        x.credentialId,
+        x.authEventId,
+        x.authTime,
+        b(x.uv),
+        x.createdAt,
+        x.lastSeenAt,
+        x.expiresAt,
+        x.revokedAt,
+        x.ip,
+        x.userAgent,
+      );
+  }
+
+  async getSession(idHash: string): Promise<SessionRecord | null> {
+    const r = this.db.prepare('SELECT * FROM sessions WHERE id_hash = ?').get(idHash) as SessionRow | undefined;
+    return r
+      ? {
+          idHash: r.id_hash,
+          userId: r.user_id,
+          credentialId: r.credential_id,
+          authEventId: r.auth_event_id,
+          authTime: r.auth_time,
+          uv: r.uv === 1,
+          createdAt: r.created_at,
+          lastSeenAt: r.last_seen_at,
+          expiresAt: r.expires_at,
+          revokedAt: r.revoked_at,
+          ip: r.ip,
+          userAgent: r.user_agent,
+        }
+      : null;
+  }
+
+  async touchSession(idHash: string, at: number): Promise<void> {
+    this.db.prepare('UPDATE sessions SET last_seen_at = max(last_seen_at, ?) WHERE id_hash = ?').run(at, idHash);
+  }
+
+  async revokeSession(idHash: string, at: number): Promise<void> {
+    this.db.prepare('UPDATE sessions SET revoked_at = coalesce(revoked_at, ?) WHERE id_hash = ?').run(at, idHash);
+  }
+
+  async revokeUserSessions(userId: string, at: number): Promise<string[]> {
+    return (
+      this.db
+        .prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id_hash')
+        .all(at, userId) as { id_hash: string }[]
+    ).map((r) => r.id_hash);
+  }
+
+  async revokeCredentialSessions(credentialId: string, at: number): Promise<string[]> {
+    return (
+      this.db
+        .prepare('UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL RETURNING id_hash')
+        .all(at, credentialId) as { id_hash: string }[]
+    ).map((r) => r.id_hash);
+  }
+
+  // ---- auth events -------------------------------------------------------------------------
+
+  async insertAuthEvent(e: AuthEventRecord): Promise<void> {
+    this.db
+      .prepare(
+        `INSERT INTO auth_events (id, at, kind, outcome, reason, user_id, credential_id, aaguid, authenticator, uv,
+           backup_eligible, backed_up, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      )
+      .run(
+        e.id,
+        e.at,
+        e.kind,
+        e.outcome,
+        e.reason,
+        e.userId,
+        e.credentialId,
+        e.aaguid,
+        e.authenticator,
+        nb(e.uv),
+        nb(e.backupEligible),
+        nb(e.backedUp),
+        e.ip,
+        e.userAgent,
+      );
+  }
+
+  async listAuthEvents(filter: { userId?: string; limit: number }): Promise<AuthEventRecord[]> {
+    const rows = (
+      filter.userId === undefined
+        ? this.db.prepare('SELECT * FROM auth_events ORDER BY at DESC, rowid DESC LIMIT ?').all(filter.limit)
+        : this.db
+            .prepare('SELECT * FROM auth_events WHERE user_id = ? ORDER BY at DESC, rowid DESC LIMIT ?')
+            .all(filter.userId, filter.limit)
+    ) as AuthEventRow[];
+    return rows.map((r) => ({
+      id: r.id,
+      at: r.at,
+      kind: r.kind,
+      outcome: r.outcome,
+      reason: r.reason,
+      userId: r.user_id,
+      credentialId: r.credential_id,
+      aaguid: r.aaguid,
+      authenticator: r.authenticator,
+      uv: r.uv === null ? null : r.uv === 1,
+      backupEligible: r.backup_eligible === null ? null : r.backup_eligible === 1,
+      backedUp: r.backed_up === null ? null : r.backed_up === 1,
+      ip: r.ip,
+      userAgent: r.user_agent,
+    }));
+  }
+}
+
+const b = (v: boolean): number => (v ? 1 : 0);
+const nb = (v: boolean | null): number | null => (v === null ? null : v ? 1 : 0);
+
+interface UserRow {
+  id: string;
+  email: string;
+  display_name: string;
+  webauthn_id: string;
+  created_at: number;
+  disabled_at: number | null;
+}
+
+interface CredentialRow {
+  id: string;
+  user_id: string;
+  public_key: Buffer;
+  counter: number;
+  aaguid: string;
+  transports: string;
+  backup_eligible: number;
+  backed_up: number;
+  uv_initialized: number;
+  attestation_fmt: string;
+  attested: number;
+  name: string;
+  created_at: number;
+  last_used_at: number | null;
+  revoked_at: number | null;
+  cloned_at: number | null;
+}
+
+function credentialFromRow(r: CredentialRow): CredentialRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    publicKey: new Uint8Array(r.public_key),
+    counter: r.counter,
+    aaguid: r.aaguid,
+    transports: JSON.parse(r.transports) as string[],
+    backupEligible: r.backup_eligible === 1,
+    backedUp: r.backed_up === 1,
+    uvInitialized: r.uv_initialized === 1,
+    attestationFmt: r.attestation_fmt,
+    attested: r.attested === 1,
+    name: r.name,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+    clonedAt: r.cloned_at,
+  };
+}
+
+interface EnrollmentTokenRow {
+  token_hash: string;
+  user_id: string;
+  kind: 'enroll' | 'recovery';
+  created_by: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
+
+interface ChallengeRow {
+  challenge: string;
+  kind: 'registration' | 'authentication';
+  user_id: string | null;
+  binding_hash: string;
+  enrollment_hash: string | null;
+  allow_ids: string;
+  expires_at: number;
+}
+
+interface SessionRow {
+  id_hash: string;
+  user_id: string;
+  credential_id: string;
+  auth_event_id: string;
+  auth_time: number;
+  uv: number;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+  ip: string;
+  user_agent: string;
+}
+
+interface AuthEventRow {
+  id: string;
+  at: number;
+  kind: string;
+  outcome: 'success' | 'failure';
+  reason: string | null;
+  user_id: string | null;
+  credential_id: string | null;
+  aaguid: string | null;
+  authenticator: string | null;
+  uv: number | null;
+  backup_eligible: number | null;
+  backed_up: number | null;
+  ip: string;
+  user_agent: string;
 }

@@ -19,7 +19,7 @@ function file(name: string, text: string): string {
 }
 
 beforeAll(async () => {
-  up = await startUpstream((req, res) => {
+  up = await startUpstream((_req, res) => {
     res.end('ok');
   });
 });

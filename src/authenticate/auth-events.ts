@@ -1,0 +1,96 @@
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../lib/clock.js';
+import type { AuthEventRecord, Store } from '../store/types.js';
+import { authenticatorName } from './webauthn/authenticators.js';
+
+/**
+ * The catalogue of authentication events (success and failure side by side). Every ceremony
+ * writes one, whatever its outcome; the audit log (issue 6) will chain them.
+ */
+export const AUTH_EVENT_KINDS = [
+  'auth.register', // a credential was registered (enrollment, backup key, recovery)
+  'auth.login', // a WebAuthn login
+  'auth.logout',
+  'auth.credential_revoked',
+  'auth.credential_renamed',
+  'auth.enrollment_issued', // an enrollment or recovery link was created
+  'auth.recovery_issued',
+  'auth.recovery_used', // a recovery link was used to register a new credential
+] as const;
+export type AuthEventKind = (typeof AUTH_EVENT_KINDS)[number];
+
+/** Machine-readable failure reasons: what operators and tests see; clients get a generic error. */
+export type AuthFailureReason =
+  | 'challenge_unknown'
+  | 'challenge_expired'
+  | 'challenge_wrong_kind'
+  | 'challenge_binding'
+  | 'malformed_response'
+  | 'verification_failed'
+  | 'origin'
+  | 'rp_id'
+  | 'user_presence'
+  | 'user_verification'
+  | 'signature'
+  | 'counter_regression'
+  | 'concurrent_use'
+  | 'unknown_credential'
+  | 'credential_revoked'
+  | 'credential_cloned'
+  | 'credential_not_allowed'
+  | 'user_handle_mismatch'
+  | 'user_handle_missing'
+  | 'backup_eligibility_changed'
+  | 'synced_passkey_refused'
+  | 'user_disabled'
+  | 'duplicate_credential'
+  | 'credential_id_too_long'
+  | 'algorithm_not_allowed'
+  | 'aaguid_not_allowed'
+  | 'attestation_required'
+  | 'enrollment_token_invalid';
+
+export interface EventContext {
+  ip: string;
+  userAgent: string;
+}
+
+export interface EventDetails {
+  outcome: 'success' | 'failure';
+  reason?: AuthFailureReason | null;
+  userId?: string | null;
+  credentialId?: string | null;
+  aaguid?: string | null;
+  uv?: boolean | null;
+  backupEligible?: boolean | null;
+  backedUp?: boolean | null;
+}
+
+export class AuthEvents {
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+  ) {}
+
+  async record(kind: AuthEventKind, ctx: EventContext, d: EventDetails): Promise<AuthEventRecord> {
+    const e: AuthEventRecord = {
+      id: randomUUID(),
+      at: this.clock.now(),
+      kind,
+      outcome: d.outcome,
+      reason: d.reason ?? null,
+      userId: d.userId ?? null,
+      credentialId: d.credentialId ?? null,
+      aaguid: d.aaguid ?? null,
+      authenticator: d.aaguid ? authenticatorName(d.aaguid) : null,
+      uv: d.uv ?? null,
+      backupEligible: d.backupEligible ?? null,
+      backedUp: d.backedUp ?? null,
+      // Bounded: a user agent is attacker-controlled text.
+      ip: ctx.ip.slice(0, 64),
+      userAgent: ctx.userAgent.slice(0, 512),
+    };
+    await this.store.insertAuthEvent(e);
+    return e;
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * The authentication service for people: WebAuthn ceremonies, enrollment links, sessions and
+ * their auth events, assembled once for the gateway.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { FastifyInstance } from 'fastify';
+import type { Config } from '../config/schema.js';
+import { randomId } from '../crypto/random.js';
+import type { Clock } from '../lib/clock.js';
+import type { Store } from '../store/types.js';
+import { AuthEvents } from './auth-events.js';
+import { Enrollment } from './enrollment.js';
+import type { Identifier } from './identity.js';
+import { registerAuthRoutes } from './routes.js';
+import { sessionIdentifier } from './session-identifier.js';
+import { Sessions } from './sessions.js';
+import { Ceremonies } from './webauthn/ceremony.js';
+import { type RelyingParty, relyingParty } from './webauthn/relying-party.js';
+import { WebAuthnService } from './webauthn/service.js';
+
+export interface AuthenticationDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  /** Known once the gateway listens. */
+  publicOrigin: () => string;
+  clientIp: (req: IncomingMessage) => string;
+  log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+}
+
+export interface Authentication {
+  sessions: Sessions;
+  enrollment: Enrollment;
+  events: AuthEvents;
+  webauthn: WebAuthnService;
+  identifier: Identifier;
+  rp: () => RelyingParty;
+  registerRoutes(app: FastifyInstance): void;
+}
+
+export function isSecureDeployment(config: Config): boolean {
+  return config.publicUrl !== undefined ? config.publicUrl.startsWith('https:') : config.tls !== undefined;
+}
+
+export async function createAuthentication(d: AuthenticationDeps): Promise<Authentication> {
+  const { config, store, clock } = d;
+  let rpCache: RelyingParty | undefined;
+  const rp = () => {
+    rpCache ??= relyingParty(config, d.publicOrigin());
+    return rpCache;
+  };
+  const secure = isSecureDeployment(config);
+  const events = new AuthEvents(store, clock);
+  const sessions = new Sessions(
+    store,
+    clock,
+    {
+      idleMs: config.sessions.idleTimeout,
+      absoluteMs: config.sessions.absoluteLifetime,
+      freshMs: config.sessions.freshAuthWindow,
+      secure,
+    },
+    (e) => d.log.warn({ detail: (e as Error).message }, 'session touch failed'),
+  );
+  const enrollment = new Enrollment(store, clock, config.enrollment.tokenLifetime);
+  const webauthn = new WebAuthnService({
+    store,
+    clock,
+    rp,
+    ceremonies: new Ceremonies(store, clock, config.webauthn.challengeTimeout),
+    events,
+    decoyKey: await store.initMeta('decoy_key', randomId(32)),
+    log: (o, msg) => d.log.info(o, msg),
+  });
+  const origins = () => rp().origins;
+  return {
+    sessions,
+    enrollment,
+    events,
+    webauthn,
+    rp,
+    identifier: sessionIdentifier(sessions, origins),
+    registerRoutes: (app) =>
+      registerAuthRoutes(app, {
+        store,
+        clock,
+        webauthn,
+        enrollment,
+        sessions,
+        events,
+        clientIp: d.clientIp,
+        origins,
+        publicOrigin: d.publicOrigin,
+        secure,
+        rateLimits: config.rateLimits,
+      }),
+  };
+}

@@ -1,0 +1,183 @@
+/**
+ * Server-side browser sessions. The cookie holds only an opaque random id (256 bits); the
+ * store keeps its SHA-256, so a stolen database does not yield usable cookies. A session ends
+ * after `idleTimeout` without use, `absoluteLifetime` after login, at logout, or when its
+ * credential or user is revoked — at once in this process, and within CACHE_MS elsewhere.
+ */
+import { randomId, sha256Hex } from '../crypto/random.js';
+import type { Clock } from '../lib/clock.js';
+import type { CredentialRecord, SessionRecord, Store, UserRecord } from '../store/types.js';
+import type { Identity } from './identity.js';
+
+export interface SessionSettings {
+  idleMs: number;
+  absoluteMs: number;
+  freshMs: number;
+  /** true when the public origin is https: __Host- prefix and Secure. */
+  secure: boolean;
+}
+
+export interface ResolvedSession {
+  session: SessionRecord;
+  user: UserRecord;
+  credential: CredentialRecord;
+  identity: Identity;
+}
+
+/** How long a resolved session is trusted without asking the store again. */
+const CACHE_MS = 5_000;
+const CACHE_MAX = 50_000;
+
+export class Sessions {
+  readonly cookieName: string;
+  private readonly cache = new Map<string, { resolved: ResolvedSession; fetchedAt: number }>();
+  /** Time between last-seen writes: the idle clock has this granularity, and no request waits on a write. */
+  private readonly touchEveryMs: number;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    private readonly s: SessionSettings,
+    private readonly onError: (e: unknown) => void = () => {},
+  ) {
+    this.cookieName = s.secure ? '__Host-keygate_session' : 'keygate_session';
+    this.touchEveryMs = Math.min(60_000, Math.max(1_000, Math.floor(s.idleMs / 20)));
+  }
+
+  /** Start a session (a new id every time: no fixation) and return the cookie value. */
+  async create(
+    user: UserRecord,
+    credential: CredentialRecord,
+    authEventId: string,
+    uv: boolean,
+    ctx: { ip: string; userAgent: string },
+  ): Promise<{ value: string; record: SessionRecord }> {
+    const value = randomId(32);
+    const now = this.clock.now();
+    const record: SessionRecord = {
+      idHash: sha256Hex(value),
+      userId: user.id,
+      credentialId: credential.id,
+      authEventId,
+      authTime: now,
+      uv,
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.s.absoluteMs,
+      revokedAt: null,
+      ip: ctx.ip.slice(0, 64),
+      userAgent: ctx.userAgent.slice(0, 512),
+    };
+    await this.store.insertSession(record);
+    return { value, record };
+  }
+
+  /** The live session for a cookie value, or null; synchronous when cached. */
+  resolve(value: string | undefined): ResolvedSession | null | Promise<ResolvedSession | null> {
+    if (value === undefined || value.length !== 43) return null;
+    const idHash = sha256Hex(value);
+    const now = this.clock.now();
+    const hit = this.cache.get(idHash);
+    if (hit !== undefined && now - hit.fetchedAt < CACHE_MS) return this.check(hit.resolved, now);
+    return this.load(idHash).then((r) => (r === null ? null : this.check(r, this.clock.now())));
+  }
+
+  private async load(idHash: string): Promise<ResolvedSession | null> {
+    const session = await this.store.getSession(idHash);
+    if (!session || session.revokedAt !== null) {
+      this.cache.delete(idHash);
+      return null;
+    }
+    const [user, credential] = await Promise.all([
+      this.store.getUser(session.userId),
+      this.store.getCredential(session.credentialId),
+    ]);
+    if (!user || !credential) return null;
+    const resolved: ResolvedSession = { session, user, credential, identity: toIdentity(session, user, credential) };
+    if (this.cache.size >= CACHE_MAX) this.cache.clear();
+    this.cache.set(idHash, { resolved, fetchedAt: this.clock.now() });
+    return resolved;
+  }
+
+  private check(r: ResolvedSession, now: number): ResolvedSession | null {
+    const { session, user, credential } = r;
+    // ASVS 7.3.1/7.3.2: idle and absolute timeouts; 7.4.2: a disabled user or revoked key ends it.
+    if (
+      session.revokedAt !== null ||
+      now >= session.expiresAt ||
+      now - session.lastSeenAt >= this.s.idleMs ||
+      user.disabledAt !== null ||
+      credential.revokedAt !== null ||
+      credential.clonedAt !== null
+    ) {
+      this.cache.delete(session.idHash);
+      return null;
+    }
+    if (now - session.lastSeenAt >= this.touchEveryMs) {
+      session.lastSeenAt = now;
+      this.store.touchSession(session.idHash, now).catch(this.onError);
+    }
+    return r;
+  }
+
+  /** Whether the login behind this session is recent enough for sensitive self-service. */
+  isFresh(r: ResolvedSession): boolean {
+    return this.clock.now() - r.session.authTime <= this.s.freshMs;
+  }
+
+  async revoke(value: string): Promise<void> {
+    const idHash = sha256Hex(value);
+    this.cache.delete(idHash);
+    await this.store.revokeSession(idHash, this.clock.now());
+  }
+
+  async revokeForUser(userId: string): Promise<void> {
+    this.forget(await this.store.revokeUserSessions(userId, this.clock.now()));
+  }
+
+  async revokeForCredential(credentialId: string): Promise<void> {
+    this.forget(await this.store.revokeCredentialSessions(credentialId, this.clock.now()));
+  }
+
+  private forget(idHashes: string[]): void {
+    for (const h of idHashes) this.cache.delete(h);
+  }
+
+  /** Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, Secure and __Host- on https. */
+  cookie(value: string): string {
+    const parts = [`${this.cookieName}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Lax', `Max-Age=${Math.floor(this.s.absoluteMs / 1000)}`];
+    if (this.s.secure) parts.push('Secure');
+    return parts.join('; ');
+  }
+
+  clearCookie(): string {
+    const parts = [`${this.cookieName}=`, 'Path=/', 'HttpOnly', 'SameSite=Lax', 'Max-Age=0'];
+    if (this.s.secure) parts.push('Secure');
+    return parts.join('; ');
+  }
+}
+
+function toIdentity(session: SessionRecord, user: UserRecord, credential: CredentialRecord): Identity {
+  return {
+    principal: {
+      type: 'user',
+      id: user.id,
+      email: user.email,
+      displayName: user.displayName,
+      groups: [],
+      roles: user.roles,
+    },
+    auth: {
+      method: 'webauthn',
+      authEventId: session.authEventId,
+      authTime: session.authTime,
+      uv: session.uv,
+      // A synced passkey can leave the device; a device-bound key cannot.
+      deviceBound: !credential.backupEligible,
+      credentialId: credential.id,
+      aaguid: credential.aaguid,
+      sessionId: session.idHash.slice(0, 16),
+    },
+    cacheKey: `session:${session.idHash}`,
+  };
+}

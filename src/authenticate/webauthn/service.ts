@@ -1,0 +1,362 @@
+/**
+ * The WebAuthn relying-party ceremonies (WebAuthn L3 §7.1 registration, §7.2 authentication).
+ * @simplewebauthn/server does the CBOR/COSE parsing, attestation formats and signature checks;
+ * this file does what the library leaves to the relying party (SECURITY-CHECKLIST ✘ rows):
+ * challenge custody, credential ownership, user handles, counters, backup flags, policy, and
+ * persistence — in the order the spec gives, each step commented with what it ensures.
+ */
+import { createHmac } from 'node:crypto';
+import {
+  type AuthenticatorTransport,
+  generateAuthenticationOptions,
+  generateRegistrationOptions,
+  type PublicKeyCredentialCreationOptionsJSON,
+  type PublicKeyCredentialRequestOptionsJSON,
+  verifyAuthenticationResponse,
+  verifyRegistrationResponse,
+} from '@simplewebauthn/server';
+import type { z } from 'zod';
+import { KeygateError } from '../../errors/index.js';
+import type { Clock } from '../../lib/clock.js';
+import { type CredentialRecord, DuplicateCredentialError, type Store, type UserRecord } from '../../store/types.js';
+import type { AuthEvents, AuthFailureReason, EventContext } from '../auth-events.js';
+import { authenticatorName } from './authenticators.js';
+import { CeremonyError, type Ceremonies, reasonFromLibraryError } from './ceremony.js';
+import type { RelyingParty } from './relying-party.js';
+import {
+  asAuthenticationJSON,
+  asRegistrationJSON,
+  type authenticationVerifyBody,
+  type registrationVerifyBody,
+} from './wire.js';
+
+export interface WebAuthnDeps {
+  store: Store;
+  clock: Clock;
+  /** Resolved on first use: the public origin is known once the gateway listens. */
+  rp: () => RelyingParty;
+  ceremonies: Ceremonies;
+  events: AuthEvents;
+  /** Key for the decoy credential ids shown for unknown emails (no user enumeration, ASVS 6.3.8). */
+  decoyKey: string;
+  log: (detail: Record<string, unknown>, msg: string) => void;
+}
+
+export interface RegistrationOutcome {
+  credential: CredentialRecord;
+  user: UserRecord;
+  viaEnrollment: boolean;
+  eventId: string;
+}
+
+export interface LoginOutcome {
+  credential: CredentialRecord;
+  user: UserRecord;
+  uv: boolean;
+  eventId: string;
+}
+
+const REGISTRATION_MESSAGES: Partial<Record<AuthFailureReason, string>> = {
+  aaguid_not_allowed: 'This authenticator model is not allowed here.',
+  synced_passkey_refused: 'Synced passkeys are not allowed here: use a security key or a device-bound passkey.',
+  user_verification: 'The authenticator did not verify you (PIN or biometric); that is required here.',
+  attestation_required: 'This authenticator did not prove its model (attestation), which is required here.',
+  algorithm_not_allowed: 'This authenticator uses a key type that is not allowed.',
+};
+
+function base64urlBytes(s: string): number {
+  return Buffer.from(s, 'base64url').length;
+}
+
+export class WebAuthnService {
+  constructor(private readonly d: WebAuthnDeps) {}
+
+  // ---- registration (WebAuthn L3 §7.1) ------------------------------------------------------
+
+  async registrationOptions(
+    user: UserRecord,
+    binding: string,
+    enrollmentHash: string | null,
+  ): Promise<PublicKeyCredentialCreationOptionsJSON> {
+    const rp = this.d.rp();
+    const existing = (await this.d.store.listCredentials(user.id)).filter((c) => c.revokedAt === null);
+    const challenge = await this.d.ceremonies.issue('registration', binding, { userId: user.id, enrollmentHash });
+    return generateRegistrationOptions({
+      rpName: rp.name,
+      rpID: rp.id,
+      userName: user.email,
+      userDisplayName: user.displayName,
+      userID: new Uint8Array(Buffer.from(user.webauthnId, 'base64url')),
+      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
+      timeout: rp.challengeTimeoutMs,
+      attestationType: rp.attestation,
+      excludeCredentials: existing.map((c) => ({ id: c.id, transports: c.transports as AuthenticatorTransport[] })),
+      authenticatorSelection: { residentKey: rp.residentKey, userVerification: rp.userVerification },
+      supportedAlgorithmIDs: rp.algorithms,
+    });
+  }
+
+  /**
+   * Verify a registration. `sessionUserId` is the logged-in user (adding a key), or null when an
+   * enrollment link allowed the ceremony; the credential is stored under the user the challenge
+   * was issued to, never one named in the request (SECURITY-CHECKLIST R15).
+   */
+  async verifyRegistration(
+    body: z.infer<typeof registrationVerifyBody>,
+    ctx: EventContext & { binding: string | undefined; sessionUserId: string | null; enrollmentHash: string | null },
+  ): Promise<RegistrationOutcome> {
+    const rp = this.d.rp();
+    const { store, clock } = this.d;
+    let userId: string | null = null;
+    const fail = async (reason: AuthFailureReason, extra: Record<string, unknown> = {}): Promise<never> => {
+      await this.d.events.record('auth.register', ctx, { outcome: 'failure', reason, userId, ...extra });
+      throw registrationError(reason);
+    };
+
+    // R2: the challenge is ours, for a registration, to this browser, unexpired — and now spent.
+    let challenge: Awaited<ReturnType<Ceremonies['take']>>;
+    try {
+      challenge = await this.d.ceremonies.take('registration', body.response.response.clientDataJSON, ctx.binding);
+    } catch (e) {
+      if (e instanceof CeremonyError) return fail(e.reason);
+      throw e;
+    }
+    userId = challenge.userId;
+
+    // Who may register: the holder of the enrollment link the challenge was issued for, or the
+    // logged-in user it was issued to.
+    if (challenge.enrollmentHash !== null) {
+      if (ctx.enrollmentHash !== null && ctx.enrollmentHash !== challenge.enrollmentHash) {
+        return fail('enrollment_token_invalid');
+      }
+    } else if (ctx.sessionUserId === null || ctx.sessionUserId !== challenge.userId) {
+      return fail('challenge_binding');
+    }
+    const user = challenge.userId === null ? null : await store.getUser(challenge.userId);
+    if (!user || user.disabledAt !== null) return fail('user_disabled');
+
+    // R1, R3, R5–R10: type, origin, RP ID hash, UP, UV, backup flags, algorithm, attestation
+    // statement — verified by the library against our expectations.
+    let info: NonNullable<Awaited<ReturnType<typeof verifyRegistrationResponse>>['registrationInfo']>;
+    try {
+      const v = await verifyRegistrationResponse({
+        response: asRegistrationJSON(body.response),
+        expectedChallenge: challenge.challenge,
+        expectedOrigin: rp.origins,
+        expectedRPID: rp.id,
+        expectedType: 'webauthn.create',
+        requireUserPresence: true,
+        requireUserVerification: rp.userVerification === 'required',
+        supportedAlgorithmIDs: rp.algorithms,
+      });
+      if (!v.verified || !v.registrationInfo) return fail('verification_failed');
+      info = v.registrationInfo;
+    } catch (e) {
+      if (e instanceof KeygateError) throw e;
+      this.d.log({ detail: (e as Error).message }, 'registration verification failed');
+      return fail(reasonFromLibraryError(e));
+    }
+    const details = {
+      credentialId: info.credential.id,
+      aaguid: info.aaguid,
+      uv: info.userVerified,
+      backupEligible: info.credentialDeviceType === 'multiDevice',
+      backedUp: info.credentialBackedUp,
+    };
+
+    // R12: credential ids are at most 1023 bytes.
+    if (base64urlBytes(info.credential.id) > 1023) return fail('credential_id_too_long', details);
+    // Policy: authenticator models (AAGUID allow-list), attestation, synced passkeys.
+    if (rp.aaguidAllowList.length > 0 && !rp.aaguidAllowList.includes(info.aaguid)) {
+      return fail('aaguid_not_allowed', details);
+    }
+    if (rp.attestation === 'direct' && info.fmt === 'none') return fail('attestation_required', details);
+    if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice') {
+      return fail('synced_passkey_refused', details);
+    }
+
+    // An enrollment link is single use: spend it now (race-free), before anything is stored.
+    if (challenge.enrollmentHash !== null && !(await store.consumeEnrollmentToken(challenge.enrollmentHash, clock.now()))) {
+      return fail('enrollment_token_invalid', details);
+    }
+
+    // R13: a credential id registered to anyone is refused (unique key in the store).
+    const now = clock.now();
+    const credential: CredentialRecord = {
+      id: info.credential.id,
+      userId: user.id,
+      publicKey: info.credential.publicKey,
+      counter: info.credential.counter,
+      aaguid: info.aaguid,
+      transports: info.credential.transports ?? body.response.response.transports ?? [],
+      backupEligible: info.credentialDeviceType === 'multiDevice',
+      backedUp: info.credentialBackedUp,
+      uvInitialized: info.userVerified,
+      attestationFmt: info.fmt,
+      attested: info.fmt !== 'none',
+      name: body.name ?? defaultName(info.aaguid, info.credentialDeviceType === 'multiDevice'),
+      createdAt: now,
+      lastUsedAt: null,
+      revokedAt: null,
+      clonedAt: null,
+    };
+    try {
+      await store.insertCredential(credential);
+    } catch (e) {
+      if (e instanceof DuplicateCredentialError) return fail('duplicate_credential', details);
+      throw e;
+    }
+    const ev = await this.d.events.record('auth.register', ctx, { outcome: 'success', userId: user.id, ...details });
+    return { credential, user, viaEnrollment: challenge.enrollmentHash !== null, eventId: ev.id };
+  }
+
+  // ---- authentication (WebAuthn L3 §7.2) ----------------------------------------------------
+
+  async authenticationOptions(email: string | undefined, binding: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const rp = this.d.rp();
+    const { store } = this.d;
+    let userId: string | null = null;
+    let allow: { id: string; transports?: AuthenticatorTransport[] }[] = [];
+    if (email !== undefined && email !== '') {
+      const user = await store.getUserByEmail(email);
+      const creds = user && user.disabledAt === null ? (await store.listCredentials(user.id)).filter(usable) : [];
+      if (user && creds.length > 0) {
+        userId = user.id;
+        allow = creds.map((c) => ({ id: c.id, transports: c.transports as AuthenticatorTransport[] }));
+      } else {
+        // Unknown email: a stable decoy id, so the answer looks like a real user's (ASVS 6.3.8).
+        allow = [{ id: this.decoyId(email), transports: ['usb', 'internal', 'hybrid'] }];
+        userId = `decoy:${email.toLowerCase()}`;
+      }
+    }
+    const challenge = await this.d.ceremonies.issue('authentication', binding, {
+      userId,
+      allowIds: allow.map((a) => a.id),
+    });
+    return generateAuthenticationOptions({
+      rpID: rp.id,
+      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
+      timeout: rp.challengeTimeoutMs,
+      userVerification: rp.userVerification,
+      allowCredentials: allow,
+    });
+  }
+
+  async verifyAuthentication(
+    body: z.infer<typeof authenticationVerifyBody>,
+    ctx: EventContext & { binding: string | undefined },
+  ): Promise<LoginOutcome> {
+    const rp = this.d.rp();
+    const { store, clock } = this.d;
+    const r = body.response;
+    let userId: string | null = null;
+    let details: Record<string, unknown> = { credentialId: r.id };
+    const fail = async (reason: AuthFailureReason): Promise<never> => {
+      await this.d.events.record('auth.login', ctx, { outcome: 'failure', reason, userId, ...details });
+      throw loginError(reason);
+    };
+
+    // A4: the challenge is ours, for a login, to this browser, unexpired — and now spent.
+    let challenge: Awaited<ReturnType<Ceremonies['take']>>;
+    try {
+      challenge = await this.d.ceremonies.take('authentication', r.response.clientDataJSON, ctx.binding);
+    } catch (e) {
+      if (e instanceof CeremonyError) return fail(e.reason);
+      throw e;
+    }
+
+    // A2: find the credential by its id; it must exist, be live, and not be suspected cloned.
+    const cred = await store.getCredential(r.id);
+    if (!cred) return fail('unknown_credential');
+    userId = cred.userId;
+    details = { credentialId: cred.id, aaguid: cred.aaguid, backupEligible: cred.backupEligible };
+    if (cred.revokedAt !== null) return fail('credential_revoked');
+    if (cred.clonedAt !== null) return fail('credential_cloned');
+
+    // A1/A2: in a username-first login the credential must belong to that user and be offered.
+    if (challenge.userId !== null && challenge.userId !== cred.userId) return fail('credential_not_allowed');
+    if (challenge.allowIds.length > 0 && !challenge.allowIds.includes(cred.id)) return fail('credential_not_allowed');
+
+    const user = await store.getUser(cred.userId);
+    if (!user || user.disabledAt !== null) return fail('user_disabled');
+
+    // A2: the user handle, when present, must be the owner's; a discoverable login needs one.
+    const handle = r.response.userHandle;
+    if (handle !== undefined && handle !== '' && handle !== user.webauthnId) return fail('user_handle_mismatch');
+    if (challenge.userId === null && (handle === undefined || handle === '')) return fail('user_handle_missing');
+
+    // A3, A5–A9, A11: type, origin, RP ID hash, UP, UV and the signature, by the library. The
+    // counter check is ours (below, after the signature is known good), so pass 0 here.
+    let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>['authenticationInfo'];
+    try {
+      const v = await verifyAuthenticationResponse({
+        response: asAuthenticationJSON(r),
+        expectedChallenge: challenge.challenge,
+        expectedOrigin: rp.origins,
+        expectedRPID: rp.id,
+        expectedType: 'webauthn.get',
+        credential: { id: cred.id, publicKey: new Uint8Array(cred.publicKey), counter: 0, transports: cred.transports },
+        requireUserVerification: rp.userVerification === 'required',
+      });
+      if (!v.verified) return fail('signature');
+      info = v.authenticationInfo;
+    } catch (e) {
+      if (e instanceof KeygateError) throw e;
+      this.d.log({ detail: (e as Error).message }, 'authentication verification failed');
+      return fail(reasonFromLibraryError(e));
+    }
+    details = { ...details, uv: info.userVerified, backedUp: info.credentialBackedUp };
+
+    // A12: if either counter is non-zero the new one must be greater; otherwise the key may be
+    // cloned: flag it (it can no longer log in) and refuse.
+    if ((cred.counter > 0 || info.newCounter > 0) && info.newCounter <= cred.counter) {
+      await store.markCredentialCloned(cred.id, clock.now());
+      return fail('counter_regression');
+    }
+    // A10: backup eligibility is fixed at creation; a change means a different authenticator.
+    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible) return fail('backup_eligibility_changed');
+    if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice') return fail('synced_passkey_refused');
+
+    // A13: persist counter and flags only now, as a compare-and-swap on the counter.
+    const ok = await store.recordCredentialUse(cred.id, cred.counter, {
+      counter: info.newCounter,
+      backedUp: info.credentialBackedUp,
+      uv: info.userVerified,
+      at: clock.now(),
+    });
+    if (!ok) return fail('concurrent_use');
+    const ev = await this.d.events.record('auth.login', ctx, { outcome: 'success', userId: user.id, ...details });
+    return { credential: { ...cred, counter: info.newCounter }, user, uv: info.userVerified, eventId: ev.id };
+  }
+
+  private decoyId(email: string): string {
+    return createHmac('sha256', this.d.decoyKey).update(email.toLowerCase()).digest().subarray(0, 16).toString('base64url');
+  }
+}
+
+function usable(c: CredentialRecord): boolean {
+  return c.revokedAt === null && c.clonedAt === null;
+}
+
+function defaultName(aaguid: string, synced: boolean): string {
+  const model = authenticatorName(aaguid);
+  if (model !== 'Unknown authenticator') return model;
+  return synced ? 'Passkey' : 'Security key';
+}
+
+function isChallengeReason(r: AuthFailureReason): boolean {
+  return r.startsWith('challenge_') || r === 'malformed_response';
+}
+
+function registrationError(reason: AuthFailureReason): KeygateError {
+  if (isChallengeReason(reason)) return new KeygateError('CHALLENGE_INVALID', { detail: reason });
+  if (reason === 'enrollment_token_invalid') return new KeygateError('ENROLLMENT_TOKEN_INVALID', { detail: reason });
+  if (reason === 'duplicate_credential') return new KeygateError('CREDENTIAL_ALREADY_REGISTERED', { detail: reason });
+  const message = REGISTRATION_MESSAGES[reason];
+  return new KeygateError('REGISTRATION_REFUSED', message === undefined ? { detail: reason } : { message, detail: reason });
+}
+
+function loginError(reason: AuthFailureReason): KeygateError {
+  if (isChallengeReason(reason)) return new KeygateError('CHALLENGE_INVALID', { detail: reason });
+  return new KeygateError('LOGIN_FAILED', { detail: reason });
+}

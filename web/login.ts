@@ -1,0 +1,146 @@
+import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
+import { browserSupportsWebAuthn, startAuthentication, WebAuthnAbortService } from '@simplewebauthn/browser';
+import {
+  api,
+  byId,
+  clearMessages,
+  isAbort,
+  isBusy,
+  queryParam,
+  safePath,
+  setBusy,
+  showError,
+  showStatus,
+  UNSUPPORTED_MESSAGE,
+} from './common.js';
+
+interface VerifyResult {
+  user: { id: string; email: string; displayName: string };
+  returnTo: string;
+}
+
+const signinButton = byId<HTMLButtonElement>('signin');
+const emailButton = byId<HTMLButtonElement>('signin-email');
+const emailForm = byId<HTMLFormElement>('email-form');
+const emailInput = byId<HTMLInputElement>('email');
+const returnTo = safePath(queryParam('return_to'));
+
+/** Bumped by every explicit attempt, so a stale conditional (autofill) request never acts. */
+let generation = 0;
+let conditionalAvailable = false;
+
+async function verify(response: AuthenticationResponseJSON): Promise<void> {
+  showStatus('Checking your key…');
+  const body: { response: AuthenticationResponseJSON; returnTo?: string } = { response };
+  if (returnTo !== undefined) body.returnTo = returnTo;
+  const result = await api<VerifyResult>('/.keygate/api/webauthn/authentication/verify', body);
+  showStatus('Signed in. Redirecting…');
+  location.assign(safePath(result.returnTo) ?? '/');
+}
+
+/** Explicit sign-in: discoverable (no email) or username-first (with email). */
+async function signIn(button: HTMLButtonElement, email?: string): Promise<void> {
+  if (isBusy(signinButton) || isBusy(emailButton)) return;
+  const mine = ++generation;
+  // A pending autofill request would block this one: cancel it first.
+  WebAuthnAbortService.cancelCeremony();
+  clearMessages();
+  setBusy(button, true);
+  try {
+    showStatus('Preparing sign-in…');
+    const optionsJSON = await api<PublicKeyCredentialRequestOptionsJSON>(
+      '/.keygate/api/webauthn/authentication/options',
+      email === undefined ? {} : { email },
+    );
+    showStatus('Follow your browser’s prompt: touch your security key or confirm with your passkey.');
+    const response = await startAuthentication({ optionsJSON });
+    await verify(response);
+  } catch (err) {
+    if (mine === generation) showError(err);
+    setBusy(button, false);
+    // Offer autofill again after a failed or cancelled attempt.
+    if (mine === generation) void startConditional();
+  }
+}
+
+/** Conditional UI: passkeys offered in the email field's autofill. Silent unless it succeeds or verify fails. */
+async function startConditional(): Promise<void> {
+  if (!conditionalAvailable) return;
+  const mine = generation;
+  let response: AuthenticationResponseJSON;
+  try {
+    const optionsJSON = await api<PublicKeyCredentialRequestOptionsJSON>(
+      '/.keygate/api/webauthn/authentication/options',
+      {},
+    );
+    if (mine !== generation) return;
+    response = await startAuthentication({ optionsJSON, useBrowserAutofill: true });
+  } catch {
+    // Aborted by an explicit attempt, timed out, or unavailable: the buttons still work.
+    return;
+  }
+  if (mine !== generation) return;
+  generation++;
+  setBusy(signinButton, true);
+  setBusy(emailButton, true);
+  try {
+    await verify(response);
+  } catch (err) {
+    if (!isAbort(err)) showError(err);
+    setBusy(signinButton, false);
+    setBusy(emailButton, false);
+    void startConditional();
+  }
+}
+
+function init(): void {
+  if (!browserSupportsWebAuthn()) {
+    showError(UNSUPPORTED_MESSAGE + ' Try a current version of Chrome, Edge, Firefox or Safari.');
+    signinButton.disabled = true;
+    emailButton.disabled = true;
+    emailInput.disabled = true;
+    return;
+  }
+
+  signinButton.addEventListener('click', () => {
+    void signIn(signinButton);
+  });
+
+  emailForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    const email = emailInput.value.trim();
+    if (email === '' || !emailInput.checkValidity()) {
+      emailInput.setAttribute('aria-invalid', 'true');
+      showError(email === '' ? 'Enter your email address.' : 'Enter a valid email address, like name@example.com.');
+      emailInput.focus();
+      return;
+    }
+    emailInput.removeAttribute('aria-invalid');
+    void signIn(emailButton, email);
+  });
+
+  emailInput.addEventListener('input', () => emailInput.removeAttribute('aria-invalid'));
+
+  // Opening the disclosure moves focus to the field, so keyboard users land where they type.
+  const details = byId<HTMLDetailsElement>('email-option');
+  details.addEventListener('toggle', () => {
+    if (details.open) emailInput.focus();
+  });
+
+  const pkc = window.PublicKeyCredential as
+    | (typeof PublicKeyCredential & {
+        isConditionalMediationAvailable?: () => Promise<boolean>;
+      })
+    | undefined;
+  if (pkc?.isConditionalMediationAvailable) {
+    pkc
+      .isConditionalMediationAvailable()
+      .then((available) => {
+        conditionalAvailable = available;
+        if (available) void startConditional();
+      })
+      .catch(() => {});
+  }
+}
+
+init();
