@@ -123,7 +123,7 @@ export function queryParam(name: string): string | null {
 }
 
 export function loginUrl(returnTo: string): string {
-  return `${LOGIN_PATH}?return_to=${encodeURIComponent(returnTo)}`;
+  return `${LOGIN_PATH}?return_to=${encodeURIComponent(returnTo).replace(/%2F/gi, '/')}`;
 }
 
 // ---- DOM ---------------------------------------------------------------------------------
@@ -157,7 +157,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(
 /** Put a short confirmation or progress note in the polite `#status` region (and clear `#error`). */
 export function showStatus(text: string): void {
   byId('error').replaceChildren();
-  byId('status').textContent = text;
+  const el = byId('status');
+  el.textContent = text;
+  reveal(el);
 }
 
 /** Show an error in the `#error` alert region. Extra nodes (for example a link) follow the text. */
@@ -172,7 +174,15 @@ export function showError(err: unknown, ...extra: Child[]): void {
   if (err instanceof ApiError && err.requestId && err.status >= 500) {
     nodes.push(h('span', { class: 'request-id' }, `Reference: ${err.requestId}`));
   }
-  byId('error').replaceChildren(...nodes);
+  const el = byId('error');
+  el.replaceChildren(...nodes);
+  reveal(el);
+}
+
+/** Scroll a message into view when it is off screen (long device lists). */
+function reveal(el: HTMLElement): void {
+  const r = el.getBoundingClientRect();
+  if (r.top < 0 || r.bottom > window.innerHeight) el.scrollIntoView({ block: 'nearest' });
 }
 
 export function clearMessages(): void {

@@ -114,9 +114,13 @@ function renderRow(cred: Credential): HTMLLIElement {
   const meta = h(
     'p',
     { class: 'cred-meta' },
-    h('span', {}, cred.authenticator),
-    h('span', {}, `Added ${formatDate(cred.createdAt)}`),
-    h('span', {}, cred.lastUsedAt === null ? 'Never used' : `Last used ${formatDateTime(cred.lastUsedAt)}`),
+    h('span', { class: 'cred-model' }, cred.authenticator),
+    h(
+      'span',
+      { class: 'cred-dates' },
+      `Added ${formatDate(cred.createdAt)} · `,
+      cred.lastUsedAt === null ? 'never used' : `last used ${formatDateTime(cred.lastUsedAt)}`,
+    ),
   );
 
   const renameButton = h(
