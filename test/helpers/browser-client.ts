@@ -42,6 +42,7 @@ export class BrowserClient {
     const h: Record<string, string> = { accept: 'application/json', ...headers };
     if (this.cookies.size > 0) h.cookie = this.cookieHeader();
     if (method !== 'GET' && h.origin === undefined) h.origin = this.origin;
+    if (h.origin === '') delete h.origin; // an explicit '' means: send no Origin header
     if (body !== undefined) h['content-type'] = 'application/json';
     const res = await request(`${this.baseUrl}${path}`, {
       method,
