@@ -3,6 +3,7 @@
  * one clear line and set the exit code.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { adminInvite, adminRecover } from './commands/admin.js';
 import { configCheck } from './commands/config-check.js';
 import { demo } from './commands/demo.js';
 import { serve } from './commands/serve.js';
@@ -41,7 +42,10 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('-p, --port <port>', 'gateway port', port, 8443)
     .option('--sim-port <port>', 'simulator port', port, 8081)
     .option('--data-dir <dir>', 'where the demo keeps its database and config', './.keygate')
-    .action(async (o: { port: number; simPort: number; dataDir: string }) => setCode(await demo(o, out)));
+    .option('--admin-email <email>', 'the first admin, invited when no admin exists', 'admin@example.com')
+    .action(async (o: { port: number; simPort: number; dataDir: string; adminEmail: string }) =>
+      setCode(await demo(o, out)),
+    );
 
   const config = program.command('config').description('configuration tools');
   config
@@ -49,6 +53,25 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .description('validate a config file (and the environment it needs); prints the problems or "ok"')
     .argument('[file]', 'config file')
     .action((file: string | undefined) => setCode(configCheck(file, out)));
+
+  const admin = program.command('admin').description('administration on the local store (works before any admin exists)');
+  const collect = (v: string, prev: string[] = []) => [...prev, v];
+  admin
+    .command('invite')
+    .description('create a user (if new) and print a one-time enrollment link')
+    .argument('<email>', 'their email address')
+    .option('-r, --role <role>', 'role to grant (repeatable), e.g. admin', collect)
+    .option('-n, --name <name>', 'display name')
+    .option('-c, --config <file>', 'config file')
+    .action(async (email: string, o: { role?: string[]; name?: string; config?: string }) =>
+      setCode(await adminInvite(email, o, out)),
+    );
+  admin
+    .command('recover')
+    .description('print a one-time recovery link that lets a user register a new key')
+    .argument('<email>', 'their email address')
+    .option('-c, --config <file>', 'config file')
+    .action(async (email: string, o: { config?: string }) => setCode(await adminRecover(email, o, out)));
 
   return program;
 }

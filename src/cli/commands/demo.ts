@@ -14,6 +14,7 @@ export interface DemoOptions {
   port: number;
   simPort: number;
   dataDir: string;
+  adminEmail: string;
 }
 
 export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
@@ -54,6 +55,11 @@ export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv =
   const gw = await Gateway.create({ config: loaded.config, env });
   await gw.listen();
   const g = gw.publicOrigin;
+  // The first admin: an enrollment link, printed once, while no admin exists yet.
+  const firstAdmin =
+    (await gw.store.countUsersWithRole('admin')) === 0
+      ? await gw.auth.enrollment.invite(g, { email: o.adminEmail, roles: ['admin'], createdBy: 'demo' })
+      : undefined;
   out.out(
     [
       '',
@@ -62,11 +68,22 @@ export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv =
       `  Workspace   ${workspace.url}  (simulator; only the gateway holds its credential)`,
       `  Config      ${resolve(configFile)}`,
       '',
-      'What to do next:',
-      `  curl ${g}/.keygate/readyz                  # ready: store and workspace credential OK`,
+      ...(firstAdmin
+        ? [
+            `First admin (${firstAdmin.user.email}): open this one-time link in a browser to register a passkey or security key:`,
+            `  ${firstAdmin.url}`,
+          ]
+        : [
+            `An admin exists already: log in at ${g}/.keygate/login`,
+            `  (lost the key? ./bin/keygate.js admin recover --config ${configFile} EMAIL)`,
+          ]),
+      '',
+      'Then:',
+      `  ${g}/api/2.0/serving-endpoints   # in the same browser: the workspace, through Keygate`,
+      `  ${g}/.keygate/devices            # your keys: add a backup, rename, revoke`,
       `  curl -i ${g}/api/2.0/serving-endpoints     # 401: nobody gets through without an identity`,
-      `  curl ${g}/.keygate/metrics | grep keygate_ # Prometheus metrics`,
-      `  ./bin/keygate.js config check ${configFile}   # validate a config`,
+      `  curl ${g}/.keygate/readyz                  # ready: store and workspace credential OK`,
+      `  ./bin/keygate.js admin invite --config ${configFile} colleague@example.com`,
       '',
       'Press Ctrl-C to stop (in-flight requests are drained first).',
     ].join('\n'),

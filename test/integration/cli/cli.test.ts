@@ -91,6 +91,24 @@ describe('keygate serve', () => {
   });
 });
 
+describe('keygate admin (local store, before any admin exists)', () => {
+  it('invite prints a one-time enrollment URL; recover a recovery URL; unknown users and bad emails fail clearly', async () => {
+    const f = file('admin.yaml', `publicUrl: https://kg.example.com\ndataDir: ${join(dir, 'admin-data')}\n`);
+    const inv = await runCli(['admin', 'invite', '--role', 'admin', '--config', f, 'Root@Example.com']);
+    expect(inv.code).toBe(0);
+    expect(inv.stdout).toMatch(/^https:\/\/kg\.example\.com\/\.keygate\/enroll\?token=[A-Za-z0-9_-]{43}\n$/);
+    expect(inv.stderr).toContain('One-time enrollment link for root@example.com');
+    const rec = await runCli(['admin', 'recover', '--config', f, 'root@example.com']);
+    expect(rec.code).toBe(0);
+    expect(rec.stdout).toMatch(/\/\.keygate\/enroll\?token=/);
+    expect(rec.stdout).not.toBe(inv.stdout);
+    const unknown = await runCli(['admin', 'recover', '--config', f, 'nobody@example.com']);
+    expect(unknown).toMatchObject({ code: 1, stderr: 'keygate: no user with email nobody@example.com\n' });
+    const bad = await runCli(['admin', 'invite', '--config', f, 'not-an-email']);
+    expect(bad.code).toBe(2);
+  });
+});
+
 describe('keygate demo (what npm start runs)', () => {
   it('starts the simulator and a gateway holding its credential; prints both URLs and what to do next', async () => {
     const data = join(dir, 'demo');
@@ -98,7 +116,12 @@ describe('keygate demo (what npm start runs)', () => {
     try {
       const [, gwUrl] = await p.waitFor(/Gateway\s+(http:\/\/\S+)/);
       const [, simUrl] = await p.waitFor(/Workspace\s+(http:\/\/\S+)/);
-      expect(p.output()).toContain('What to do next');
+      const [, link] = await p.waitFor(/(http:\/\/\S+\/\.keygate\/enroll\?token=\S+)/);
+      // The printed first-admin link is live: it names the admin.
+      const token = new URL(link as string).searchParams.get('token');
+      const info = await request(`${gwUrl}/.keygate/api/enrollment?token=${token}`);
+      expect(info.statusCode).toBe(200);
+      expect(await info.body.json()).toEqual({ email: 'admin@example.com', displayName: 'admin', kind: 'enroll' });
       const ready = await request(`${gwUrl}/.keygate/readyz`);
       expect(ready.statusCode).toBe(200);
       expect(await ready.body.json()).toMatchObject({ status: 'ready' });

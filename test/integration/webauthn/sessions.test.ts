@@ -205,7 +205,7 @@ describe('devices', () => {
 
     const list = await b.get<{ credentials: { id: string; name: string; current: boolean }[] }>('/.keygate/api/devices');
     expect(list.body.credentials.map((c) => c.name)).toEqual(['Test key', 'Backup']);
-    const [firstKey, backupKey] = list.body.credentials as [{ id: string }, { id: string }];
+    const [firstKey, backupKey] = list.body.credentials as unknown as [{ id: string }, { id: string }];
 
     const renamed = await b.call('PATCH', `/.keygate/api/devices/${backupKey.id}`, { name: 'Spare YubiKey' });
     expect(renamed.body).toMatchObject({ name: 'Spare YubiKey' });
