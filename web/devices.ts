@@ -47,6 +47,7 @@ const signoutButton = byId<HTMLButtonElement>('signout');
 const keysHeading = byId('keys-heading');
 
 let credentials: Credential[] = [];
+let hasRecovery = false;
 let rowSeq = 0;
 
 const SVG_NS = 'http://www.w3.org/2000/svg';
@@ -106,7 +107,9 @@ function renderRow(cred: Credential): HTMLLIElement {
     { class: 'badges' },
     cred.synced
       ? h('span', { class: 'badge badge-synced' }, 'Synced passkey')
-      : h('span', { class: 'badge badge-bound' }, 'Device-bound key'),
+      : cred.deviceBound
+        ? h('span', { class: 'badge badge-bound' }, 'Device-bound key')
+        : h('span', { class: 'badge badge-bound' }, 'Passkey, not synced yet'),
     cred.current && h('span', { class: 'badge badge-current' }, 'This device'),
   );
   const title = h('div', { class: 'cred-title' }, nameEl, badges);
@@ -242,15 +245,21 @@ function renderRow(cred: Credential): HTMLLIElement {
   return li;
 }
 
+/** Suggest a backup when one key is the only way in (no recovery link pending). */
+function updateTip(): void {
+  byId('backup-tip').hidden = credentials.length !== 1 || hasRecovery;
+}
+
 function render(data: DevicesResponse): void {
   credentials = data.credentials;
+  hasRecovery = data.hasRecovery;
   list.removeAttribute('aria-busy');
   if (credentials.length === 0) {
     list.replaceChildren(h('li', { class: 'cred-empty' }, 'No keys are registered yet. Add one below.'));
   } else {
     list.replaceChildren(...credentials.map(renderRow));
   }
-  byId('backup-tip').hidden = credentials.length !== 1;
+  updateTip();
 }
 
 async function load(): Promise<void> {
@@ -298,7 +307,7 @@ async function remove(cred: Credential, button: HTMLButtonElement, restore: () =
     const next = (row?.nextElementSibling ?? row?.previousElementSibling) as HTMLElement | null;
     row?.remove();
     credentials = credentials.filter((c) => c.id !== cred.id);
-    byId('backup-tip').hidden = credentials.length !== 1;
+    updateTip();
     if (credentials.length === 0) {
       list.replaceChildren(h('li', { class: 'cred-empty' }, 'No keys are registered yet. Add one below.'));
     }

@@ -1,6 +1,7 @@
 import type { AuthenticationResponseJSON, PublicKeyCredentialRequestOptionsJSON } from '@simplewebauthn/browser';
 import { browserSupportsWebAuthn, startAuthentication, WebAuthnAbortService } from '@simplewebauthn/browser';
 import {
+  ApiError,
   api,
   byId,
   clearMessages,
@@ -28,6 +29,17 @@ const returnTo = safePath(queryParam('return_to'));
 /** Bumped by every explicit attempt, so a stale conditional (autofill) request never acts. */
 let generation = 0;
 let conditionalAvailable = false;
+/** True while an autofill (conditional) request is pending. */
+let conditionalRunning = false;
+const details = byId<HTMLDetailsElement>('email-option');
+
+function showLoginError(err: unknown): void {
+  if (err instanceof ApiError && err.code === 'LOGIN_FAILED') {
+    showError(err, 'Try another key, or ask an administrator for a recovery link if yours is lost.');
+  } else {
+    showError(err);
+  }
+}
 
 async function verify(response: AuthenticationResponseJSON): Promise<void> {
   showStatus('Checking your key…');
@@ -56,18 +68,23 @@ async function signIn(button: HTMLButtonElement, email?: string): Promise<void> 
     const response = await startAuthentication({ optionsJSON });
     await verify(response);
   } catch (err) {
-    if (mine === generation) showError(err);
+    if (mine === generation) showLoginError(err);
     setBusy(button, false);
     // Offer autofill again after a failed or cancelled attempt.
-    if (mine === generation) void startConditional();
+    if (mine === generation && details.open) void startConditional();
   }
 }
 
-/** Conditional UI: passkeys offered in the email field's autofill. Silent unless it succeeds or verify fails. */
+/**
+ * Conditional UI: passkeys offered in the email field's autofill. It runs only while the
+ * "Use my email" field is shown (no challenge is spent on every page view), and stays silent
+ * unless it succeeds or the server refuses the login.
+ */
 async function startConditional(): Promise<void> {
-  if (!conditionalAvailable) return;
+  if (!conditionalAvailable || conditionalRunning || isBusy(signinButton) || isBusy(emailButton)) return;
   const mine = generation;
   let response: AuthenticationResponseJSON;
+  conditionalRunning = true;
   try {
     const optionsJSON = await api<PublicKeyCredentialRequestOptionsJSON>(
       '/.keygate/api/webauthn/authentication/options',
@@ -78,6 +95,8 @@ async function startConditional(): Promise<void> {
   } catch {
     // Aborted by an explicit attempt, timed out, or unavailable: the buttons still work.
     return;
+  } finally {
+    conditionalRunning = false;
   }
   if (mine !== generation) return;
   generation++;
@@ -86,10 +105,10 @@ async function startConditional(): Promise<void> {
   try {
     await verify(response);
   } catch (err) {
-    if (!isAbort(err)) showError(err);
+    if (!isAbort(err)) showLoginError(err);
     setBusy(signinButton, false);
     setBusy(emailButton, false);
-    void startConditional();
+    if (details.open) void startConditional();
   }
 }
 
@@ -121,10 +140,15 @@ function init(): void {
 
   emailInput.addEventListener('input', () => emailInput.removeAttribute('aria-invalid'));
 
-  // Opening the disclosure moves focus to the field, so keyboard users land where they type.
-  const details = byId<HTMLDetailsElement>('email-option');
+  // Opening the disclosure moves focus to the field, so keyboard users land where they type,
+  // and offers passkeys in its autofill; closing it withdraws the offer.
   details.addEventListener('toggle', () => {
-    if (details.open) emailInput.focus();
+    if (details.open) {
+      emailInput.focus();
+      void startConditional();
+    } else if (conditionalRunning) {
+      WebAuthnAbortService.cancelCeremony();
+    }
   });
 
   const pkc = window.PublicKeyCredential as
@@ -137,7 +161,7 @@ function init(): void {
       .isConditionalMediationAvailable()
       .then((available) => {
         conditionalAvailable = available;
-        if (available) void startConditional();
+        if (available && details.open) void startConditional();
       })
       .catch(() => {});
   }

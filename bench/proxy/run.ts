@@ -13,10 +13,12 @@
  *
  *   npx tsx bench/proxy/run.ts [--quick] [--duration 10] [--connections 64] [--rounds 3]
  *       [--rate 1000] [--latency-duration 10] [--only nginx,keygate] [--profile]
+ *       [--max-foreign 10] [--attempts 4]
+ *   npx tsx bench/proxy/run.ts --report bench/results/proxy-<time>.json   (re-print a saved run)
  */
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { availableParallelism, cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,6 +46,7 @@ const { values: args } = parseArgs({
     'max-foreign': { type: 'string', default: '10' },
     attempts: { type: 'string', default: '4' },
     profile: { type: 'boolean', default: false },
+    report: { type: 'string' },
   },
 });
 const quick = args.quick;
@@ -240,6 +243,11 @@ interface Target {
 const foreign = (i: Interference | undefined) => (i === undefined ? '' : `  [foreign CPU ${i.foreignPct}%]`);
 
 async function main(): Promise<void> {
+  if (args.report !== undefined) {
+    const saved = JSON.parse(readFileSync(args.report, 'utf8')) as { targets: Target[]; opts: typeof opts };
+    report(saved.targets, saved.opts.rounds, saved.opts.rate);
+    return;
+  }
   const machine = {
     cpus: nproc,
     cpu: cpus()[0]?.model ?? 'unknown',
@@ -309,7 +317,7 @@ async function main(): Promise<void> {
     }
   }
 
-  const summary = report(targets);
+  const summary = report(targets, opts.rounds, opts.rate);
   mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
   const file = join(ROOT, `bench/results/proxy-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   writeFileSync(
@@ -320,23 +328,30 @@ async function main(): Promise<void> {
 }
 
 /** Print the table and the two target checks; return the same figures for the JSON file. */
-function report(targets: Target[]) {
+function report(targets: Target[], rounds: number, rate: number) {
   const byName = new Map(targets.map((t) => [t.name, t]));
   const rps = (n: string) => (byName.has(n) ? median((byName.get(n) as Target).rps) : Number.NaN);
+  // Ratios pair the targets round by round (median of per-round ratios): a slow spell on a
+  // shared VM then lowers both sides of a ratio instead of one.
+  const ratio = (n: string, base: string) => {
+    const a = byName.get(n)?.rps;
+    const b = byName.get(base)?.rps;
+    return a && b ? median(a.map((x, i) => x / (b[i] as number))) : Number.NaN;
+  };
   const lat = (n: string, k: 'p50' | 'p90' | 'p99' | 'max') =>
     byName.has(n) ? median((byName.get(n) as Target).latency.map((l) => l[k])) : Number.NaN;
   const rows = targets.map((t) => ({
     target: t.name,
     rps: rps(t.name),
-    vsBare: rps(t.name) / rps('bare-node'),
-    vsNginx: rps(t.name) / rps('nginx'),
+    vsBare: ratio(t.name, 'bare-node'),
+    vsNginx: ratio(t.name, 'nginx'),
     p50: lat(t.name, 'p50'),
     p90: lat(t.name, 'p90'),
     p99: lat(t.name, 'p99'),
     addedP99: lat(t.name, 'p99') - lat('direct', 'p99'),
   }));
   const f = (x: number, d: number) => (Number.isNaN(x) ? '–' : x.toFixed(d));
-  const header = `| target | req/s (median of ${opts.rounds}) | × bare-node | × nginx | p50 ms | p90 ms | p99 ms | p99 added vs direct, ms |`;
+  const header = `| target | req/s (median of ${rounds}) | × bare-node | × nginx | p50 ms | p90 ms | p99 ms | p99 added vs direct, ms |`;
   console.log(`\n${header}\n|${'---|'.repeat(8)}`);
   for (const r of rows) {
     const cells = [
@@ -352,7 +367,7 @@ function report(targets: Target[]) {
     console.log(`| ${cells.join(' | ')} |`);
   }
   const checks = {
-    throughputRatio: rps('keygate') / rps('bare-node'),
+    throughputRatio: ratio('keygate', 'bare-node'),
     addedP99VsBareMs: lat('keygate', 'p99') - lat('bare-node', 'p99'),
     addedP99VsDirectMs: lat('keygate', 'p99') - lat('direct', 'p99'),
   };
@@ -361,7 +376,7 @@ function report(targets: Target[]) {
     `\nkeygate throughput ${f(checks.throughputRatio, 2)}× bare-node (target ≥ 0.90): ${verdict(checks.throughputRatio >= 0.9)}`,
   );
   console.log(
-    `keygate p99 at ${opts.rate} req/s: +${f(checks.addedP99VsBareMs, 3)} ms vs bare-node (target ≤ 1 ms): ${verdict(checks.addedP99VsBareMs <= 1)}; +${f(checks.addedP99VsDirectMs, 3)} ms vs direct`,
+    `keygate p99 at ${rate} req/s: +${f(checks.addedP99VsBareMs, 3)} ms vs bare-node (target ≤ 1 ms): ${verdict(checks.addedP99VsBareMs <= 1)}; +${f(checks.addedP99VsDirectMs, 3)} ms vs direct`,
   );
   return { rows, checks };
 }
