@@ -73,7 +73,14 @@ export class AuthEvents {
   ) {}
 
   async record(kind: AuthEventKind, ctx: EventContext, d: EventDetails): Promise<AuthEventRecord> {
-    const e: AuthEventRecord = {
+    const e = this.build(kind, ctx, d);
+    await this.store.insertAuthEvent(e);
+    return e;
+  }
+
+  /** The event, not yet written (for writes that must land together with it). */
+  build(kind: AuthEventKind, ctx: EventContext, d: EventDetails): AuthEventRecord {
+    return {
       id: randomUUID(),
       at: this.clock.now(),
       kind,
@@ -90,7 +97,5 @@ export class AuthEvents {
       ip: ctx.ip.slice(0, 64),
       userAgent: ctx.userAgent.slice(0, 512),
     };
-    await this.store.insertAuthEvent(e);
-    return e;
   }
 }

@@ -69,6 +69,7 @@ export async function createAuthentication(d: AuthenticationDeps): Promise<Authe
     rp,
     ceremonies: new Ceremonies(store, clock, config.webauthn.challengeTimeout),
     events,
+    sessions,
     decoyKey: await store.initMeta('decoy_key', randomId(32)),
     log: (o, msg) => d.log.info(o, msg),
   });

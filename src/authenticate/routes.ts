@@ -195,8 +195,9 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
       const out = await d.webauthn.verifyAuthentication(body, {
         ...ctxOf(req),
         binding: readCookie(req.headers.cookie, ceremonyCookie),
+        previousSession: readCookie(req.headers.cookie, d.sessions.cookieName),
       });
-      await startSession(req, reply, out);
+      reply.header('set-cookie', d.sessions.cookie(out.sessionValue));
       return {
         user: { id: out.user.id, email: out.user.email, displayName: out.user.displayName },
         returnTo: safeReturnTo(body.returnTo),

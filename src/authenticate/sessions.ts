@@ -52,6 +52,19 @@ export class Sessions {
     uv: boolean,
     ctx: { ip: string; userAgent: string },
   ): Promise<{ value: string; record: SessionRecord }> {
+    const s = this.prepare(user, credential, authEventId, uv, ctx);
+    await this.store.insertSession(s.record);
+    return s;
+  }
+
+  /** A new session and its cookie value, not yet stored (the caller stores it with the login). */
+  prepare(
+    user: UserRecord,
+    credential: CredentialRecord,
+    authEventId: string,
+    uv: boolean,
+    ctx: { ip: string; userAgent: string },
+  ): { value: string; record: SessionRecord } {
     const value = randomId(32);
     const now = this.clock.now();
     const record: SessionRecord = {
@@ -68,8 +81,15 @@ export class Sessions {
       ip: ctx.ip.slice(0, 64),
       userAgent: ctx.userAgent.slice(0, 512),
     };
-    await this.store.insertSession(record);
     return { value, record };
+  }
+
+  /** The store key of a cookie value, dropping it from the cache (it is being ended). */
+  endingHash(value: string | undefined): string | null {
+    if (value === undefined) return null;
+    const idHash = sha256Hex(value);
+    this.cache.delete(idHash);
+    return idHash;
   }
 
   /** The live session for a cookie value, or null; synchronous when cached. */

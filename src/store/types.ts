@@ -142,12 +142,6 @@ export interface Store {
   insertCredential(c: CredentialRecord): Promise<void>;
   getCredential(id: string): Promise<CredentialRecord | null>;
   listCredentials(userId: string): Promise<CredentialRecord[]>;
-  /** Compare-and-swap on the counter: false when another login moved it first. */
-  recordCredentialUse(
-    id: string,
-    expectedCounter: number,
-    u: { counter: number; backedUp: boolean; uv: boolean; at: number },
-  ): Promise<boolean>;
   markCredentialCloned(id: string, at: number): Promise<void>;
   renameCredential(userId: string, id: string, name: string): Promise<boolean>;
   revokeCredential(userId: string, id: string, at: number): Promise<boolean>;
@@ -158,6 +152,20 @@ export interface Store {
   /** Marks the token used if it is unused and unexpired; false otherwise (single use, race-free). */
   consumeEnrollmentToken(tokenHash: string, now: number): Promise<boolean>;
   hasUsableRecoveryToken(userId: string, now: number): Promise<boolean>;
+
+  /**
+   * A successful login, atomically: compare-and-swap the credential counter, record the auth
+   * event, end the browser's previous session (if any) and start the new one. False (and
+   * nothing written) when another login moved the counter first.
+   */
+  completeLogin(o: {
+    credentialId: string;
+    expectedCounter: number;
+    use: { counter: number; backedUp: boolean; uv: boolean; at: number };
+    event: AuthEventRecord;
+    session: SessionRecord;
+    endSessionHash: string | null;
+  }): Promise<boolean>;
 
   // WebAuthn challenges (single use: taking deletes)
   insertChallenge(c: ChallengeRecord): Promise<void>;

@@ -20,6 +20,7 @@ import { KeygateError } from '../../errors/index.js';
 import type { Clock } from '../../lib/clock.js';
 import { type CredentialRecord, DuplicateCredentialError, type Store, type UserRecord } from '../../store/types.js';
 import type { AuthEvents, AuthFailureReason, EventContext } from '../auth-events.js';
+import type { Sessions } from '../sessions.js';
 import { authenticatorName } from './authenticators.js';
 import { CeremonyError, type Ceremonies, reasonFromLibraryError } from './ceremony.js';
 import type { RelyingParty } from './relying-party.js';
@@ -37,6 +38,7 @@ export interface WebAuthnDeps {
   rp: () => RelyingParty;
   ceremonies: Ceremonies;
   events: AuthEvents;
+  sessions: Sessions;
   /** Key for the decoy credential ids shown for unknown emails (no user enumeration, ASVS 6.3.8). */
   decoyKey: string;
   log: (detail: Record<string, unknown>, msg: string) => void;
@@ -54,6 +56,8 @@ export interface LoginOutcome {
   user: UserRecord;
   uv: boolean;
   eventId: string;
+  /** The new session's cookie value. */
+  sessionValue: string;
 }
 
 const REGISTRATION_MESSAGES: Partial<Record<AuthFailureReason, string>> = {
@@ -244,7 +248,7 @@ export class WebAuthnService {
 
   async verifyAuthentication(
     body: z.infer<typeof authenticationVerifyBody>,
-    ctx: EventContext & { binding: string | undefined },
+    ctx: EventContext & { binding: string | undefined; previousSession: string | undefined },
   ): Promise<LoginOutcome> {
     const rp = this.d.rp();
     const { store, clock } = this.d;
@@ -317,16 +321,26 @@ export class WebAuthnService {
     if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible) return fail('backup_eligibility_changed');
     if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice') return fail('synced_passkey_refused');
 
-    // A13: persist counter and flags only now, as a compare-and-swap on the counter.
-    const ok = await store.recordCredentialUse(cred.id, cred.counter, {
-      counter: info.newCounter,
-      backedUp: info.credentialBackedUp,
-      uv: info.userVerified,
-      at: clock.now(),
+    // A13: persist counter and flags only now, as a compare-and-swap on the counter, together
+    // with the auth event and the new session (a new id: no fixation; the old one ends).
+    const event = this.d.events.build('auth.login', ctx, { outcome: 'success', userId: user.id, ...details });
+    const session = this.d.sessions.prepare(user, cred, event.id, info.userVerified, ctx);
+    const ok = await store.completeLogin({
+      credentialId: cred.id,
+      expectedCounter: cred.counter,
+      use: { counter: info.newCounter, backedUp: info.credentialBackedUp, uv: info.userVerified, at: clock.now() },
+      event,
+      session: session.record,
+      endSessionHash: this.d.sessions.endingHash(ctx.previousSession),
     });
     if (!ok) return fail('concurrent_use');
-    const ev = await this.d.events.record('auth.login', ctx, { outcome: 'success', userId: user.id, ...details });
-    return { credential: { ...cred, counter: info.newCounter }, user, uv: info.userVerified, eventId: ev.id };
+    return {
+      credential: { ...cred, counter: info.newCounter },
+      user,
+      uv: info.userVerified,
+      eventId: event.id,
+      sessionValue: session.value,
+    };
   }
 
   private decoyId(email: string): string {

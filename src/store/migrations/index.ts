@@ -81,15 +81,6 @@ export const MIGRATIONS: readonly Migration[] = [
         used_at     INTEGER
       ) STRICT;
       CREATE INDEX enrollment_tokens_user ON enrollment_tokens (user_id);
-      CREATE TABLE webauthn_challenges (
-        challenge       TEXT PRIMARY KEY,
-        kind            TEXT NOT NULL CHECK (kind IN ('registration', 'authentication')),
-        user_id         TEXT,                       -- bound user (registration; username-first login)
-        binding_hash    TEXT NOT NULL,              -- SHA-256 of the ceremony cookie it was issued to
-        enrollment_hash TEXT,                       -- the enrollment token that allowed a registration
-        allow_ids       TEXT NOT NULL,              -- JSON array of allowed credential ids ([] = any)
-        expires_at      INTEGER NOT NULL
-      ) STRICT;
       CREATE TABLE sessions (
         id_hash           TEXT PRIMARY KEY,         -- SHA-256 of the cookie value
         user_id           TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,

@@ -46,10 +46,23 @@ export class SqliteStore implements Store {
     if (opts.path !== ':memory:') chmodSync(opts.path, 0o600);
     this.db.pragma('journal_mode = WAL');
     // FULL: a transaction that returned is on disk, so a crash loses nothing acknowledged.
-    this.db.pragma('synchronous = FULL');
+    this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
     this.migrations = opts.migrations ?? MIGRATIONS;
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+  private readonly challenges = new Map<string, ChallengeRecord>();
+
+  /** Prepared statements are compiled once and reused: preparing costs more than running. */
+  private sql(text: string): Database.Statement {
+    let st = this.statements.get(text);
+    if (st === undefined) {
+      st = this.db.prepare(text);
+      this.statements.set(text, st);
+    }
+    return st;
   }
 
   async migrate(): Promise<MigrationStatus> {
@@ -58,7 +71,7 @@ export class SqliteStore implements Store {
     const applied: number[] = [];
     const known = Math.max(0, ...this.migrations.map((m) => m.version));
     const currentVersion = (): number =>
-      (this.db.prepare('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
+      (this.sql('SELECT max(version) AS v FROM schema_migrations').get() as { v: number | null }).v ?? 0;
     if (currentVersion() > known) {
       throw new Error(
         `database schema version ${currentVersion()} is newer than this Keygate knows (${known}); refusing to start`,
@@ -67,11 +80,13 @@ export class SqliteStore implements Store {
     for (const m of [...this.migrations].sort((a, b) => a.version - b.version)) {
       // IMMEDIATE takes the write lock first, so two processes starting at once apply each migration once.
       const step = this.db.transaction(() => {
-        if (this.db.prepare('SELECT 1 FROM schema_migrations WHERE version = ?').get(m.version)) return false;
+        if (this.sql('SELECT 1 FROM schema_migrations WHERE version = ?').get(m.version)) return false;
         this.db.exec(m.sqlite);
-        this.db
-          .prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)')
-          .run(m.version, m.name, Date.now());
+        this.sql('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
+          m.version,
+          m.name,
+          Date.now(),
+        );
         return true;
       });
       if (step.immediate()) applied.push(m.version);
@@ -80,7 +95,7 @@ export class SqliteStore implements Store {
   }
 
   async ping(): Promise<void> {
-    this.db.prepare('SELECT 1').get();
+    this.sql('SELECT 1').get();
   }
 
   async close(): Promise<void> {
@@ -88,30 +103,26 @@ export class SqliteStore implements Store {
   }
 
   async getMeta(key: string): Promise<string | null> {
-    const row = this.db.prepare('SELECT value FROM keygate_meta WHERE key = ?').get(key) as
-      | { value: string }
-      | undefined;
+    const row = this.sql('SELECT value FROM keygate_meta WHERE key = ?').get(key) as { value: string } | undefined;
     return row?.value ?? null;
   }
 
   async initMeta(key: string, value: string): Promise<string> {
-    this.db.prepare('INSERT INTO keygate_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run(key, value);
+    this.sql('INSERT INTO keygate_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING').run(key, value);
     return (await this.getMeta(key)) as string;
   }
 
   async insertSigningKey(k: SigningKeyRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO signing_keys (kid, alg, use, public_jwk, private_jwk, created_at, retires_at)
+    this.sql(
+      `INSERT INTO signing_keys (kid, alg, use, public_jwk, private_jwk, created_at, retires_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(k.kid, k.alg, k.use, k.publicJwk, k.privateJwk, k.createdAt, k.retiresAt);
+    ).run(k.kid, k.alg, k.use, k.publicJwk, k.privateJwk, k.createdAt, k.retiresAt);
   }
 
   async listSigningKeys(use: SigningKeyRecord['use']): Promise<SigningKeyRecord[]> {
-    const rows = this.db
-      .prepare('SELECT * FROM signing_keys WHERE use = ? ORDER BY created_at DESC')
-      .all(use) as SigningKeyRow[];
+    const rows = this.sql('SELECT * FROM signing_keys WHERE use = ? ORDER BY created_at DESC').all(
+      use,
+    ) as SigningKeyRow[];
     return rows.map((r) => ({
       kid: r.kid,
       alg: r.alg,
@@ -127,9 +138,11 @@ export class SqliteStore implements Store {
 
   private userFromRow(r: UserRow | undefined): UserRecord | null {
     if (!r) return null;
-    const roles = (this.db.prepare('SELECT role FROM user_roles WHERE user_id = ? ORDER BY role').all(r.id) as {
-      role: string;
-    }[]).map((x) => x.role);
+    const roles = (
+      this.sql('SELECT role FROM user_roles WHERE user_id = ? ORDER BY role').all(r.id) as {
+        role: string;
+      }[]
+    ).map((x) => x.role);
     return {
       id: r.id,
       email: r.email,
@@ -143,14 +156,12 @@ export class SqliteStore implements Store {
 
   async upsertUser(u: Omit<UserRecord, 'roles' | 'disabledAt'>, roles: string[]): Promise<UserRecord> {
     const tx = this.db.transaction(() => {
-      this.db
-        .prepare(
-          `INSERT INTO users (id, email, display_name, webauthn_id, created_at) VALUES (?, ?, ?, ?, ?)
+      this.sql(
+        `INSERT INTO users (id, email, display_name, webauthn_id, created_at) VALUES (?, ?, ?, ?, ?)
            ON CONFLICT (email) DO NOTHING`,
-        )
-        .run(u.id, u.email, u.displayName, u.webauthnId, u.createdAt);
-      const row = this.db.prepare('SELECT * FROM users WHERE email = ?').get(u.email) as UserRow;
-      const add = this.db.prepare('INSERT INTO user_roles (user_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING');
+      ).run(u.id, u.email, u.displayName, u.webauthnId, u.createdAt);
+      const row = this.sql('SELECT * FROM users WHERE email = ?').get(u.email) as UserRow;
+      const add = this.sql('INSERT INTO user_roles (user_id, role) VALUES (?, ?) ON CONFLICT DO NOTHING');
       for (const role of roles) add.run(row.id, role);
       return row;
     });
@@ -158,26 +169,24 @@ export class SqliteStore implements Store {
   }
 
   async getUser(id: string): Promise<UserRecord | null> {
-    return this.userFromRow(this.db.prepare('SELECT * FROM users WHERE id = ?').get(id) as UserRow | undefined);
+    return this.userFromRow(this.sql('SELECT * FROM users WHERE id = ?').get(id) as UserRow | undefined);
   }
 
   async getUserByEmail(email: string): Promise<UserRecord | null> {
-    return this.userFromRow(this.db.prepare('SELECT * FROM users WHERE email = ?').get(email) as UserRow | undefined);
+    return this.userFromRow(this.sql('SELECT * FROM users WHERE email = ?').get(email) as UserRow | undefined);
   }
 
   async getUserByWebauthnId(webauthnId: string): Promise<UserRecord | null> {
     return this.userFromRow(
-      this.db.prepare('SELECT * FROM users WHERE webauthn_id = ?').get(webauthnId) as UserRow | undefined,
+      this.sql('SELECT * FROM users WHERE webauthn_id = ?').get(webauthnId) as UserRow | undefined,
     );
   }
 
   async countUsersWithRole(role: string): Promise<number> {
     return (
-      this.db
-        .prepare(
-          'SELECT count(*) AS n FROM user_roles r JOIN users u ON u.id = r.user_id WHERE r.role = ? AND u.disabled_at IS NULL',
-        )
-        .get(role) as { n: number }
+      this.sql(
+        'SELECT count(*) AS n FROM user_roles r JOIN users u ON u.id = r.user_id WHERE r.role = ? AND u.disabled_at IS NULL',
+      ).get(role) as { n: number }
     ).n;
   }
 
@@ -185,30 +194,28 @@ export class SqliteStore implements Store {
 
   async insertCredential(c: CredentialRecord): Promise<void> {
     try {
-      this.db
-        .prepare(
-          `INSERT INTO credentials (id, user_id, public_key, counter, aaguid, transports, backup_eligible, backed_up,
+      this.sql(
+        `INSERT INTO credentials (id, user_id, public_key, counter, aaguid, transports, backup_eligible, backed_up,
              uv_initialized, attestation_fmt, attested, name, created_at, last_used_at, revoked_at, cloned_at)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .run(
-          c.id,
-          c.userId,
-          Buffer.from(c.publicKey),
-          c.counter,
-          c.aaguid,
-          JSON.stringify(c.transports),
-          b(c.backupEligible),
-          b(c.backedUp),
-          b(c.uvInitialized),
-          c.attestationFmt,
-          b(c.attested),
-          c.name,
-          c.createdAt,
-          c.lastUsedAt,
-          c.revokedAt,
-          c.clonedAt,
-        );
+      ).run(
+        c.id,
+        c.userId,
+        Buffer.from(c.publicKey),
+        c.counter,
+        c.aaguid,
+        JSON.stringify(c.transports),
+        b(c.backupEligible),
+        b(c.backedUp),
+        b(c.uvInitialized),
+        c.attestationFmt,
+        b(c.attested),
+        c.name,
+        c.createdAt,
+        c.lastUsedAt,
+        c.revokedAt,
+        c.clonedAt,
+      );
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new DuplicateCredentialError();
       throw e;
@@ -216,63 +223,72 @@ export class SqliteStore implements Store {
   }
 
   async getCredential(id: string): Promise<CredentialRecord | null> {
-    const r = this.db.prepare('SELECT * FROM credentials WHERE id = ?').get(id) as CredentialRow | undefined;
+    const r = this.sql('SELECT * FROM credentials WHERE id = ?').get(id) as CredentialRow | undefined;
     return r ? credentialFromRow(r) : null;
   }
 
   async listCredentials(userId: string): Promise<CredentialRecord[]> {
     return (
-      this.db.prepare('SELECT * FROM credentials WHERE user_id = ? ORDER BY created_at').all(userId) as CredentialRow[]
+      this.sql('SELECT * FROM credentials WHERE user_id = ? ORDER BY created_at').all(userId) as CredentialRow[]
     ).map(credentialFromRow);
   }
 
-  async recordCredentialUse(
-    id: string,
-    expectedCounter: number,
-    u: { counter: number; backedUp: boolean; uv: boolean; at: number },
-  ): Promise<boolean> {
-    const r = this.db
-      .prepare(
+  async completeLogin(o: Parameters<Store['completeLogin']>[0]): Promise<boolean> {
+    // One transaction, one commit: the login's writes land together or not at all.
+    const tx = this.db.transaction(() => {
+      const moved = this.sql(
         `UPDATE credentials SET counter = ?, backed_up = ?, uv_initialized = max(uv_initialized, ?), last_used_at = ?
          WHERE id = ? AND counter = ? AND revoked_at IS NULL`,
-      )
-      .run(u.counter, b(u.backedUp), b(u.uv), u.at, id, expectedCounter);
-    return r.changes === 1;
+      ).run(o.use.counter, b(o.use.backedUp), b(o.use.uv), o.use.at, o.credentialId, o.expectedCounter);
+      if (moved.changes !== 1) return false;
+      this.insertAuthEventSync(o.event);
+      if (o.endSessionHash !== null) {
+        this.sql('UPDATE sessions SET revoked_at = coalesce(revoked_at, ?) WHERE id_hash = ?').run(
+          o.use.at,
+          o.endSessionHash,
+        );
+      }
+      this.insertSessionSync(o.session);
+      return true;
+    });
+    return tx.immediate();
   }
 
   async markCredentialCloned(id: string, at: number): Promise<void> {
-    this.db.prepare('UPDATE credentials SET cloned_at = coalesce(cloned_at, ?) WHERE id = ?').run(at, id);
+    this.sql('UPDATE credentials SET cloned_at = coalesce(cloned_at, ?) WHERE id = ?').run(at, id);
   }
 
   async renameCredential(userId: string, id: string, name: string): Promise<boolean> {
     return (
-      this.db
-        .prepare('UPDATE credentials SET name = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL')
-        .run(name, id, userId).changes === 1
+      this.sql('UPDATE credentials SET name = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL').run(
+        name,
+        id,
+        userId,
+      ).changes === 1
     );
   }
 
   async revokeCredential(userId: string, id: string, at: number): Promise<boolean> {
     return (
-      this.db
-        .prepare('UPDATE credentials SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL')
-        .run(at, id, userId).changes === 1
+      this.sql('UPDATE credentials SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL').run(
+        at,
+        id,
+        userId,
+      ).changes === 1
     );
   }
 
   // ---- enrollment and recovery links ---------------------------------------------------------
 
   async insertEnrollmentToken(t: EnrollmentTokenRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO enrollment_tokens (token_hash, user_id, kind, created_by, created_at, expires_at, used_at)
+    this.sql(
+      `INSERT INTO enrollment_tokens (token_hash, user_id, kind, created_by, created_at, expires_at, used_at)
          VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(t.tokenHash, t.userId, t.kind, t.createdBy, t.createdAt, t.expiresAt, t.usedAt);
+    ).run(t.tokenHash, t.userId, t.kind, t.createdBy, t.createdAt, t.expiresAt, t.usedAt);
   }
 
   async getEnrollmentToken(tokenHash: string): Promise<EnrollmentTokenRecord | null> {
-    const r = this.db.prepare('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(tokenHash) as
+    const r = this.sql('SELECT * FROM enrollment_tokens WHERE token_hash = ?').get(tokenHash) as
       | EnrollmentTokenRow
       | undefined;
     return r
@@ -290,76 +306,75 @@ export class SqliteStore implements Store {
 
   async consumeEnrollmentToken(tokenHash: string, now: number): Promise<boolean> {
     return (
-      this.db
-        .prepare('UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?')
-        .run(now, tokenHash, now).changes === 1
+      this.sql(
+        'UPDATE enrollment_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?',
+      ).run(now, tokenHash, now).changes === 1
     );
   }
 
   async hasUsableRecoveryToken(userId: string, now: number): Promise<boolean> {
     return (
-      this.db
-        .prepare(
-          `SELECT 1 FROM enrollment_tokens WHERE user_id = ? AND kind = 'recovery' AND used_at IS NULL AND expires_at > ?`,
-        )
-        .get(userId, now) !== undefined
+      this.sql(
+        `SELECT 1 FROM enrollment_tokens WHERE user_id = ? AND kind = 'recovery' AND used_at IS NULL AND expires_at > ?`,
+      ).get(userId, now) !== undefined
     );
   }
 
   // ---- challenges --------------------------------------------------------------------------
 
   async insertChallenge(c: ChallengeRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO webauthn_challenges (challenge, kind, user_id, binding_hash, enrollment_hash, allow_ids, expires_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(c.challenge, c.kind, c.userId, c.bindingHash, c.enrollmentHash, JSON.stringify(c.allowIds), c.expiresAt);
+    // Challenges live minutes and matter only to this process (SQLite is single-node): they are
+    // kept in memory, which spares two disk writes per ceremony. A restart forgets them; the
+    // person simply starts the ceremony again.
+    const now = Date.now();
+    if (this.challenges.size >= MAX_CHALLENGES) {
+      for (const [k, v] of this.challenges) if (v.expiresAt <= now) this.challenges.delete(k);
+      // Still full: drop the oldest (Map keeps insertion order).
+      while (this.challenges.size >= MAX_CHALLENGES) {
+        const first = this.challenges.keys().next();
+        if (first.done) break;
+        this.challenges.delete(first.value);
+      }
+    }
+    this.challenges.set(c.challenge, { ...c, allowIds: [...c.allowIds] });
   }
 
   async takeChallenge(challenge: string): Promise<ChallengeRecord | null> {
-    // DELETE … RETURNING: whoever deletes the row owns the challenge; a replay finds nothing.
-    const r = this.db.prepare('DELETE FROM webauthn_challenges WHERE challenge = ? RETURNING *').get(challenge) as
-      | ChallengeRow
-      | undefined;
-    if (!r) return null;
-    return {
-      challenge: r.challenge,
-      kind: r.kind,
-      userId: r.user_id,
-      bindingHash: r.binding_hash,
-      enrollmentHash: r.enrollment_hash,
-      allowIds: JSON.parse(r.allow_ids) as string[],
-      expiresAt: r.expires_at,
-    };
+    // Whoever deletes the entry owns the challenge; a replay finds nothing.
+    const c = this.challenges.get(challenge);
+    if (c === undefined) return null;
+    this.challenges.delete(challenge);
+    return c;
   }
 
   // ---- sessions ----------------------------------------------------------------------------
 
   async insertSession(x: SessionRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO sessions (id_hash, user_id, credential_id, auth_event_id, auth_time, uv, created_at, last_seen_at,
+    this.insertSessionSync(x);
+  }
+
+  private insertSessionSync(x: SessionRecord): void {
+    this.sql(
+      `INSERT INTO sessions (id_hash, user_id, credential_id, auth_event_id, auth_time, uv, created_at, last_seen_at,
            expires_at, revoked_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        x.idHash,
-        x.userId,
-        x.credentialId,
-        x.authEventId,
-        x.authTime,
-        b(x.uv),
-        x.createdAt,
-        x.lastSeenAt,
-        x.expiresAt,
-        x.revokedAt,
-        x.ip,
-        x.userAgent,
-      );
+    ).run(
+      x.idHash,
+      x.userId,
+      x.credentialId,
+      x.authEventId,
+      x.authTime,
+      b(x.uv),
+      x.createdAt,
+      x.lastSeenAt,
+      x.expiresAt,
+      x.revokedAt,
+      x.ip,
+      x.userAgent,
+    );
   }
 
   async getSession(idHash: string): Promise<SessionRecord | null> {
-    const r = this.db.prepare('SELECT * FROM sessions WHERE id_hash = ?').get(idHash) as SessionRow | undefined;
+    const r = this.sql('SELECT * FROM sessions WHERE id_hash = ?').get(idHash) as SessionRow | undefined;
     return r
       ? {
           idHash: r.id_hash,
@@ -379,62 +394,66 @@ export class SqliteStore implements Store {
   }
 
   async touchSession(idHash: string, at: number): Promise<void> {
-    this.db.prepare('UPDATE sessions SET last_seen_at = max(last_seen_at, ?) WHERE id_hash = ?').run(at, idHash);
+    this.sql('UPDATE sessions SET last_seen_at = max(last_seen_at, ?) WHERE id_hash = ?').run(at, idHash);
   }
 
   async revokeSession(idHash: string, at: number): Promise<void> {
-    this.db.prepare('UPDATE sessions SET revoked_at = coalesce(revoked_at, ?) WHERE id_hash = ?').run(at, idHash);
+    this.sql('UPDATE sessions SET revoked_at = coalesce(revoked_at, ?) WHERE id_hash = ?').run(at, idHash);
   }
 
   async revokeUserSessions(userId: string, at: number): Promise<string[]> {
     return (
-      this.db
-        .prepare('UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id_hash')
-        .all(at, userId) as { id_hash: string }[]
+      this.sql('UPDATE sessions SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL RETURNING id_hash').all(
+        at,
+        userId,
+      ) as { id_hash: string }[]
     ).map((r) => r.id_hash);
   }
 
   async revokeCredentialSessions(credentialId: string, at: number): Promise<string[]> {
     return (
-      this.db
-        .prepare('UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL RETURNING id_hash')
-        .all(at, credentialId) as { id_hash: string }[]
+      this.sql(
+        'UPDATE sessions SET revoked_at = ? WHERE credential_id = ? AND revoked_at IS NULL RETURNING id_hash',
+      ).all(at, credentialId) as { id_hash: string }[]
     ).map((r) => r.id_hash);
   }
 
   // ---- auth events -------------------------------------------------------------------------
 
   async insertAuthEvent(e: AuthEventRecord): Promise<void> {
-    this.db
-      .prepare(
-        `INSERT INTO auth_events (id, at, kind, outcome, reason, user_id, credential_id, aaguid, authenticator, uv,
+    this.insertAuthEventSync(e);
+  }
+
+  private insertAuthEventSync(e: AuthEventRecord): void {
+    this.sql(
+      `INSERT INTO auth_events (id, at, kind, outcome, reason, user_id, credential_id, aaguid, authenticator, uv,
            backup_eligible, backed_up, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-      )
-      .run(
-        e.id,
-        e.at,
-        e.kind,
-        e.outcome,
-        e.reason,
-        e.userId,
-        e.credentialId,
-        e.aaguid,
-        e.authenticator,
-        nb(e.uv),
-        nb(e.backupEligible),
-        nb(e.backedUp),
-        e.ip,
-        e.userAgent,
-      );
+    ).run(
+      e.id,
+      e.at,
+      e.kind,
+      e.outcome,
+      e.reason,
+      e.userId,
+      e.credentialId,
+      e.aaguid,
+      e.authenticator,
+      nb(e.uv),
+      nb(e.backupEligible),
+      nb(e.backedUp),
+      e.ip,
+      e.userAgent,
+    );
   }
 
   async listAuthEvents(filter: { userId?: string; limit: number }): Promise<AuthEventRecord[]> {
     const rows = (
       filter.userId === undefined
-        ? this.db.prepare('SELECT * FROM auth_events ORDER BY at DESC, rowid DESC LIMIT ?').all(filter.limit)
-        : this.db
-            .prepare('SELECT * FROM auth_events WHERE user_id = ? ORDER BY at DESC, rowid DESC LIMIT ?')
-            .all(filter.userId, filter.limit)
+        ? this.sql('SELECT * FROM auth_events ORDER BY at DESC, rowid DESC LIMIT ?').all(filter.limit)
+        : this.sql('SELECT * FROM auth_events WHERE user_id = ? ORDER BY at DESC, rowid DESC LIMIT ?').all(
+            filter.userId,
+            filter.limit,
+          )
     ) as AuthEventRow[];
     return rows.map((r) => ({
       id: r.id,
@@ -455,6 +474,7 @@ export class SqliteStore implements Store {
   }
 }
 
+const MAX_CHALLENGES = 100_000;
 const b = (v: boolean): number => (v ? 1 : 0);
 const nb = (v: boolean | null): number | null => (v === null ? null : v ? 1 : 0);
 
