@@ -9,6 +9,7 @@ import type { Duplex } from 'node:stream';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
+import { registerAdminRoutes } from '../admin/routes.js';
 import { type Authentication, createAuthentication } from '../authenticate/index.js';
 import { identifyRequest } from '../authenticate/identify.js';
 import type { Identifier, Identity } from '../authenticate/identity.js';
@@ -214,6 +215,7 @@ export class Gateway {
     });
     gw.identifiers = [gw.authentication.identifier, ...gw.identifiers];
     gw.authentication.registerRoutes(gw.app);
+    registerAdminRoutes(gw.app, gw.authentication, () => gw.publicOrigin);
     registerOpsRoutes(gw.app, {
       store,
       metrics: gw.metrics,
