@@ -537,16 +537,6 @@ interface EnrollmentTokenRow {
   used_at: number | null;
 }
 
-interface ChallengeRow {
-  challenge: string;
-  kind: 'registration' | 'authentication';
-  user_id: string | null;
-  binding_hash: string;
-  enrollment_hash: string | null;
-  allow_ids: string;
-  expires_at: number;
-}
-
 interface SessionRow {
   id_hash: string;
   user_id: string;
