@@ -64,8 +64,9 @@ const reg = await app.inject({
 });
 if (reg.statusCode !== 200) throw new Error(`enrollment failed: ${reg.body}`);
 const credentialId = [...authenticator.keys.keys()][0] as string;
-const stored = await gw.store.getCredential(credentialId);
-if (!stored) throw new Error('no credential');
+const found = await gw.store.getCredential(credentialId);
+if (!found) throw new Error('no credential');
+const stored = found;
 
 /** One full login; returns the server-side milliseconds (client signing excluded). */
 async function gatewayLogin(): Promise<number> {
