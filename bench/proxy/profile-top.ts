@@ -1,6 +1,7 @@
 /**
  * Summarise a V8 .cpuprofile (from `run.ts --profile`): the functions with the most self
- * time, and the share of time under each of Keygate's own source files (inclusive).
+ * time, and the share of time under each of Keygate's own source files (inclusive), both as
+ * a share of the time the thread was busy (idle excluded).
  *
  *   npx tsx bench/proxy/profile-top.ts bench/results/profiles/<file>.cpuprofile [count]
  */
@@ -31,10 +32,15 @@ const label = (n: Node) =>
 const self = new Map<string, number>();
 const inclusiveByFile = new Map<string, number>();
 let total = 0;
+let idle = 0;
 profile.samples.forEach((id, i) => {
   const dt = profile.timeDeltas[i] ?? 0;
-  total += dt;
   const node = byId.get(id) as Node;
+  if (node.callFrame.functionName === '(idle)') {
+    idle += dt;
+    return;
+  }
+  total += dt;
   self.set(label(node), (self.get(label(node)) ?? 0) + dt);
   // Inclusive time per src/ file: count each file once per sample.
   const seen = new Set<string>();
@@ -48,7 +54,7 @@ profile.samples.forEach((id, i) => {
 });
 
 const pct = (x: number) => `${((x / total) * 100).toFixed(1).padStart(5)}%`;
-console.log(`self time, top ${count} of ${(total / 1e6).toFixed(1)} s sampled:`);
+console.log(`self time, top ${count}, of ${(total / 1e6).toFixed(1)} s busy (${(idle / 1e6).toFixed(1)} s idle):`);
 for (const [name, t] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(count)))
   console.log(`${pct(t)}  ${name}`);
 console.log('\ninclusive time under Keygate source files:');
