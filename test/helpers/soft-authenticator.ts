@@ -11,15 +11,8 @@ import type {
   PublicKeyCredentialRequestOptionsJSON,
   RegistrationResponseJSON,
 } from '@simplewebauthn/server';
-import { Encoder } from 'cbor-x';
-
-// Plain CBOR that @simplewebauthn's decoder accepts: no record or Map tags, no typed-array tags.
-const cbor = new Encoder({
-  useRecords: false,
-  variableMapSize: true,
-  tagUint8Array: false,
-  ...({ useTag259ForMaps: false } as object),
-});
+// CBOR via the same small library @simplewebauthn/server decodes with (COSE keys are Maps with integer keys).
+import { encodeCBOR } from '@levischuck/tiny-cbor';
 
 export const FLAGS = { UP: 0x01, UV: 0x04, BE: 0x08, BS: 0x10, AT: 0x40 } as const;
 
@@ -75,13 +68,13 @@ export class SoftAuthenticator {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const jwk = publicKey.export({ format: 'jwk' });
     const cose = Buffer.from(
-      cbor.encode(
-        new Map<number, number | Buffer>([
+      encodeCBOR(
+        new Map<number, number | Uint8Array>([
           [1, 2],
           [3, -7],
           [-1, 1],
-          [-2, Buffer.from(jwk.x as string, 'base64url')],
-          [-3, Buffer.from(jwk.y as string, 'base64url')],
+          [-2, new Uint8Array(Buffer.from(jwk.x as string, 'base64url'))],
+          [-3, new Uint8Array(Buffer.from(jwk.y as string, 'base64url'))],
         ]),
       ),
     );
@@ -109,12 +102,21 @@ export class SoftAuthenticator {
       }),
     );
     let fmt = 'none';
-    let attStmt: Record<string, unknown> = {};
+    const attStmt = new Map<string, number | Uint8Array>();
     if (bend.fmt === 'packed-self') {
       fmt = 'packed';
-      attStmt = { alg: -7, sig: sign('sha256', Buffer.concat([authData, sha256(clientDataJSON)]), privateKey) };
+      attStmt.set('alg', -7);
+      attStmt.set('sig', new Uint8Array(sign('sha256', Buffer.concat([authData, sha256(clientDataJSON)]), privateKey)));
     }
-    const attestationObject = Buffer.from(cbor.encode({ fmt, attStmt, authData }));
+    const attestationObject = Buffer.from(
+      encodeCBOR(
+        new Map<string, string | Map<string, number | Uint8Array> | Uint8Array>([
+          ['fmt', fmt],
+          ['attStmt', attStmt],
+          ['authData', new Uint8Array(authData)],
+        ]),
+      ),
+    );
     this.keys.set(b64u(id), {
       id,
       privateKey,
