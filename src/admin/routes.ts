@@ -10,6 +10,7 @@ import type { Authentication } from '../authenticate/index.js';
 import { readCookie } from '../authenticate/cookies.js';
 import type { ResolvedSession } from '../authenticate/sessions.js';
 import { KeygateError } from '../errors/index.js';
+import { parseInput } from '../lib/parse.js';
 
 const inviteBody = z.strictObject({
   email: z.string().trim().refine(isEmail, 'must be an email address'),
@@ -29,19 +30,11 @@ export function registerAdminRoutes(app: FastifyInstance, auth: Authentication, 
     if (!auth.sessions.isFresh(s)) throw new KeygateError('FRESH_LOGIN_REQUIRED');
     return s;
   };
-  const body = <T extends z.ZodType>(schema: T, v: unknown): z.infer<T> => {
-    const r = schema.safeParse(v ?? {});
-    if (!r.success) {
-      const i = r.error.issues[0];
-      throw new KeygateError('BAD_REQUEST', { message: `Invalid request body: ${i?.path.join('.') ?? ''}: ${i?.message ?? ''}` });
-    }
-    return r.data;
-  };
   const ctx = (req: FastifyRequest) => ({ ip: req.ip, userAgent: String(req.headers['user-agent'] ?? '') });
 
   app.post('/.keygate/api/admin/v1/invitations', async (req, reply) => {
     const admin = await requireAdmin(req);
-    const b = body(inviteBody, req.body);
+    const b = parseInput(inviteBody, req.body);
     const link = await auth.enrollment.invite(publicOrigin(), {
       email: b.email,
       roles: b.roles,
@@ -55,7 +48,7 @@ export function registerAdminRoutes(app: FastifyInstance, auth: Authentication, 
 
   app.post('/.keygate/api/admin/v1/recovery-links', async (req, reply) => {
     const admin = await requireAdmin(req);
-    const b = body(recoverBody, req.body);
+    const b = parseInput(recoverBody, req.body);
     let link: Awaited<ReturnType<typeof auth.enrollment.recover>>;
     try {
       link = await auth.enrollment.recover(publicOrigin(), b.email, admin.user.id);

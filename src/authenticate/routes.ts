@@ -11,6 +11,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { randomId, sha256Hex } from '../crypto/random.js';
 import { KeygateError } from '../errors/index.js';
+import { parseInput } from '../lib/parse.js';
 import type { Clock } from '../lib/clock.js';
 import type { CredentialRecord, Store } from '../store/types.js';
 import type { AuthEvents } from './auth-events.js';
@@ -52,16 +53,6 @@ function webDir(): string | undefined {
     if (existsSync(`${dir}login.js`)) return dir;
   }
   return undefined;
-}
-
-function parse<T extends z.ZodType>(schema: T, value: unknown): z.infer<T> {
-  const r = schema.safeParse(value ?? {});
-  if (!r.success) {
-    const first = r.error.issues[0];
-    const where = first && first.path.length > 0 ? `${first.path.join('.')}: ` : '';
-    throw new KeygateError('BAD_REQUEST', { message: `Invalid request body: ${where}${first?.message ?? 'invalid'}` });
-  }
-  return r.data;
 }
 
 export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void {
@@ -145,7 +136,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     });
 
     r.post('/.keygate/api/webauthn/registration/options', async (req, reply) => {
-      const body = parse(registrationOptionsBody, req.body);
+      const body = parseInput(registrationOptionsBody, req.body);
       if (body.enrollmentToken !== undefined) {
         const found = await d.enrollment.inspect(body.enrollmentToken);
         if (!found) throw new KeygateError('ENROLLMENT_TOKEN_INVALID');
@@ -158,7 +149,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     });
 
     r.post('/.keygate/api/webauthn/registration/verify', async (req, reply) => {
-      const body = parse(registrationVerifyBody, req.body);
+      const body = parseInput(registrationVerifyBody, req.body);
       const s = body.enrollmentToken === undefined ? await session(req) : null;
       if (body.enrollmentToken === undefined && s && !d.sessions.isFresh(s)) {
         throw new KeygateError('FRESH_LOGIN_REQUIRED');
@@ -186,12 +177,12 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     });
 
     r.post('/.keygate/api/webauthn/authentication/options', async (req, reply) => {
-      const body = parse(authenticationOptionsBody, req.body);
+      const body = parseInput(authenticationOptionsBody, req.body);
       return d.webauthn.authenticationOptions(body.email, binding(req, reply));
     });
 
     r.post('/.keygate/api/webauthn/authentication/verify', async (req, reply) => {
-      const body = parse(authenticationVerifyBody, req.body);
+      const body = parseInput(authenticationVerifyBody, req.body);
       const out = await d.webauthn.verifyAuthentication(body, {
         ...ctxOf(req),
         binding: readCookie(req.headers.cookie, ceremonyCookie),
@@ -244,8 +235,8 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
 
   app.patch('/.keygate/api/devices/:id', async (req) => {
     const s = await requireSession(req);
-    const { id } = parse(idParam, req.params);
-    const { name } = parse(renameBody, req.body);
+    const { id } = parseInput(idParam, req.params);
+    const { name } = parseInput(renameBody, req.body);
     if (!(await d.store.renameCredential(s.user.id, id, name))) throw new KeygateError('NOT_FOUND');
     await d.events.record('auth.credential_renamed', ctxOf(req), { outcome: 'success', userId: s.user.id, credentialId: id });
     const c = await d.store.getCredential(id);
@@ -254,7 +245,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
 
   app.delete('/.keygate/api/devices/:id', async (req, reply) => {
     const s = await requireSession(req);
-    const { id } = parse(idParam, req.params);
+    const { id } = parseInput(idParam, req.params);
     const live = (await d.store.listCredentials(s.user.id)).filter((c) => c.revokedAt === null);
     if (!live.some((c) => c.id === id)) throw new KeygateError('NOT_FOUND');
     // Never strand a person: the last key goes only when a recovery link is waiting.

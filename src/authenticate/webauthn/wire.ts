@@ -11,12 +11,17 @@ const credId = b64url(1400); // 1023 bytes (SECURITY-CHECKLIST R12) is 1364 base
 
 const extensions = z.record(z.string(), z.unknown()).default({});
 
-export const registrationResponse = z.object({
+/** What registration and authentication responses share. */
+const credentialBase = {
   id: credId,
   rawId: credId,
   type: z.literal('public-key'),
   authenticatorAttachment: z.enum(['platform', 'cross-platform']).optional(),
   clientExtensionResults: extensions,
+};
+
+export const registrationResponse = z.object({
+  ...credentialBase,
   response: z.object({
     clientDataJSON: b64url(4096),
     attestationObject: b64url(65536),
@@ -28,11 +33,7 @@ export const registrationResponse = z.object({
 });
 
 export const authenticationResponse = z.object({
-  id: credId,
-  rawId: credId,
-  type: z.literal('public-key'),
-  authenticatorAttachment: z.enum(['platform', 'cross-platform']).optional(),
-  clientExtensionResults: extensions,
+  ...credentialBase,
   response: z.object({
     clientDataJSON: b64url(4096),
     authenticatorData: b64url(8192),
