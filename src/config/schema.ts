@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
+import { ACTION_NAMES } from '../authorize/actions.js';
 import { parseDuration, parseSize } from './units.js';
 
 const duration = (def: string) =>
@@ -54,6 +55,8 @@ const ipOrCidr = z.string().refine((s) => {
   const n = Number(bits);
   return Number.isInteger(n) && n >= 0 && n <= (v === 4 ? 32 : 128);
 }, 'must be an IP address or CIDR range such as 10.0.0.0/8');
+
+const roleName = z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'role names are lowercase letters, digits and -');
 
 const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name');
 
@@ -108,6 +111,16 @@ export const upstreamSchema = z.strictObject({
     })
     .prefault({})
     .describe('Upstream timeouts; exceeding one gives 504 UPSTREAM_TIMEOUT.'),
+  rules: z
+    .array(
+      z.strictObject({
+        prefix: z.string().startsWith('/', 'must start with /').describe('Path prefix (whole segments, case-insensitive).'),
+        methods: z.array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method')).optional(),
+        action: z.enum(['api:read', 'api:invoke', 'api:manage']),
+      }),
+    )
+    .default([])
+    .describe('Generic preset: prefix and method → action on Api::<upstream name>. Default: reads api:read, POST api:invoke, other api:manage.'),
   maxRequestBodyBytes: size('256MiB').describe('Largest request body forwarded; larger gets 413.'),
   connections: z.int().min(1).max(4096).default(128).describe('Keep-alive connections in the upstream pool.'),
 });
@@ -228,6 +241,63 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Limits on login and enrollment (429 with Retry-After; windows expire, accounts never lock).'),
+    authorization: z
+      .strictObject({
+        stepUpMaxAge: duration('5m').describe(
+          'Sensitive actions need a user-verified login at most this old; older gets a step-up challenge (RFC 9470).',
+        ),
+        bindings: z
+          .array(
+            z.union([
+              z.strictObject({
+                group: z.string().min(1).describe('An identity-provider or local group.'),
+                roles: z.array(roleName).min(1),
+              }),
+              z.strictObject({
+                user: z.string().min(1).describe('A user, by email.'),
+                roles: z.array(roleName).min(1),
+              }),
+            ]),
+          )
+          .default([])
+          .describe('Who holds which roles: a group or a user, bound to roles.'),
+        roles: z
+          .record(
+            roleName,
+            z.strictObject({
+              description: z.string().default(''),
+              grants: z
+                .array(
+                  z.strictObject({
+                    actions: z.array(z.enum(['*', ...ACTION_NAMES])).min(1),
+                    resources: z
+                      .array(
+                        z
+                          .string()
+                          .regex(
+                            /^(\*|(Workspace|Endpoint|Model|Job|Api)::[^"\\]+)$/,
+                            'must be "*" or Type::name (Endpoint, Model, Job, Api, Workspace; * is a wildcard)',
+                          ),
+                      )
+                      .default(['*']),
+                  }),
+                )
+                .min(1),
+            }),
+          )
+          .default({})
+          .describe('Extra roles, or replacements for the shipped ml-reader, ml-inference, ml-engineer, ml-deployer, admin.'),
+        policyFiles: z
+          .array(z.string().min(1))
+          .default([])
+          .describe('Cedar policy files for what roles cannot say; validated against the schema at start.'),
+        dangerouslyAllowCredentialMinting: z
+          .boolean()
+          .default(false)
+          .describe('Let policies allow minting long-lived upstream credentials (PATs). Off: always denied.'),
+      })
+      .prefault({})
+      .describe('Who may do what: roles from groups, compiled to Cedar, plus raw Cedar policies.'),
     shutdown: z
       .strictObject({
         drainTimeout: duration('30s').describe('How long SIGTERM waits for in-flight requests.'),
@@ -243,6 +313,14 @@ export const configSchema = z
       .describe('Limits on what clients send.'),
   })
   .superRefine((c, ctx) => {
+    const known = new Set([...Object.keys(c.authorization.roles), 'ml-reader', 'ml-inference', 'ml-engineer', 'ml-deployer', 'admin']);
+    c.authorization.bindings.forEach((b, i) => {
+      b.roles.forEach((r, j) => {
+        if (!known.has(r)) {
+          ctx.addIssue({ code: 'custom', path: ['authorization', 'bindings', i, 'roles', j], message: `unknown role "${r}"` });
+        }
+      });
+    });
     c.routes.forEach((r, i) => {
       if (!(r.upstream in c.upstreams)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'upstream'], message: `unknown upstream "${r.upstream}"` });

@@ -9,6 +9,10 @@ export const ERROR_CODES = {
   BAD_REQUEST: { status: 400, message: 'The request is malformed.' },
   UNAUTHENTICATED: { status: 401, message: 'Authentication is required.' },
   LOGIN_FAILED: { status: 401, message: 'Login failed.' },
+  STEP_UP_REQUIRED: {
+    status: 401,
+    message: 'This action needs a fresh tap of your security key.',
+  },
   FRESH_LOGIN_REQUIRED: { status: 401, message: 'This needs a recent login: sign in again, then retry.' },
   CHALLENGE_INVALID: { status: 400, message: 'The ceremony expired or was already used; start again.' },
   REGISTRATION_REFUSED: { status: 400, message: 'The authenticator was not accepted.' },

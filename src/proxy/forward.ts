@@ -4,9 +4,10 @@
  * server-sent-event stream pass chunk by chunk.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Transform, type TransformCallback } from 'node:stream';
+import { type Readable, Transform, type TransformCallback } from 'node:stream';
 import type { Dispatcher, Pool } from 'undici';
 import { KeygateError } from '../errors/index.js';
+import type { Classifier } from '../authorize/classify/types.js';
 import type { CredentialProvider } from './credentials/types.js';
 import { clientResponseHeaders } from './headers.js';
 
@@ -20,6 +21,7 @@ export interface UpstreamRuntime {
   audience: string;
   pool: Pool;
   credential: CredentialProvider;
+  classifier: Classifier;
   maxRequestBodyBytes: number;
 }
 
@@ -84,11 +86,13 @@ export function forward(
   publicOrigin: string,
   requestId: string,
   done: (r: ForwardResult) => void,
+  /** The body, when classification already read it (the same bytes the client sent). */
+  bodyOverride?: Readable,
 ): void {
   const start = performance.now();
-  let body: IncomingMessage | Transform | null;
+  let body: IncomingMessage | Transform | Readable | null;
   try {
-    body = requestBody(req, up.maxRequestBodyBytes);
+    body = bodyOverride ?? requestBody(req, up.maxRequestBodyBytes);
   } catch (e) {
     done({ status: 0, bytesOut: 0, upstreamMs: 0, error: e as KeygateError });
     return;

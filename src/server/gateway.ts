@@ -12,6 +12,13 @@ import { Pool } from 'undici';
 import { registerAdminRoutes } from '../admin/routes.js';
 import { type Authentication, createAuthentication } from '../authenticate/index.js';
 import { identifyRequest } from '../authenticate/identify.js';
+import type { Readable } from 'node:stream';
+import { isSensitive } from '../authorize/actions.js';
+import { readBodyField } from '../authorize/body-field.js';
+import { DatabricksClassifier } from '../authorize/classify/databricks.js';
+import { GenericClassifier } from '../authorize/classify/generic.js';
+import type { Classification } from '../authorize/classify/types.js';
+import { Authorizer, type Decision, denialMessage } from '../authorize/engine.js';
 import type { Identifier, Identity } from '../authenticate/identity.js';
 import type { Config } from '../config/schema.js';
 import { SigningKeys } from '../crypto/keys.js';
@@ -48,6 +55,21 @@ export interface GatewayOptions {
   metrics?: Metrics;
   /** Poll interval for watched secret and certificate files. */
   filePollMs?: number;
+}
+
+/** One proxied request on its way through the pipeline. */
+interface Exchange {
+  req: IncomingMessage;
+  res: ServerResponse;
+  requestId: string;
+  start: number;
+  target: NormalizedTarget;
+  up: UpstreamRuntime;
+  identity: Identity;
+  /** Set when classification had to read the body; forwarded instead of the request stream. */
+  body: Readable | undefined;
+  classification?: Classification;
+  decision?: Decision;
 }
 
 /** Paths Keygate answers itself; everything else is proxied. */
@@ -99,6 +121,8 @@ export class Gateway {
   private readonly clock: Clock;
   private readonly clientIp: (req: IncomingMessage) => string;
   private signer: AssertionSigner | undefined;
+  /** Cedar policies: every proxied request is decided here. */
+  readonly authorizer: Authorizer;
   private keys: SigningKeys | undefined;
   private draining = false;
   private inflight = 0;
@@ -117,6 +141,7 @@ export class Gateway {
     this.metrics = opts.metrics ?? new Metrics();
     this.identifiers = opts.identifiers ?? [];
     this.clientIp = clientIpResolver(config.trustedProxies);
+    this.authorizer = new Authorizer(config);
     const env = opts.env ?? process.env;
 
     for (const [name, u] of Object.entries(config.upstreams)) {
@@ -150,6 +175,7 @@ export class Gateway {
           keepAliveTimeout: 4_000,
         }),
         credential,
+        classifier: u.preset === 'databricks' ? new DatabricksClassifier() : new GenericClassifier(name, u.rules),
         maxRequestBodyBytes: u.maxRequestBodyBytes,
       });
     }
@@ -336,6 +362,84 @@ export class Gateway {
       this.unauthenticated(req, res, requestId, target, start);
       return;
     }
+    const x: Exchange = { req, res, requestId, start, target, up, identity, body: undefined };
+    // Classify: method + normalized path → action and resource (DESIGN §5).
+    let c: ReturnType<UpstreamRuntime['classifier']['classify']>;
+    try {
+      c = up.classifier.classify(req.method ?? 'GET', target.path, target.query);
+    } catch (e) {
+      this.fail(req, res, requestId, toKeygateError(e), start, identity);
+      return;
+    }
+    if ('needsBody' in c) {
+      const need = c.needsBody;
+      readBodyField(req, need.field).then(
+        (r) => {
+          x.body = r.body;
+          this.authorize(x, need.then(r.value));
+        },
+        (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start, identity),
+      );
+      return;
+    }
+    this.authorize(x, c);
+  }
+
+  /** Decide with Cedar; a denial or a step-up never reaches the upstream. */
+  private authorize(x: Exchange, c: Classification): void {
+    const { req, res, requestId, start, identity } = x;
+    const decision = this.authorizer.decide({
+      identity,
+      action: c.action,
+      resource: c.resource,
+      ip: this.clientIp(req),
+      method: req.method ?? 'GET',
+      path: x.target.path,
+      now: this.clock.now(),
+    });
+    x.classification = c;
+    x.decision = decision;
+    if (decision.effect === 'deny') {
+      const err = new KeygateError('PERMISSION_DENIED', {
+        message: denialMessage(c.action, c.resource),
+        detail: `${c.action} ${c.resource.type}::${c.resource.id}: ${decision.reasons.join(',')}`,
+      });
+      this.fail(req, res, requestId, err, start, identity, x.up.name, decision);
+      return;
+    }
+    if (decision.effect === 'step_up') {
+      this.stepUp(x, c);
+      return;
+    }
+    this.withCredentials(x);
+  }
+
+  /**
+   * RFC 9470: the caller must authenticate again, freshly and with user verification. A browser
+   * asking for a page is sent to the step-up page, which returns here afterwards.
+   */
+  private stepUp(x: Exchange, c: Classification): void {
+    const { req, res, requestId, start, identity } = x;
+    const maxAge = this.authorizer.stepUpMaxAgeS;
+    if ((req.method === 'GET' || req.method === 'HEAD') && (req.headers.accept ?? '').includes('text/html')) {
+      const returnTo = encodeURIComponent(x.target.path + x.target.query);
+      res.writeHead(302, { location: `/.keygate/step-up?return_to=${returnTo}`, 'x-request-id': requestId });
+      res.end();
+      this.metrics.requests.inc({ class: 'proxy', status: 302 });
+      return;
+    }
+    const err = new KeygateError('STEP_UP_REQUIRED', {
+      message: `To ${c.action === 'serving:manage' ? 'change a serving endpoint' : 'do this'} (${c.action}), tap your security key again: POST /.keygate/api/webauthn/step-up/options, then /verify, then retry.`,
+      headers: {
+        'www-authenticate': `Bearer error="insufficient_user_authentication", error_description="A fresh, user-verified authentication is required", max_age=${maxAge}`,
+      },
+      detail: `${c.action} ${isSensitive(c.action) ? 'sensitive' : ''} auth age beyond ${maxAge}s`,
+    });
+    this.fail(req, res, requestId, err, start, identity, x.up.name, x.decision);
+  }
+
+  private withCredentials(x: Exchange): void {
+    const { req, res, requestId, start, identity, up } = x;
     let authz: string | null | Promise<string | null>;
     let assertion: string | Promise<string>;
     try {
@@ -347,25 +451,16 @@ export class Gateway {
     }
     if (authz instanceof Promise || assertion instanceof Promise) {
       Promise.all([authz, assertion]).then(
-        ([a, s]) => this.send(req, res, requestId, start, target, up, identity, a, s),
+        ([a, s]) => this.send(x, a, s),
         (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start, identity),
       );
     } else {
-      this.send(req, res, requestId, start, target, up, identity, authz, assertion);
+      this.send(x, authz, assertion);
     }
   }
 
-  private send(
-    req: IncomingMessage,
-    res: ServerResponse,
-    requestId: string,
-    start: number,
-    target: NormalizedTarget,
-    up: UpstreamRuntime,
-    identity: Identity,
-    authorization: string | null,
-    assertion: string,
-  ): void {
+  private send(x: Exchange, authorization: string | null, assertion: string): void {
+    const { req, res, requestId, start, target, up, identity } = x;
     if (res.destroyed) return;
     const headers = upstreamRequestHeaders(req.rawHeaders);
     if (authorization !== null) headers.push('authorization', authorization);
@@ -381,23 +476,24 @@ export class Gateway {
       'x-forwarded-host',
       this.publicHost,
     );
-    forward(req, res, up, target.path + target.query, headers, this.publicOrigin, requestId, (r) =>
-      this.forwarded(req, res, requestId, start, up, identity, r),
+    forward(
+      req,
+      res,
+      up,
+      target.path + target.query,
+      headers,
+      this.publicOrigin,
+      requestId,
+      (r) => this.forwarded(x, r),
+      x.body,
     );
   }
 
-  private forwarded(
-    req: IncomingMessage,
-    res: ServerResponse,
-    requestId: string,
-    start: number,
-    up: UpstreamRuntime,
-    identity: Identity,
-    r: ForwardResult,
-  ): void {
+  private forwarded(x: Exchange, r: ForwardResult): void {
+    const { req, res, requestId, start, up, identity } = x;
     if (r.status > 0) this.metrics.upstreamLatency.observe({ upstream: up.name }, r.upstreamMs / 1000);
     if (r.error !== undefined && r.status === 0) {
-      this.fail(req, res, requestId, r.error, start, identity, up.name);
+      this.fail(req, res, requestId, r.error, start, identity, up.name, x.decision);
       return;
     }
     this.metrics.requests.inc({ class: 'proxy', status: r.status });
@@ -414,6 +510,8 @@ export class Gateway {
           ms: Math.round((performance.now() - start) * 100) / 100,
           upstream: up.name,
           principal: identity.principal.id,
+          action: x.classification?.action,
+          reasons: x.decision?.reasons,
         },
         'proxied',
       );
@@ -456,6 +554,7 @@ export class Gateway {
     start: number,
     identity?: Identity,
     upstream?: string,
+    decision?: Decision,
   ): void {
     if (hasUnreadBody(req)) linger(req);
     sendError(res, err, requestId);
@@ -469,6 +568,7 @@ export class Gateway {
       detail: err.detail,
       upstream,
       principal: identity?.principal.id,
+      reasons: decision?.reasons,
       ms: Math.round((performance.now() - start) * 100) / 100,
     };
     if (err.status >= 500) this.log.error(fields, 'request failed');

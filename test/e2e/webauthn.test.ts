@@ -76,7 +76,7 @@ async function newPage(): Promise<{ context: BrowserContext; page: Page }> {
 }
 
 async function invite(email: string): Promise<string> {
-  return (await g.gw.auth.enrollment.invite(g.gw.publicOrigin, { email, createdBy: 'e2e' })).url;
+  return (await g.gw.auth.enrollment.invite(g.gw.publicOrigin, { email, roles: ['ml-engineer'], createdBy: 'e2e' })).url;
 }
 
 describe.each(['internal', 'usb'] as const)('a person with a %s authenticator', (transport) => {

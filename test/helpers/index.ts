@@ -25,7 +25,7 @@ export function testIdentifier(secret = TEST_SECRET): Identifier {
       const [s, user] = h.split(':');
       if (s !== secret || !user) return null;
       return {
-        principal: { type: 'user', id: user, email: `${user}@example.com`, groups: ['ml-engineers'], roles: ['user'] },
+        principal: { type: 'user', id: user, email: `${user}@example.com`, groups: ['ml-engineers'], roles: ['admin'] },
         auth: { method: 'test', authEventId: `evt-${user}`, authTime: Date.now(), uv: true, deviceBound: false },
         cacheKey: `test:${user}`,
       };

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, type Simulator, startSimulator } from '../../../sim/index.js';
 import { ManualClock } from '../../../src/lib/clock.js';
 import { startGateway, type TestGateway } from '../../helpers/index.js';
-import { browserFor, enroll, lastAuthEvent, login } from '../../helpers/people.js';
+import { browserFor, enroll, invite, lastAuthEvent, login } from '../../helpers/people.js';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
 
 let g: TestGateway;
@@ -149,7 +149,7 @@ describe('cross-site requests', () => {
 
 describe('the proxy uses the session', () => {
   it('a logged-in browser reaches the workspace; the assertion names the user and the auth event', async () => {
-    const { authenticator } = await enroll(g, 'proxy@example.com');
+    const { authenticator } = await enroll(g, 'proxy@example.com', { token: await invite(g, 'proxy@example.com', ['ml-engineer']) });
     const b = browserFor(g);
     expect((await login(b, authenticator)).status).toBe(200);
     const loginEvent = await lastAuthEvent(g);

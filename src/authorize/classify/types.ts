@@ -1,0 +1,29 @@
+import type { Action } from '../actions.js';
+
+/** A Cedar entity reference, e.g. { type: 'Endpoint', id: 'fraud' }. */
+export interface ResourceRef {
+  type: 'Workspace' | 'Endpoint' | 'Model' | 'Job' | 'Api';
+  id: string;
+}
+
+export interface Classification {
+  action: Action;
+  resource: ResourceRef;
+}
+
+/**
+ * What classification needs from the request body, when the path alone does not name the
+ * resource (OpenAI-style routes name the endpoint in `model`; stage transitions name the model).
+ */
+export interface BodyFieldNeed {
+  field: string;
+  /** Builds the classification once the field's value is known. */
+  then(value: string): Classification;
+}
+
+export type ClassifyResult = Classification | { needsBody: BodyFieldNeed };
+
+export interface Classifier {
+  /** `path` is normalized; `query` includes the leading '?' or is ''. */
+  classify(method: string, path: string, query: string): ClassifyResult;
+}
