@@ -55,6 +55,11 @@ export interface GatewayOptions {
   metrics?: Metrics;
   /** Poll interval for watched secret and certificate files. */
   filePollMs?: number;
+  /**
+   * Replace the Cedar authorizer (benchmarks measure the proxy with and without policy; tests).
+   * Programmatic only: configuration cannot turn authorization off.
+   */
+  authorizer?: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'>;
 }
 
 /** One proxied request on its way through the pipeline. */
@@ -122,7 +127,7 @@ export class Gateway {
   private readonly clientIp: (req: IncomingMessage) => string;
   private signer: AssertionSigner | undefined;
   /** Cedar policies: every proxied request is decided here. */
-  readonly authorizer: Authorizer;
+  readonly authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'>;
   private keys: SigningKeys | undefined;
   private draining = false;
   private inflight = 0;
@@ -141,7 +146,7 @@ export class Gateway {
     this.metrics = opts.metrics ?? new Metrics();
     this.identifiers = opts.identifiers ?? [];
     this.clientIp = clientIpResolver(config.trustedProxies);
-    this.authorizer = new Authorizer(config);
+    this.authorizer = opts.authorizer ?? new Authorizer(config);
     const env = opts.env ?? process.env;
 
     for (const [name, u] of Object.entries(config.upstreams)) {
