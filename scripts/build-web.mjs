@@ -8,7 +8,7 @@ import { build } from 'esbuild';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'web');
 const out = join(root, 'dist', 'web');
-const pages = ['login', 'enroll', 'devices'];
+const pages = ['login', 'enroll', 'devices', 'step-up'];
 
 try {
   await rm(out, { recursive: true, force: true });

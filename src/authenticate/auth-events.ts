@@ -10,6 +10,7 @@ import { authenticatorName } from './webauthn/authenticators.js';
 export const AUTH_EVENT_KINDS = [
   'auth.register', // a credential was registered (enrollment, backup key, recovery)
   'auth.login', // a WebAuthn login
+  'auth.step_up', // a fresh, user-verified assertion for a sensitive action (RFC 9470)
   'auth.logout',
   'auth.credential_revoked',
   'auth.credential_renamed',

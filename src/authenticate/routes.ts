@@ -176,6 +176,26 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
       return { credential: deviceView(out.credential, null), returnTo: '/.keygate/devices' };
     });
 
+    // ---- step-up: a fresh tap for sensitive actions (RFC 9470) -----------------------------------
+    r.post('/.keygate/api/webauthn/step-up/options', async (req, reply) => {
+      const s = await requireSession(req);
+      return d.webauthn.stepUpOptions(s.user, binding(req, reply));
+    });
+
+    r.post('/.keygate/api/webauthn/step-up/verify', async (req, reply) => {
+      const s = await requireSession(req);
+      const body = parseInput(authenticationVerifyBody, req.body);
+      const out = await d.webauthn.verifyAuthentication(body, {
+        ...ctxOf(req),
+        binding: readCookie(req.headers.cookie, ceremonyCookie),
+        previousSession: readCookie(req.headers.cookie, d.sessions.cookieName),
+        stepUpFor: s.user.id,
+      });
+      // The step-up is a new authentication: a new session id carries its time and event.
+      reply.header('set-cookie', d.sessions.cookie(out.sessionValue));
+      return { stepUp: { eventId: out.eventId, at: d.clock.now() }, returnTo: safeReturnTo(body.returnTo) };
+    });
+
     r.post('/.keygate/api/webauthn/authentication/options', async (req, reply) => {
       const body = parseInput(authenticationOptionsBody, req.body);
       return d.webauthn.authenticationOptions(body.email, binding(req, reply));
@@ -238,7 +258,11 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     const { id } = parseInput(idParam, req.params);
     const { name } = parseInput(renameBody, req.body);
     if (!(await d.store.renameCredential(s.user.id, id, name))) throw new KeygateError('NOT_FOUND');
-    await d.events.record('auth.credential_renamed', ctxOf(req), { outcome: 'success', userId: s.user.id, credentialId: id });
+    await d.events.record('auth.credential_renamed', ctxOf(req), {
+      outcome: 'success',
+      userId: s.user.id,
+      credentialId: id,
+    });
     const c = await d.store.getCredential(id);
     return deviceView(c as CredentialRecord, s.credential.id);
   });
@@ -254,7 +278,11 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     }
     await d.store.revokeCredential(s.user.id, id, d.clock.now());
     await d.sessions.revokeForCredential(id);
-    await d.events.record('auth.credential_revoked', ctxOf(req), { outcome: 'success', userId: s.user.id, credentialId: id });
+    await d.events.record('auth.credential_revoked', ctxOf(req), {
+      outcome: 'success',
+      userId: s.user.id,
+      credentialId: id,
+    });
     if (id === s.credential.id) reply.header('set-cookie', d.sessions.clearCookie());
     reply.code(204);
   });
@@ -262,7 +290,8 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
   // ---- pages -------------------------------------------------------------------------------
   const dir = webDir();
   const page = (name: string) => async (_req: FastifyRequest, reply: FastifyReply) => {
-    if (dir === undefined) throw new KeygateError('NOT_FOUND', { message: 'The web pages are not built: run npm run build.' });
+    if (dir === undefined)
+      throw new KeygateError('NOT_FOUND', { message: 'The web pages are not built: run npm run build.' });
     reply
       .header('content-type', 'text/html; charset=utf-8')
       .header('content-security-policy', PAGE_CSP)
@@ -274,6 +303,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
   app.get('/.keygate/login', page('login'));
   app.get('/.keygate/enroll', page('enroll'));
   app.get('/.keygate/devices', page('devices'));
+  app.get('/.keygate/step-up', page('step-up'));
 
   const ASSET = /^[a-z-]+\.(js|css)$/;
   app.get('/.keygate/assets/:file', async (req, reply) => {

@@ -246,17 +246,41 @@ export class WebAuthnService {
     });
   }
 
+  /** Step-up (RFC 9470): the session's user taps one of their keys again, with user verification. */
+  async stepUpOptions(user: UserRecord, binding: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const rp = this.d.rp();
+    const creds = (await this.d.store.listCredentials(user.id)).filter(usable);
+    const allow = creds.map((c) => ({ id: c.id, transports: c.transports as AuthenticatorTransport[] }));
+    const challenge = await this.d.ceremonies.issue('authentication', binding, {
+      userId: user.id,
+      allowIds: allow.map((a) => a.id),
+    });
+    return generateAuthenticationOptions({
+      rpID: rp.id,
+      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
+      timeout: rp.challengeTimeoutMs,
+      userVerification: 'required',
+      allowCredentials: allow,
+    });
+  }
+
   async verifyAuthentication(
     body: z.infer<typeof authenticationVerifyBody>,
-    ctx: EventContext & { binding: string | undefined; previousSession: string | undefined },
+    ctx: EventContext & {
+      binding: string | undefined;
+      previousSession: string | undefined;
+      /** Set for a step-up: the session's user, who must be the one answering, with UV. */
+      stepUpFor?: string;
+    },
   ): Promise<LoginOutcome> {
     const rp = this.d.rp();
     const { store, clock } = this.d;
     const r = body.response;
+    const kind = ctx.stepUpFor === undefined ? 'auth.login' : 'auth.step_up';
     let userId: string | null = null;
     let details: Record<string, unknown> = { credentialId: r.id };
     const fail = async (reason: AuthFailureReason): Promise<never> => {
-      await this.d.events.record('auth.login', ctx, { outcome: 'failure', reason, userId, ...details });
+      await this.d.events.record(kind, ctx, { outcome: 'failure', reason, userId, ...details });
       throw loginError(reason);
     };
 
@@ -277,7 +301,11 @@ export class WebAuthnService {
     if (cred.revokedAt !== null) return fail('credential_revoked');
     if (cred.clonedAt !== null) return fail('credential_cloned');
 
-    // A1/A2: in a username-first login the credential must belong to that user and be offered.
+    // A1/A2: in a username-first login (and a step-up) the credential must belong to that user
+    // and be offered.
+    if (ctx.stepUpFor !== undefined && (challenge.userId !== ctx.stepUpFor || cred.userId !== ctx.stepUpFor)) {
+      return fail('credential_not_allowed');
+    }
     if (challenge.userId !== null && challenge.userId !== cred.userId) return fail('credential_not_allowed');
     if (challenge.allowIds.length > 0 && !challenge.allowIds.includes(cred.id)) return fail('credential_not_allowed');
 
@@ -300,7 +328,8 @@ export class WebAuthnService {
         expectedRPID: rp.id,
         expectedType: 'webauthn.get',
         credential: { id: cred.id, publicKey: new Uint8Array(cred.publicKey), counter: 0, transports: cred.transports },
-        requireUserVerification: rp.userVerification === 'required',
+        // A step-up always needs user verification, whatever the login policy.
+        requireUserVerification: ctx.stepUpFor !== undefined || rp.userVerification === 'required',
       });
       if (!v.verified) return fail('signature');
       info = v.authenticationInfo;
@@ -323,7 +352,7 @@ export class WebAuthnService {
 
     // A13: persist counter and flags only now, as a compare-and-swap on the counter, together
     // with the auth event and the new session (a new id: no fixation; the old one ends).
-    const event = this.d.events.build('auth.login', ctx, { outcome: 'success', userId: user.id, ...details });
+    const event = this.d.events.build(kind, ctx, { outcome: 'success', userId: user.id, ...details });
     const session = this.d.sessions.prepare(user, cred, event.id, info.userVerified, ctx);
     const ok = await store.completeLogin({
       credentialId: cred.id,
