@@ -1,0 +1,83 @@
+/**
+ * Step-up in a real browser: a signed-in admin whose login is older than the step-up window
+ * opens a sensitive page, is sent to the step-up page, taps the key (Chromium's virtual
+ * authenticator), and lands on the page they asked for.
+ */
+import type { Browser } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
+import { chromiumAvailable, launchChromium } from '../helpers/chromium.js';
+import { startGateway, type TestGateway } from '../helpers/index.js';
+
+const hasBrowser = chromiumAvailable();
+let browser: Browser;
+let sim: Simulator;
+let g: TestGateway;
+
+beforeAll(async () => {
+  if (!hasBrowser) return;
+  sim = await startSimulator(demoSimOptions());
+  process.env.E2E_STEPUP_SECRET = DEMO_SP_SECRET;
+  g = await startGateway(
+    {
+      authorization: { stepUpMaxAge: '2s' },
+      upstreams: {
+        workspace: {
+          url: sim.url,
+          credential: { type: 'databricks-m2m', clientId: DEMO_SP.userName, clientSecretEnv: 'E2E_STEPUP_SECRET' },
+        },
+      },
+    },
+    { identifiers: [] },
+  );
+  browser = await launchChromium();
+}, 60_000);
+
+afterAll(async () => {
+  await browser?.close();
+  await g?.close();
+  await sim?.close();
+});
+
+describe('step-up in the browser', () => {
+  it.skipIf(!hasBrowser)('a stale login is asked for a fresh tap, then reaches the sensitive page', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('WebAuthn.enable', { enableUI: false });
+      await cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: {
+          protocol: 'ctap2',
+          transport: 'usb',
+          hasResidentKey: true,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      });
+      const link = await g.gw.auth.enrollment.invite(g.gw.publicOrigin, {
+        email: 'stepup-admin@example.com',
+        roles: ['admin'],
+        createdBy: 'e2e',
+      });
+      await page.goto(link.url);
+      await page.click('#register');
+      await expect.poll(() => page.textContent('#status'), { timeout: 15_000 }).toMatch(/registered/i);
+
+      // Let the login age past the 2 s window, then open a sensitive page (secrets are step-up).
+      await new Promise((r) => setTimeout(r, 3_500));
+      await page.goto(`${g.gw.publicOrigin}/api/2.0/secrets/scopes/list`);
+      expect(new URL(page.url()).pathname).toBe('/.keygate/step-up');
+      expect(await page.textContent('#target')).toBe('/api/2.0/secrets/scopes/list');
+
+      await page.click('#step-up');
+      await page.waitForURL((u) => u.pathname === '/api/2.0/secrets/scopes/list', { timeout: 15_000 });
+      expect(JSON.parse((await page.textContent('body')) ?? '{}')).toHaveProperty('scopes');
+      const [event] = await g.gw.store.listAuthEvents({ limit: 1 });
+      expect(event).toMatchObject({ kind: 'auth.step_up', outcome: 'success', uv: true });
+    } finally {
+      await context.close();
+    }
+  });
+});
