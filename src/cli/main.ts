@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { adminInvite, adminRecover } from './commands/admin.js';
 import { configCheck } from './commands/config-check.js';
+import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { demo } from './commands/demo.js';
 import { serve } from './commands/serve.js';
 import { sim } from './commands/sim.js';
@@ -53,6 +54,25 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .description('validate a config file (and the environment it needs); prints the problems or "ok"')
     .argument('[file]', 'config file')
     .action((file: string | undefined) => setCode(configCheck(file, out)));
+
+  const policy = program.command('policy').description('authorization policy tools');
+  policy
+    .command('test')
+    .description('evaluate a described request against the configured policies, offline')
+    .requiredOption('--principal <kind:id>', 'user:EMAIL, sp:ID or agent:ID')
+    .option('--groups <list>', 'comma-separated groups')
+    .option('--roles <list>', 'comma-separated roles held directly')
+    .option('--action <action>', 'an action such as serving:manage')
+    .option('--resource <Type::name>', 'e.g. Endpoint::fraud (default Workspace::workspace)')
+    .option('--method <method>', 'HTTP method of a real request', 'GET')
+    .option('--path <path>', 'a real request path, classified by the Databricks preset')
+    .option('--body <json>', 'request body, for routes that name the resource in it')
+    .option('--auth-age <seconds>', 'seconds since the login', (v) => Number(v), 10)
+    .option('--no-uv', 'the login did not verify the user')
+    .option('--ip <address>', 'client address', '127.0.0.1')
+    .option('--expect <decision>', 'exit 1 unless the decision is allow, deny or step_up')
+    .option('-c, --config <file>', 'config file')
+    .action(async (o: PolicyTestOptions) => setCode(await policyTest(o, out)));
 
   const admin = program.command('admin').description('administration on the local store (works before any admin exists)');
   const collect = (v: string, prev: string[] = []) => [...prev, v];
