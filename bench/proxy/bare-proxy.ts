@@ -1,7 +1,13 @@
 /**
  * The floor of what Node can do: node:http in, an undici keep-alive Pool out, bodies piped,
  * hop-by-hop headers dropped and nothing else. Keygate is measured against this.
+ *
+ * BENCH_GATEWAY_HEADERS=1 also sends what Keygate adds to every upstream request (a credential,
+ * an assertion-sized JWT stand-in, a request id, X-Forwarded-*): about 800 bytes that the
+ * upstream must parse too. The difference to plain bare-node is the price of the headers
+ * themselves, not of Keygate's code.
  */
+import { randomUUID } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +20,17 @@ const strip = (h: IncomingHttpHeaders) => {
   return h;
 };
 
+const gatewayHeaders = process.env.BENCH_GATEWAY_HEADERS === '1';
+const addGatewayHeaders = (h: IncomingHttpHeaders) => {
+  h.authorization = 'Bearer bench-token';
+  h['x-keygate-assertion'] = 'e'.repeat(650);
+  h['x-request-id'] = randomUUID();
+  h['x-forwarded-for'] = '127.0.0.1';
+  h['x-forwarded-proto'] = 'http';
+  h['x-forwarded-host'] = 'localhost:8443';
+  return h;
+};
+
 const pool = new Pool(process.env.BENCH_UPSTREAM_URL as string, { connections: 128, keepAliveTimeout: 4_000 });
 const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
   const hasBody = req.headers['content-length'] !== undefined || req.headers['transfer-encoding'] !== undefined;
@@ -21,7 +38,7 @@ const server = createServer({ keepAliveTimeout: 60_000 }, (req, res) => {
     .request({
       path: req.url ?? '/',
       method: req.method ?? 'GET',
-      headers: strip(req.headers),
+      headers: gatewayHeaders ? addGatewayHeaders(strip(req.headers)) : strip(req.headers),
       body: hasBody ? req : null,
     })
     .then(

@@ -381,7 +381,7 @@ export class Gateway {
       readBodyField(req, need.field).then(
         (r) => {
           x.body = r.body;
-          this.authorize(x, need.then(r.value));
+          this.authorize(x, need.resolve(r.value));
         },
         (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start, identity),
       );
@@ -465,7 +465,7 @@ export class Gateway {
   }
 
   private send(x: Exchange, authorization: string | null, assertion: string): void {
-    const { req, res, requestId, start, target, up, identity } = x;
+    const { req, res, requestId, target, up } = x;
     if (res.destroyed) return;
     const headers = upstreamRequestHeaders(req.rawHeaders);
     if (authorization !== null) headers.push('authorization', authorization);

@@ -71,7 +71,7 @@ export class DatabricksClassifier implements Classifier {
     if (s[0] === 'serving-endpoints') {
       if (m === 'POST' && OPENAI_ROUTES.has(rest(1))) {
         // OpenAI-compatible: the endpoint is the body's `model`.
-        return { needsBody: { field: 'model', then: (name) => is('serving:invoke', endpoint(name)) } };
+        return { needsBody: { field: 'model', resolve: (name) => is('serving:invoke', endpoint(name)) } };
       }
       if (m === 'POST' && s.length >= 3 && s.at(-1) === 'invocations') {
         return is('serving:invoke', endpoint(o[1] as string));
@@ -106,7 +106,7 @@ export class DatabricksClassifier implements Classifier {
       if (MLFLOW_PROMOTE.has(op)) {
         const fromQuery = queryParam(query, 'name');
         if (fromQuery !== undefined) return is('mlflow:promote', model(fromQuery));
-        return { needsBody: { field: 'name', then: (name) => is('mlflow:promote', model(name)) } };
+        return { needsBody: { field: 'name', resolve: (name) => is('mlflow:promote', model(name)) } };
       }
       if (m === 'GET' || m === 'HEAD' || (m === 'POST' && MLFLOW_READ_POSTS.has(op))) return is('mlflow:read');
       if (m === 'POST' || m === 'PATCH' || m === 'DELETE') return is('mlflow:write');
@@ -117,7 +117,7 @@ export class DatabricksClassifier implements Classifier {
       const op = rest(3);
       if (m === 'GET' || m === 'HEAD') return is('jobs:read');
       if (m === 'POST' && op === 'run-now') {
-        return { needsBody: { field: 'job_id', then: (id) => is('jobs:run', job(id)) } };
+        return { needsBody: { field: 'job_id', resolve: (id) => is('jobs:run', job(id)) } };
       }
       if (m === 'POST' && op === 'runs/submit') return is('jobs:run', job('adhoc'));
       if (m === 'POST' && (op === 'runs/cancel' || op === 'runs/repair')) return is('jobs:run');

@@ -17,8 +17,8 @@ export interface Classification {
  */
 export interface BodyFieldNeed {
   field: string;
-  /** Builds the classification once the field's value is known. */
-  then(value: string): Classification;
+  /** Builds the classification once the field's value is known. (Not `then`: that would make it thenable.) */
+  resolve(value: string): Classification;
 }
 
 export type ClassifyResult = Classification | { needsBody: BodyFieldNeed };

@@ -81,7 +81,7 @@ export async function policyTest(o: PolicyTestOptions, out: Output, env: NodeJS.
         const req = Readable.from([Buffer.from(o.body ?? '')]) as unknown as IncomingMessage;
         req.headers = {};
         const { value } = await readBodyField(req, r.needsBody.field);
-        c = r.needsBody.then(value);
+        c = r.needsBody.resolve(value);
       } else c = r;
       out.out(`request:  ${(o.method ?? 'GET').toUpperCase()} ${t.path}${t.query}`);
     } catch (e) {
