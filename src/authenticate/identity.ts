@@ -24,6 +24,8 @@ export interface AuthContext {
   deviceBound: boolean;
   credentialId?: string;
   aaguid?: string;
+  /** The credential's attestation statement was verified at registration. */
+  attested?: boolean;
   sessionId?: string;
   tokenId?: string;
 }

@@ -196,6 +196,7 @@ function toIdentity(session: SessionRecord, user: UserRecord, credential: Creden
       deviceBound: !credential.backupEligible,
       credentialId: credential.id,
       aaguid: credential.aaguid,
+      attested: credential.attested,
       sessionId: session.idHash.slice(0, 16),
     },
     cacheKey: `session:${session.idHash}`,
