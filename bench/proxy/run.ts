@@ -1,5 +1,5 @@
 /**
- * bench/proxy: one upstream, four ways to reach it, on loopback.
+ * bench/proxy: one upstream, reached six ways, on loopback.
  *
  *   direct      the minimal upstream itself
  *   nginx       Debian's nginx as a plain reverse proxy (one worker, keep-alive upstream)
@@ -8,8 +8,8 @@
  *   keygate     Keygate with its default config (an access line per request, to /dev/null)
  *   keygate-nolog  the same with log.requests off
  *
- * Servers run on core 0, the load generators (wrk, then our fixed-rate generator in this
- * process) on core 1, when there are two cores and taskset. Saturation throughput is wrk's
+ * Servers run on core 0, the load generators (wrk, then the fixed-rate generator process)
+ * and this runner on core 1, when there are two cores and taskset. Saturation throughput is wrk's
  * requests/s, median of interleaved rounds; latency is p50/p99 at a fixed 1,000 requests/s.
  *
  *   npx tsx bench/proxy/run.ts [--quick] [--duration 10] [--connections 64] [--rounds 3]

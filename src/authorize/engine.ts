@@ -11,6 +11,7 @@
  * value into the key.
  */
 import { readFileSync } from 'node:fs';
+import { setFlagsFromString } from 'node:v8';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { Identity } from '../authenticate/identity.js';
 import type { Config } from '../config/schema.js';
@@ -19,6 +20,14 @@ import { compileRoles, guardRails } from './cedar/compile.js';
 import { CEDAR_SCHEMA } from './cedar/schema.js';
 import type { ResourceRef } from './classify/types.js';
 import { type RoleDef, SHIPPED_ROLES } from './roles.js';
+
+// Node 20's V8 (11.3) aborts the process ("unreachable code" in
+// Deoptimizer::DoComputeBuiltinContinuation) when it lazily deoptimizes optimized JavaScript
+// that inlined a JS→Wasm call while the Wasm — Cedar, which calls back into JS to read its
+// arguments — is still running. Not inlining JS→Wasm calls avoids that path; the cost is a few
+// nanoseconds per Cedar call, which the decision cache makes rare. (bench/policy reproduces the
+// abort without this line.)
+setFlagsFromString('--no-turbo-inline-js-wasm-calls');
 
 export type Effect = 'allow' | 'deny' | 'step_up';
 
@@ -168,33 +177,37 @@ export class Authorizer {
     return [...roles].sort();
   }
 
+  /** Per identity object: its roles and the part of the cache key that names it (computed once). */
+  private readonly principalKeys = new WeakMap<Identity, { roles: string[]; key: string }>();
+
+  private principalKey(id: Identity): { roles: string[]; key: string } {
+    let k = this.principalKeys.get(id);
+    if (k === undefined) {
+      const roles = this.rolesOf(id);
+      const groups = [...id.principal.groups].sort();
+      const a = id.auth;
+      k = {
+        roles,
+        key: `${id.principal.type}\u0000${id.principal.id}\u0000${roles.join(',')}\u0000${groups.join(',')}\u0000${a.method}\u0000${a.uv ? 1 : 0}\u0000${a.aaguid ?? ''}\u0000${a.attested ? 1 : 0}\u0000${a.deviceBound ? 1 : 0}`,
+      };
+      this.principalKeys.set(id, k);
+    }
+    return k;
+  }
+
   decide(input: DecisionInput): Decision {
     const { identity: id } = input;
     const ageS = Math.max(0, Math.floor((input.now - id.auth.authTime) / 1000));
     const fresh = ageS <= this.stepUpMaxAgeS;
-    const roles = this.rolesOf(id);
-    const key = [
-      id.principal.type,
-      id.principal.id,
-      roles.join(','),
-      [...id.principal.groups].sort().join(','),
-      input.action,
-      input.resource.type,
-      input.resource.id,
-      id.auth.method,
-      id.auth.uv ? 1 : 0,
-      fresh ? 1 : 0,
-      id.auth.aaguid ?? '',
-      id.auth.attested ? 1 : 0,
-      id.auth.deviceBound ? 1 : 0,
-      this.keyUses.ageS ? ageS : '',
-      this.keyUses.ip ? input.ip : '',
-      this.keyUses.method ? input.method : '',
-      this.keyUses.path ? input.path : '',
-    ].join('\u0000');
+    const p = this.principalKey(id);
+    let key = `${p.key}\u0000${input.action}\u0000${input.resource.type}\u0000${input.resource.id}\u0000${fresh ? 1 : 0}`;
+    if (this.keyUses.ageS) key += `\u0000${ageS}`;
+    if (this.keyUses.ip) key += `\u0000${input.ip}`;
+    if (this.keyUses.method) key += `\u0000${input.method}`;
+    if (this.keyUses.path) key += `\u0000${input.path}`;
     const hit = this.cache.get(key);
     if (hit !== undefined) return hit;
-    const decision = this.evaluate(input, roles, ageS, fresh);
+    const decision = this.evaluate(input, p.roles, ageS, fresh);
     if (this.cache.size >= CACHE_MAX) this.cache.clear();
     this.cache.set(key, decision);
     return decision;
