@@ -73,7 +73,9 @@ export async function readBodyField(
     throw refuse('The request body must be a JSON object.', 'body not an object');
   }
   const value = (parsed as Record<string, unknown>)[field];
-  if (typeof value !== 'string' && !(typeof value === 'number' && Number.isSafeInteger(value))) {
+  // Names (`model`, `name`) are strings; only ids (`job_id`) may be JSON integers.
+  const integerAllowed = field.endsWith('_id');
+  if (typeof value !== 'string' && !(integerAllowed && typeof value === 'number' && Number.isSafeInteger(value))) {
     throw refuse(`The request body must name the resource in "${field}".`, `no usable ${field}`);
   }
   const v = String(value);

@@ -158,13 +158,14 @@ export class Authorizer {
     const ss = cedar.preparseSchema(this.schemaId, CEDAR_SCHEMA);
     if (ss.type === 'failure') throw new PolicyError('cannot load schema', ss.errors.map((e) => e.message));
 
-    // Only what some policy can read goes into the cache key.
+    // Only what some policy can read goes into the cache key. Cedar reads an attribute as
+    // `.ip` or `["ip"]`, so look for the bare word: a false positive only costs cache hits.
     const all = Object.values(policies).join('\n');
     this.keyUses = {
-      ageS: all.includes('age_s'),
-      ip: /request\s*\.\s*ip/.test(all),
-      method: /request\s*\.\s*method/.test(all),
-      path: /request\s*\.\s*path/.test(all),
+      ageS: /\bage_s\b/.test(all),
+      ip: /\bip\b/.test(all),
+      method: /\bmethod\b/.test(all.replace(/\bauth\s*\.\s*method\b/g, '')),
+      path: /\bpath\b/.test(all),
     };
   }
 
@@ -188,7 +189,19 @@ export class Authorizer {
       const a = id.auth;
       k = {
         roles,
-        key: `${id.principal.type}\u0000${id.principal.id}\u0000${roles.join(',')}\u0000${groups.join(',')}\u0000${a.method}\u0000${a.uv ? 1 : 0}\u0000${a.aaguid ?? ''}\u0000${a.attested ? 1 : 0}\u0000${a.deviceBound ? 1 : 0}`,
+        // JSON, not a separator join: group names from an identity provider may contain ','.
+        key: JSON.stringify([
+          id.principal.type,
+          id.principal.id,
+          id.principal.email ?? '',
+          roles,
+          groups,
+          a.method,
+          a.uv,
+          a.aaguid ?? '',
+          a.attested === true,
+          a.deviceBound,
+        ]),
       };
       this.principalKeys.set(id, k);
     }
@@ -200,7 +213,7 @@ export class Authorizer {
     const ageS = Math.max(0, Math.floor((input.now - id.auth.authTime) / 1000));
     const fresh = ageS <= this.stepUpMaxAgeS;
     const p = this.principalKey(id);
-    let key = `${p.key}\u0000${input.action}\u0000${input.resource.type}\u0000${input.resource.id}\u0000${fresh ? 1 : 0}`;
+    let key = `${p.key}\u0000${input.action}\u0000${JSON.stringify([input.resource.type, input.resource.id])}\u0000${fresh ? 1 : 0}`;
     if (this.keyUses.ageS) key += `\u0000${ageS}`;
     if (this.keyUses.ip) key += `\u0000${input.ip}`;
     if (this.keyUses.method) key += `\u0000${input.method}`;
@@ -218,13 +231,11 @@ export class Authorizer {
     const first = this.cedarDecision(input, roles, ageS, fresh, input.identity.auth.uv);
     if (first.effect === 'allow') return first;
     // Denied only by the step-up guard rail: would a fresh, verified login be allowed?
-    if (
-      isSensitive(input.action) &&
-      first.reasons.length === 1 &&
-      first.reasons[0] === 'keygate:step-up' &&
-      this.cedarDecision(input, roles, 0, true, true).effect === 'allow'
-    ) {
-      return { effect: 'step_up', reasons: ['keygate:step-up'] };
+    if (isSensitive(input.action) && first.reasons.length === 1 && first.reasons[0] === 'keygate:step-up') {
+      const freshDecision = this.cedarDecision(input, roles, 0, true, true);
+      if (freshDecision.effect === 'allow') return { effect: 'step_up', reasons: ['keygate:step-up'] };
+      // Not allowed even with a fresh login: the real reason is the fresh decision's.
+      return freshDecision;
     }
     return first;
   }

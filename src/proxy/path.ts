@@ -85,6 +85,12 @@ export function normalizeTarget(target: string): NormalizedTarget {
   for (let i = 1; i < segments.length; i++) {
     const s = segments[i] as string;
     const last = i === segments.length - 1;
+    // `..;x` and `.;x` are dot segments to an upstream that drops path parameters (as the
+    // classifier does): refuse rather than keep them here and have the upstream resolve them.
+    const semi = s.indexOf(';');
+    if (semi !== -1 && (s.slice(0, semi) === '.' || s.slice(0, semi) === '..')) {
+      throw refuse('path parameters on a dot segment');
+    }
     if (s === '.' || s === '') {
       if (last) out.push('');
       continue;

@@ -378,8 +378,21 @@ export class Gateway {
     }
     if ('needsBody' in c) {
       const need = c.needsBody;
+      if (need.query !== undefined && !hasUnreadBody(req)) {
+        this.authorize(x, need.resolve(need.query));
+        return;
+      }
       readBodyField(req, need.field).then(
         (r) => {
+          // With both, the query and the body must name the same resource.
+          if (need.query !== undefined && r.value !== need.query) {
+            const err = new KeygateError('BAD_REQUEST', {
+              message: `The query and the body name different resources in "${need.field}".`,
+              detail: `${need.field} differs between query and body`,
+            });
+            this.fail(req, res, requestId, err, start, identity);
+            return;
+          }
           x.body = r.body;
           this.authorize(x, need.resolve(r.value));
         },

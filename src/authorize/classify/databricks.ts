@@ -4,6 +4,7 @@
  * that no spelling of a path an upstream might accept reaches a more permissive class than
  * its canonical form. Anything unrecognised is `workspace:other`, which no shipped role allows.
  */
+import { KeygateError } from '../../errors/index.js';
 import type { Action } from '../actions.js';
 import type { Classification, Classifier, ClassifyResult, ResourceRef } from './types.js';
 
@@ -35,10 +36,18 @@ function originalSegments(path: string): string[] {
     .filter((s) => s !== '');
 }
 
+/** A query parameter that must appear at most once (parsers disagree on which copy wins). */
 function queryParam(query: string, name: string): string | undefined {
   if (query === '') return undefined;
-  const v = new URLSearchParams(query.slice(1)).get(name);
-  return v === null || v === '' ? undefined : v;
+  const all = new URLSearchParams(query.slice(1)).getAll(name);
+  if (all.length > 1) {
+    throw new KeygateError('BAD_REQUEST', {
+      message: `"${name}" appears more than once in the query.`,
+      detail: `duplicate ${name} in query`,
+    });
+  }
+  const v = all[0];
+  return v === undefined || v === '' ? undefined : v;
 }
 
 const MLFLOW_READ_POSTS = new Set(['experiments/search', 'runs/search', 'registered-models/search', 'model-versions/search']);
@@ -49,6 +58,7 @@ const MLFLOW_PROMOTE = new Set([
   'registered-models/delete',
   'registered-models/delete-alias',
   'model-versions/delete',
+  'transition-requests/approve',
   'unity-catalog/registered-models/delete',
   'unity-catalog/registered-models/alias',
   'unity-catalog/model-versions/delete',
@@ -103,10 +113,14 @@ export class DatabricksClassifier implements Classifier {
 
     if (area === 'mlflow') {
       const op = rest(3);
-      if (MLFLOW_PROMOTE.has(op)) {
+      // Reading an alias (loading models:/name@alias) is a read, not a promotion.
+      const readsAlias = (m === 'GET' || m === 'HEAD') && op.endsWith('registered-models/alias');
+      if (MLFLOW_PROMOTE.has(op) && !readsAlias) {
         const fromQuery = queryParam(query, 'name');
-        if (fromQuery !== undefined) return is('mlflow:promote', model(fromQuery));
-        return { needsBody: { field: 'name', resolve: (name) => is('mlflow:promote', model(name)) } };
+        const resolve = (name: string) => is('mlflow:promote', model(name));
+        return {
+          needsBody: fromQuery === undefined ? { field: 'name', resolve } : { field: 'name', query: fromQuery, resolve },
+        };
       }
       if (m === 'GET' || m === 'HEAD' || (m === 'POST' && MLFLOW_READ_POSTS.has(op))) return is('mlflow:read');
       if (m === 'POST' || m === 'PATCH' || m === 'DELETE') return is('mlflow:write');

@@ -17,6 +17,8 @@ export interface Classification {
  */
 export interface BodyFieldNeed {
   field: string;
+  /** The value the query gave: used when there is no body; with a body, the body must agree. */
+  query?: string;
   /** Builds the classification once the field's value is known. (Not `then`: that would make it thenable.) */
   resolve(value: string): Classification;
 }
