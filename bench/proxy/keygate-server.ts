@@ -3,6 +3,9 @@
  * that requests carrying `x-test-identity` are authenticated (until real tokens exist).
  * BENCH_LOG_REQUESTS=0 turns the per-request access line off; otherwise the default config
  * applies (level info, one JSON line per request to stdout, which the runner points at /dev/null).
+ * BENCH_POLICY=off injects an allow-all authorizer, to measure what Cedar authorization costs
+ * (the benchmark's identity holds the admin role, so with policy on every request is allowed
+ * too — through the decision cache).
  */
 import { parseConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/server/gateway.js';
@@ -27,6 +30,9 @@ const gw = await Gateway.create({
   config,
   store: new SqliteStore({ path: ':memory:' }),
   identifiers: [testIdentifier()],
+  ...(process.env.BENCH_POLICY === 'off'
+    ? { authorizer: { decide: () => ({ effect: 'allow' as const, reasons: ['bench:policy-off'] }), stepUpMaxAgeS: 300 } }
+    : {}),
 });
 // A clean exit on SIGTERM lets `node --cpu-prof` write its profile.
 process.once('SIGTERM', () => {

@@ -7,6 +7,7 @@
  *   bare-node+hdrs  the same, also sending the ~800 bytes of headers Keygate adds upstream
  *   keygate     Keygate with its default config (an access line per request, to /dev/null)
  *   keygate-nolog  the same with log.requests off
+ *   keygate-nopolicy  the default config with an allow-all authorizer (the cost of Cedar)
  *
  * Servers run on core 0, the load generators (wrk, then the fixed-rate generator process)
  * and this runner on core 1, when there are two cores and taskset. Saturation throughput is wrk's
@@ -272,6 +273,7 @@ async function main(): Promise<void> {
     ['bare-node+hdrs', () => startNode('bare-proxy.ts', { ...env, BENCH_GATEWAY_HEADERS: '1' })],
     ['keygate', () => startNode('keygate-server.ts', env, profileArgs)],
     ['keygate-nolog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '0' }, profileArgs)],
+    ['keygate-nopolicy', () => startNode('keygate-server.ts', { ...env, BENCH_POLICY: 'off' }, profileArgs)],
   ];
   const only = args.only?.split(',');
   const targets: Target[] = [];

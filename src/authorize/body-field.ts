@@ -43,6 +43,20 @@ export function topLevelKeys(text: string): string[] {
   return keys;
 }
 
+/** The whole body of a stream, refused with 400 past `max` bytes. */
+export async function readBounded(stream: AsyncIterable<unknown>, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  for await (const chunk of stream) {
+    length += (chunk as Buffer).length;
+    if (length > max) {
+      throw refuse(`This request names its resource in the body, which must be at most ${max} bytes.`, 'body too large');
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
 /** Read the body (bounded), extract `field`, and return a stream that replays the same bytes. */
 export async function readBodyField(
   req: IncomingMessage,
@@ -52,16 +66,7 @@ export async function readBodyField(
   if (declared !== undefined && Number(declared) > MAX_BODY_FOR_CLASSIFICATION) {
     throw refuse(`This request names its resource in the body, which must be at most ${MAX_BODY_FOR_CLASSIFICATION} bytes.`, 'body too large to classify');
   }
-  const chunks: Buffer[] = [];
-  let length = 0;
-  for await (const chunk of req) {
-    length += (chunk as Buffer).length;
-    if (length > MAX_BODY_FOR_CLASSIFICATION) {
-      throw refuse(`This request names its resource in the body, which must be at most ${MAX_BODY_FOR_CLASSIFICATION} bytes.`, 'body too large to classify');
-    }
-    chunks.push(chunk as Buffer);
-  }
-  const raw = Buffer.concat(chunks);
+  const raw = await readBounded(req, MAX_BODY_FOR_CLASSIFICATION);
   let parsed: unknown;
   const text = raw.toString('utf8');
   try {

@@ -12,9 +12,10 @@ import { Pool } from 'undici';
 import { registerAdminRoutes } from '../admin/routes.js';
 import { type Authentication, createAuthentication } from '../authenticate/index.js';
 import { identifyRequest } from '../authenticate/identify.js';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import { isSensitive } from '../authorize/actions.js';
-import { readBodyField } from '../authorize/body-field.js';
+import { MAX_BODY_FOR_CLASSIFICATION, readBodyField, readBounded } from '../authorize/body-field.js';
+import { type PendingRequest, PendingSteps } from '../authorize/pending.js';
 import { DatabricksClassifier } from '../authorize/classify/databricks.js';
 import { GenericClassifier } from '../authorize/classify/generic.js';
 import type { Classification } from '../authorize/classify/types.js';
@@ -35,6 +36,7 @@ import { clientIpResolver } from './client-ip.js';
 import { createLogger, flushLogger } from './logger.js';
 import { Metrics } from './metrics.js';
 import { registerOpsRoutes } from './ops.js';
+import { registerPendingRoutes } from './pending-routes.js';
 import { requestIdFrom } from './request-id.js';
 import { sendError } from './respond.js';
 import { RouteTable } from './routes.js';
@@ -128,6 +130,8 @@ export class Gateway {
   private signer: AssertionSigner | undefined;
   /** Cedar policies: every proxied request is decided here. */
   readonly authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'>;
+  /** Browser submissions waiting for a step-up before they are replayed. */
+  readonly pending: PendingSteps;
   private keys: SigningKeys | undefined;
   private draining = false;
   private inflight = 0;
@@ -147,6 +151,7 @@ export class Gateway {
     this.identifiers = opts.identifiers ?? [];
     this.clientIp = clientIpResolver(config.trustedProxies);
     this.authorizer = opts.authorizer ?? new Authorizer(config);
+    this.pending = new PendingSteps(this.clock);
     const env = opts.env ?? process.env;
 
     for (const [name, u] of Object.entries(config.upstreams)) {
@@ -253,6 +258,11 @@ export class Gateway {
     gw.identifiers = [gw.authentication.identifier, ...gw.identifiers];
     gw.authentication.registerRoutes(gw.app);
     registerAdminRoutes(gw.app, gw.authentication, () => gw.publicOrigin);
+    registerPendingRoutes(gw.app, {
+      auth: gw.authentication,
+      pending: gw.pending,
+      replay: (p, identity, via, res) => gw.replay(p, identity, via, res),
+    });
     registerOpsRoutes(gw.app, {
       store,
       metrics: gw.metrics,
@@ -446,6 +456,27 @@ export class Gateway {
       this.metrics.requests.inc({ class: 'proxy', status: 302 });
       return;
     }
+    // A browser submitting a change (a navigation, not a script's fetch): keep the request and
+    // let the person see what they approve before it is replayed after a fresh tap.
+    if (req.headers['sec-fetch-mode'] === 'navigate' && identity.auth.method === 'webauthn') {
+      const source: AsyncIterable<unknown> = x.body ?? req;
+      readBounded(source, MAX_BODY_FOR_CLASSIFICATION).then(
+        (body) => {
+          const p = this.pending.add({
+            userId: identity.principal.id,
+            method: req.method ?? 'POST',
+            target: x.target.path + x.target.query,
+            contentType: req.headers['content-type'],
+            body,
+          });
+          res.writeHead(303, { location: `/.keygate/step-up?pending=${p.id}`, 'x-request-id': requestId });
+          res.end();
+          this.metrics.requests.inc({ class: 'proxy', status: 303 });
+        },
+        (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start, identity),
+      );
+      return;
+    }
     const err = new KeygateError('STEP_UP_REQUIRED', {
       message: `To ${c.action === 'serving:manage' ? 'change a serving endpoint' : 'do this'} (${c.action}), tap your security key again: POST /.keygate/api/webauthn/step-up/options, then /verify, then retry.`,
       headers: {
@@ -534,6 +565,42 @@ export class Gateway {
         'proxied',
       );
     }
+  }
+
+  /**
+   * Replay an approved pending request for `identity` (after its step-up), through the same
+   * classification and authorization as any request; the answer streams to `res`.
+   */
+  replay(p: PendingRequest, identity: Identity, via: IncomingMessage, res: ServerResponse): void {
+    const body = Readable.from([p.body]);
+    const headers: Record<string, string> = { 'content-length': String(p.body.length) };
+    if (p.contentType !== undefined) headers['content-type'] = p.contentType;
+    const rawHeaders = Object.entries(headers).flat();
+    const req = Object.assign(body, {
+      method: p.method,
+      url: p.target,
+      headers,
+      rawHeaders,
+      complete: true,
+      socket: via.socket,
+    }) as unknown as IncomingMessage;
+    const requestId = requestIdFrom(via.headers['x-request-id']);
+    this.inflight++;
+    this.metrics.inflight.inc();
+    res.once('close', () => this.requestClosed());
+    let target: NormalizedTarget;
+    try {
+      target = normalizeTarget(p.target);
+    } catch (e) {
+      this.fail(req, res, requestId, toKeygateError(e), performance.now(), identity);
+      return;
+    }
+    const up = this.routes.match(target.path);
+    if (up === undefined) {
+      this.fail(req, res, requestId, new KeygateError('NOT_FOUND'), performance.now(), identity);
+      return;
+    }
+    this.afterIdentify(req, res, requestId, performance.now(), target, up, identity);
   }
 
   private unauthenticated(

@@ -80,4 +80,59 @@ describe('step-up in the browser', () => {
       await context.close();
     }
   });
+
+  it.skipIf(!hasBrowser)('a stale form submission is shown for approval, then sent once after a tap', async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    try {
+      const cdp = await context.newCDPSession(page);
+      await cdp.send('WebAuthn.enable', { enableUI: false });
+      await cdp.send('WebAuthn.addVirtualAuthenticator', {
+        options: {
+          protocol: 'ctap2',
+          transport: 'internal',
+          hasResidentKey: true,
+          hasUserVerification: true,
+          isUserVerified: true,
+          automaticPresenceSimulation: true,
+        },
+      });
+      const link = await g.gw.auth.enrollment.invite(g.gw.publicOrigin, {
+        email: 'form-deployer@example.com',
+        roles: ['ml-deployer'],
+        createdBy: 'e2e',
+      });
+      await page.goto(link.url);
+      await page.click('#register');
+      await expect.poll(() => page.textContent('#status'), { timeout: 15_000 }).toMatch(/registered/i);
+
+      // A same-origin page with a form that creates a job (jobs:manage is a step-up action).
+      // text/plain encoding turns name=value into a JSON body: {"name":"nightly","x":"="}.
+      const formUrl = `${g.gw.publicOrigin}/e2e-form`;
+      await page.route(formUrl, (route) =>
+        route.fulfill({
+          contentType: 'text/html',
+          body: `<form method="post" action="/api/2.1/jobs/create" enctype="text/plain">
+            <input type="hidden" name='{"name":"nightly","x":"' value='"}'>
+            <button id="submit">Create job</button></form>`,
+        }),
+      );
+      await new Promise((r) => setTimeout(r, 3_500)); // past the 2 s step-up window
+      sim.reset();
+      await page.goto(formUrl);
+      await page.click('#submit');
+      await page.waitForURL((u) => u.pathname === '/.keygate/step-up', { timeout: 15_000 });
+      await expect.poll(() => page.textContent('#approve-target')).toBe('/api/2.1/jobs/create');
+      expect(await page.textContent('#approve-method')).toBe('POST');
+      expect(await page.textContent('#approve-body')).toContain('"nightly"');
+      expect(sim.requests.filter((r) => r.path.endsWith('/jobs/create'))).toEqual([]);
+
+      await page.click('#step-up');
+      await expect.poll(() => page.textContent('#result-status'), { timeout: 15_000 }).toMatch(/^200/);
+      expect(await page.textContent('#result-body')).toContain('job_id');
+      expect(sim.requests.filter((r) => r.path.endsWith('/jobs/create'))).toHaveLength(1);
+    } finally {
+      await context.close();
+    }
+  });
 });

@@ -126,3 +126,58 @@ describe('step-up through the API', () => {
     expect(sim.requests).toEqual([]);
   });
 });
+
+describe('step-up for a browser submission', () => {
+  it('a stale browser submission is held and shown for approval; nothing is sent before the tap', async () => {
+    const { browser } = await enroll(g, 'submit@example.com', {
+      token: await invite(g, 'submit@example.com', ['ml-deployer']),
+    });
+    clock.advance(6 * 60_000);
+    sim.reset();
+    const held = await browser.call('PUT', '/api/2.0/serving-endpoints/iris/config', deploy, {
+      'sec-fetch-mode': 'navigate',
+      accept: 'text/html',
+    });
+    expect(held.status).toBe(303);
+    const location = held.headers.location as string;
+    expect(location).toMatch(/^\/\.keygate\/step-up\?pending=[A-Za-z0-9_-]{32}$/);
+    expect(sim.requests).toEqual([]);
+    const id = new URL(location, 'http://x').searchParams.get('pending') as string;
+
+    // The page shows what is being approved.
+    const shown = await browser.get<{ method: string; target: string; body: { text: string } }>(
+      `/.keygate/api/step-up/pending/${id}`,
+    );
+    expect(shown.status).toBe(200);
+    expect(shown.body).toMatchObject({ method: 'PUT', target: '/api/2.0/serving-endpoints/iris/config' });
+    expect(JSON.parse(shown.body.body.text)).toEqual(deploy);
+    // Someone else cannot see or replay it.
+    const other = await enroll(g, 'nosy@example.com', { token: await invite(g, 'nosy@example.com', ['ml-deployer']) });
+    expect((await other.browser.get(`/.keygate/api/step-up/pending/${id}`)).status).toBe(404);
+
+    // Replaying before the tap: authorization still asks for the step-up, and nothing is sent.
+    const early = await browser.post(`/.keygate/api/step-up/pending/${id}/replay`);
+    expect(early.status).toBe(401);
+    expect(early.body).toMatchObject({ error_code: 'STEP_UP_REQUIRED' });
+    expect(sim.requests).toEqual([]);
+  });
+
+  it('after the tap the held request reaches the workspace exactly once', async () => {
+    const { browser, authenticator } = await enroll(g, 'submit2@example.com', {
+      token: await invite(g, 'submit2@example.com', ['ml-deployer']),
+    });
+    clock.advance(6 * 60_000);
+    const held = await browser.call('PUT', '/api/2.0/serving-endpoints/iris/config', deploy, { 'sec-fetch-mode': 'navigate' });
+    const id = new URL(held.headers.location as string, 'http://x').searchParams.get('pending') as string;
+    const options = await browser.post<Parameters<typeof authenticator.get>[0]>('/.keygate/api/webauthn/step-up/options', {});
+    expect((await browser.post('/.keygate/api/webauthn/step-up/verify', { response: authenticator.get(options.body) })).status).toBe(200);
+    sim.reset();
+    const sent = await browser.post<{ name: string }>(`/.keygate/api/step-up/pending/${id}/replay`);
+    expect(sent.status).toBe(200);
+    expect(sent.body.name).toBe('iris');
+    expect(sim.requests.map((r) => `${r.method} ${r.path}`)).toEqual(['PUT /api/2.0/serving-endpoints/iris/config']);
+    const again = await browser.post(`/.keygate/api/step-up/pending/${id}/replay`);
+    expect(again.status).toBe(404);
+    expect(sim.requests).toHaveLength(1);
+  });
+});
