@@ -1,8 +1,9 @@
 /**
  * Keygate for the benchmark, in its own process: one upstream, and the test identifier so
  * that requests carrying `x-test-identity` are authenticated (until real tokens exist).
- * BENCH_LOG_REQUESTS=0 turns the per-request access line off; otherwise the default config
- * applies (level info, one JSON line per request to stdout, which the runner points at /dev/null).
+ * The default config applies (level info; refusals logged, no line per successful request).
+ * BENCH_LOG_REQUESTS=1 turns the per-request access line on (to stdout, which the runner points
+ * at /dev/null).
  * BENCH_POLICY=off injects an allow-all authorizer, to measure what Cedar authorization costs
  * (the benchmark's identity holds the admin role, so with policy on every request is allowed
  * too — through the decision cache).
@@ -13,11 +14,11 @@ import { SqliteStore } from '../../src/store/sqlite/index.js';
 import { testIdentifier } from '../../test/helpers/index.js';
 import { announce } from './child.js';
 
-const logRequests = process.env.BENCH_LOG_REQUESTS !== '0';
+const logRequests = process.env.BENCH_LOG_REQUESTS === '1';
 process.env.BENCH_UPSTREAM_TOKEN = 'bench-token';
 const config = parseConfig({
   listen: { host: '127.0.0.1', port: 0 },
-  log: logRequests ? {} : { level: 'warn', requests: false },
+  log: logRequests ? { requests: true } : {},
   shutdown: { drainTimeout: '1s' },
   upstreams: {
     ws: {

@@ -1,12 +1,12 @@
 /**
- * bench/proxy: one upstream, reached six ways, on loopback.
+ * bench/proxy: one upstream, reached seven ways, on loopback.
  *
  *   direct      the minimal upstream itself
  *   nginx       Debian's nginx as a plain reverse proxy (one worker, keep-alive upstream)
  *   bare-node   node:http + an undici Pool in a few lines: the floor of what Node can do
  *   bare-node+hdrs  the same, also sending the ~800 bytes of headers Keygate adds upstream
- *   keygate     Keygate with its default config (an access line per request, to /dev/null)
- *   keygate-nolog  the same with log.requests off
+ *   keygate     Keygate with its default config (refusals logged; no line per successful request)
+ *   keygate-accesslog  the same with log.requests on (one JSON line per successful request)
  *   keygate-nopolicy  the default config with an allow-all authorizer (the cost of Cedar)
  *
  * Servers run on core 0, the load generators (wrk, then the fixed-rate generator process)
@@ -272,7 +272,7 @@ async function main(): Promise<void> {
     ['bare-node', () => startNode('bare-proxy.ts', env)],
     ['bare-node+hdrs', () => startNode('bare-proxy.ts', { ...env, BENCH_GATEWAY_HEADERS: '1' })],
     ['keygate', () => startNode('keygate-server.ts', env, profileArgs)],
-    ['keygate-nolog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '0' }, profileArgs)],
+    ['keygate-accesslog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '1' }, profileArgs)],
     ['keygate-nopolicy', () => startNode('keygate-server.ts', { ...env, BENCH_POLICY: 'off' }, profileArgs)],
   ];
   const only = args.only?.split(',');

@@ -164,7 +164,12 @@ export const configSchema = z
           .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
           .default('info')
           .describe('Least severe level written (JSON lines on stdout).'),
-        requests: z.boolean().default(true).describe('Log one line per proxied request.'),
+        requests: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Also log one line per successful proxied request (refusals and errors are always logged). Off by default: it is the largest per-request cost, and the audit log is the per-request record.',
+          ),
       })
       .prefault({})
       .describe('Structured logs. Secrets are redacted; the audit log is the durable record.'),

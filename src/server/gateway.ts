@@ -657,7 +657,8 @@ export class Gateway {
       ms: Math.round((performance.now() - start) * 100) / 100,
     };
     if (err.status >= 500) this.log.error(fields, 'request failed');
-    else if (this.config.log.requests) this.log.info(fields, 'refused');
+    // Refusals are security events (ASVS 16.3.2, 16.3.3): always logged.
+    else this.accessLog.info(fields, 'refused');
   }
 
   private requestClosed(): void {
