@@ -48,6 +48,7 @@ export type AuthFailureReason =
   | 'credential_id_too_long'
   | 'algorithm_not_allowed'
   | 'aaguid_not_allowed'
+  | 'aaguid_revoked'
   | 'attestation_required'
   | 'enrollment_token_invalid';
 

@@ -16,6 +16,7 @@ import { sessionIdentifier } from './session-identifier.js';
 import { Sessions } from './sessions.js';
 import { Ceremonies } from './webauthn/ceremony.js';
 import { type RelyingParty, relyingParty } from './webauthn/relying-party.js';
+import { loadMetadataBlob } from './webauthn/metadata.js';
 import { WebAuthnService } from './webauthn/service.js';
 
 export interface AuthenticationDeps {
@@ -63,6 +64,9 @@ export async function createAuthentication(d: AuthenticationDeps): Promise<Authe
     (e) => d.log.warn({ detail: (e as Error).message }, 'session touch failed'),
   );
   const enrollment = new Enrollment(store, clock, config.enrollment.tokenLifetime);
+  const w = config.webauthn;
+  const metadata = w.mdsBlobFile === undefined ? undefined : await loadMetadataBlob(w.mdsBlobFile, w.mdsRootCertFile);
+  if (metadata) d.log.info({ entries: metadata.entries }, 'FIDO metadata BLOB loaded');
   const webauthn = new WebAuthnService({
     store,
     clock,
@@ -70,6 +74,7 @@ export async function createAuthentication(d: AuthenticationDeps): Promise<Authe
     ceremonies: new Ceremonies(store, clock, config.webauthn.challengeTimeout),
     events,
     sessions,
+    metadata,
     decoyKey: await store.initMeta('decoy_key', randomId(32)),
     log: (o, msg) => d.log.info(o, msg),
   });

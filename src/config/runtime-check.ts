@@ -24,6 +24,8 @@ export function runtimeIssues(config: Config, env: NodeJS.ProcessEnv): ConfigIss
     needFile('tls.certFile', config.tls.certFile);
     needFile('tls.keyFile', config.tls.keyFile);
   }
+  if (config.webauthn.mdsBlobFile !== undefined) needFile('webauthn.mdsBlobFile', config.webauthn.mdsBlobFile);
+  if (config.webauthn.mdsRootCertFile !== undefined) needFile('webauthn.mdsRootCertFile', config.webauthn.mdsRootCertFile);
   for (const [name, u] of Object.entries(config.upstreams)) {
     const c = u.credential;
     const base = `upstreams.${name}.credential`;

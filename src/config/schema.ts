@@ -218,6 +218,18 @@ export const configSchema = z
           .default(true)
           .describe('Allow credentials that are backed up to a cloud account (synced passkeys).'),
         challengeTimeout: duration('5m').describe('How long a ceremony challenge stays valid.'),
+        mdsBlobFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe(
+            'A FIDO Metadata Service (MDS3) BLOB file you download; verified at start. Models it reports revoked or compromised cannot register.',
+          ),
+        mdsRootCertFile: z
+          .string()
+          .min(1)
+          .optional()
+          .describe('PEM root certificate for the BLOB; default the FIDO Alliance root shipped with @simplewebauthn/server.'),
       })
       .prefault({})
       .describe('WebAuthn (security keys, passkeys, platform authenticators).'),

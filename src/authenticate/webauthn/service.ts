@@ -23,6 +23,7 @@ import type { AuthEvents, AuthFailureReason, EventContext } from '../auth-events
 import type { Sessions } from '../sessions.js';
 import { authenticatorName } from './authenticators.js';
 import { CeremonyError, type Ceremonies, reasonFromLibraryError } from './ceremony.js';
+import type { AuthenticatorMetadata } from './metadata.js';
 import type { RelyingParty } from './relying-party.js';
 import {
   asAuthenticationJSON,
@@ -39,6 +40,8 @@ export interface WebAuthnDeps {
   ceremonies: Ceremonies;
   events: AuthEvents;
   sessions: Sessions;
+  /** From a FIDO MDS BLOB, when configured: models reported revoked or compromised are refused. */
+  metadata?: AuthenticatorMetadata | undefined;
   /** Key for the decoy credential ids shown for unknown emails (no user enumeration, ASVS 6.3.8). */
   decoyKey: string;
   log: (detail: Record<string, unknown>, msg: string) => void;
@@ -62,6 +65,7 @@ export interface LoginOutcome {
 
 const REGISTRATION_MESSAGES: Partial<Record<AuthFailureReason, string>> = {
   aaguid_not_allowed: 'This authenticator model is not allowed here.',
+  aaguid_revoked: 'This authenticator model has been reported revoked or compromised by the FIDO Alliance.',
   synced_passkey_refused: 'Synced passkeys are not allowed here: use a security key or a device-bound passkey.',
   user_verification: 'The authenticator did not verify you (PIN or biometric); that is required here.',
   attestation_required: 'This authenticator did not prove its model (attestation), which is required here.',
@@ -174,6 +178,7 @@ export class WebAuthnService {
     if (rp.aaguidAllowList.length > 0 && !rp.aaguidAllowList.includes(info.aaguid)) {
       return fail('aaguid_not_allowed', details);
     }
+    if (this.d.metadata?.isRefused(info.aaguid)) return fail('aaguid_revoked', details);
     if (rp.attestation === 'direct' && info.fmt === 'none') return fail('attestation_required', details);
     if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice') {
       return fail('synced_passkey_refused', details);
