@@ -77,7 +77,7 @@ async function stepUp(): Promise<void> {
       return;
     }
     showStatus('Confirmed. Continuing…');
-    location.assign(result.returnTo);
+    location.assign(safePath(result.returnTo) ?? '/');
   } catch (err) {
     if (err instanceof ApiError && err.status === 401 && err.code === 'UNAUTHENTICATED') {
       location.assign(loginUrl(returnTo));

@@ -19,7 +19,12 @@ const inviteBody = z.strictObject({
 });
 const recoverBody = z.strictObject({ email: z.string().trim().refine(isEmail, 'must be an email address') });
 
-export function registerAdminRoutes(app: FastifyInstance, auth: Authentication, publicOrigin: () => string): void {
+export function registerAdminRoutes(
+  app: FastifyInstance,
+  auth: Authentication,
+  publicOrigin: () => string,
+  clientIp: (req: FastifyRequest['raw']) => string,
+): void {
   /** The one authorizing layer for admin calls. */
   const requireAdmin = async (req: FastifyRequest): Promise<ResolvedSession> => {
     const s = await auth.sessions.resolve(readCookie(req.headers.cookie, auth.sessions.cookieName));
@@ -30,7 +35,7 @@ export function registerAdminRoutes(app: FastifyInstance, auth: Authentication, 
     if (!auth.sessions.isFresh(s)) throw new KeygateError('FRESH_LOGIN_REQUIRED');
     return s;
   };
-  const ctx = (req: FastifyRequest) => ({ ip: req.ip, userAgent: String(req.headers['user-agent'] ?? '') });
+  const ctx = (req: FastifyRequest) => ({ ip: clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') });
 
   app.post('/.keygate/api/admin/v1/invitations', async (req, reply) => {
     const admin = await requireAdmin(req);

@@ -27,6 +27,7 @@ export function safeReturnTo(v: unknown): string {
   } catch {
     return '/';
   }
-  if (u.origin !== BASE) return '/';
+  // Dot segments can collapse into '//host' (`/a/..//evil.example`): check the parsed path too.
+  if (u.origin !== BASE || u.pathname.startsWith('//') || u.pathname.includes('\\')) return '/';
   return u.pathname + u.search + u.hash;
 }

@@ -98,7 +98,8 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
 
   // Cross-site state changes are refused for every Keygate API (ASVS 3.5.1-3.5.3).
   app.addHook('onRequest', async (req) => {
-    if (req.url.startsWith('/.keygate/api/') && isCrossSite(req.raw, d.origins())) {
+    // The matched route, not the raw URL: the router decodes `%61pi` to `api` before matching.
+    if ((req.routeOptions.url ?? req.url).startsWith('/.keygate/api/') && isCrossSite(req.raw, d.origins())) {
       throw new KeygateError('CROSS_SITE_REQUEST', { detail: `origin ${String(req.headers.origin)}` });
     }
   });
@@ -161,8 +162,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
         enrollmentHash: body.enrollmentToken === undefined ? null : sha256Hex(body.enrollmentToken),
       });
       if (out.viaEnrollment) {
-        const tok = await d.store.getEnrollmentToken(sha256Hex(body.enrollmentToken ?? ''));
-        if (tok?.kind === 'recovery') {
+        if (out.enrollmentKind === 'recovery') {
           await d.events.record('auth.recovery_used', ctxOf(req), {
             outcome: 'success',
             userId: out.user.id,
@@ -269,6 +269,8 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
 
   app.delete('/.keygate/api/devices/:id', async (req, reply) => {
     const s = await requireSession(req);
+    // Removing a way to sign in is as sensitive as adding one (ASVS 7.5.1).
+    if (!d.sessions.isFresh(s)) throw new KeygateError('FRESH_LOGIN_REQUIRED');
     const { id } = parseInput(idParam, req.params);
     const live = (await d.store.listCredentials(s.user.id)).filter((c) => c.revokedAt === null);
     if (!live.some((c) => c.id === id)) throw new KeygateError('NOT_FOUND');

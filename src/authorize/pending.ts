@@ -20,20 +20,25 @@ export interface PendingRequest {
 
 const TTL_MS = 5 * 60_000;
 const MAX = 1_000;
+/** Per person: a new submission pushes out that person's oldest, never someone else's. */
+const PER_USER = 5;
+/** All held bodies together. */
+const MAX_BYTES = 64 * 1024 * 1024;
 
 export class PendingSteps {
   private readonly entries = new Map<string, PendingRequest>();
 
   constructor(private readonly clock: Clock) {}
 
-  add(p: Omit<PendingRequest, 'id' | 'expiresAt'>): PendingRequest {
+  /** Hold a submission; undefined when the gateway holds too much already (the caller answers 503). */
+  add(p: Omit<PendingRequest, 'id' | 'expiresAt'>): PendingRequest | undefined {
     const now = this.clock.now();
     for (const [k, v] of this.entries) if (v.expiresAt <= now) this.entries.delete(k);
-    while (this.entries.size >= MAX) {
-      const first = this.entries.keys().next();
-      if (first.done) break;
-      this.entries.delete(first.value);
-    }
+    const mine = [...this.entries.values()].filter((e) => e.userId === p.userId);
+    if (mine.length >= PER_USER) this.entries.delete((mine[0] as PendingRequest).id);
+    let bytes = p.body.length;
+    for (const e of this.entries.values()) bytes += e.body.length;
+    if (this.entries.size >= MAX || bytes > MAX_BYTES) return undefined;
     const entry: PendingRequest = { ...p, id: randomId(24), expiresAt: now + TTL_MS };
     this.entries.set(entry.id, entry);
     return entry;

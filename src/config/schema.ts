@@ -255,6 +255,11 @@ export const configSchema = z
           .min(1)
           .default(10)
           .describe('Login attempts per account (email or credential) per minute.'),
+        apiPerIpPerMinute: z
+          .int()
+          .min(1)
+          .default(600)
+          .describe("Calls to Keygate's other APIs (devices, session, admin, step-up approvals) per client address per minute."),
       })
       .prefault({})
       .describe('Limits on login and enrollment (429 with Retry-After; windows expire, accounts never lock).'),

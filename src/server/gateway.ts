@@ -6,6 +6,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { Duplex } from 'node:stream';
+import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
@@ -256,12 +257,25 @@ export class Gateway {
       log: gw.log,
     });
     gw.identifiers = [gw.authentication.identifier, ...gw.identifiers];
-    gw.authentication.registerRoutes(gw.app);
-    registerAdminRoutes(gw.app, gw.authentication, () => gw.publicOrigin);
-    registerPendingRoutes(gw.app, {
-      auth: gw.authentication,
-      pending: gw.pending,
-      replay: (p, identity, via, res) => gw.replay(p, identity, via, res),
+    const auth = gw.authentication;
+    // Keygate's own APIs, each call limited per client address (login and enrollment have
+    // tighter limits of their own, per address and per account).
+    gw.app.register(async (api) => {
+      await api.register(rateLimit, {
+        global: true,
+        max: opts.config.rateLimits.apiPerIpPerMinute,
+        timeWindow: 60_000,
+        keyGenerator: (req) => `api:${gw.clientIp(req.raw)}`,
+        errorResponseBuilder: (_req, ctx) =>
+          new KeygateError('REQUEST_LIMIT_EXCEEDED', { message: `Too many requests; retry in ${ctx.after}.` }),
+      });
+      auth.registerRoutes(api);
+      registerAdminRoutes(api, auth, () => gw.publicOrigin, gw.clientIp);
+      registerPendingRoutes(api, {
+        auth,
+        pending: gw.pending,
+        replay: (p, identity, via, res) => gw.replay(p, identity, via, res),
+      });
     });
     registerOpsRoutes(gw.app, {
       store,
@@ -469,6 +483,11 @@ export class Gateway {
             contentType: req.headers['content-type'],
             body,
           });
+          if (p === undefined) {
+            const busy = new KeygateError('TEMPORARILY_UNAVAILABLE', { detail: 'pending step-up store full' });
+            this.fail(req, res, requestId, busy, start, identity);
+            return;
+          }
           res.writeHead(303, { location: `/.keygate/step-up?pending=${p.id}`, 'x-request-id': requestId });
           res.end();
           this.metrics.requests.inc({ class: 'proxy', status: 303 });

@@ -51,6 +51,8 @@ export interface RegistrationOutcome {
   credential: CredentialRecord;
   user: UserRecord;
   viaEnrollment: boolean;
+  /** The kind of link that allowed it (enroll or recovery), or null for a logged-in user. */
+  enrollmentKind: 'enroll' | 'recovery' | null;
   eventId: string;
 }
 
@@ -134,9 +136,8 @@ export class WebAuthnService {
     // Who may register: the holder of the enrollment link the challenge was issued for, or the
     // logged-in user it was issued to.
     if (challenge.enrollmentHash !== null) {
-      if (ctx.enrollmentHash !== null && ctx.enrollmentHash !== challenge.enrollmentHash) {
-        return fail('enrollment_token_invalid');
-      }
+      // The link's holder presents it again: a challenge issued for a link is useless without it.
+      if (ctx.enrollmentHash !== challenge.enrollmentHash) return fail('enrollment_token_invalid');
     } else if (ctx.sessionUserId === null || ctx.sessionUserId !== challenge.userId) {
       return fail('challenge_binding');
     }
@@ -185,8 +186,12 @@ export class WebAuthnService {
     }
 
     // An enrollment link is single use: spend it now (race-free), before anything is stored.
-    if (challenge.enrollmentHash !== null && !(await store.consumeEnrollmentToken(challenge.enrollmentHash, clock.now()))) {
-      return fail('enrollment_token_invalid', details);
+    let enrollmentKind: RegistrationOutcome['enrollmentKind'] = null;
+    if (challenge.enrollmentHash !== null) {
+      enrollmentKind = (await store.getEnrollmentToken(challenge.enrollmentHash))?.kind ?? null;
+      if (!(await store.consumeEnrollmentToken(challenge.enrollmentHash, clock.now()))) {
+        return fail('enrollment_token_invalid', details);
+      }
     }
 
     // R13: a credential id registered to anyone is refused (unique key in the store).
@@ -216,7 +221,7 @@ export class WebAuthnService {
       throw e;
     }
     const ev = await this.d.events.record('auth.register', ctx, { outcome: 'success', userId: user.id, ...details });
-    return { credential, user, viaEnrollment: challenge.enrollmentHash !== null, eventId: ev.id };
+    return { credential, user, viaEnrollment: challenge.enrollmentHash !== null, enrollmentKind, eventId: ev.id };
   }
 
   // ---- authentication (WebAuthn L3 §7.2) ----------------------------------------------------
@@ -231,10 +236,11 @@ export class WebAuthnService {
       const creds = user && user.disabledAt === null ? (await store.listCredentials(user.id)).filter(usable) : [];
       if (user && creds.length > 0) {
         userId = user.id;
-        allow = creds.map((c) => ({ id: c.id, transports: c.transports as AuthenticatorTransport[] }));
+        // No transports: they would tell a real account from the decoy below.
+        allow = creds.map((c) => ({ id: c.id }));
       } else {
         // Unknown email: a stable decoy id, so the answer looks like a real user's (ASVS 6.3.8).
-        allow = [{ id: this.decoyId(email), transports: ['usb', 'internal', 'hybrid'] }];
+        allow = [{ id: this.decoyId(email) }];
         userId = `decoy:${email.toLowerCase()}`;
       }
     }
@@ -378,7 +384,7 @@ export class WebAuthnService {
   }
 
   private decoyId(email: string): string {
-    return createHmac('sha256', this.d.decoyKey).update(email.toLowerCase()).digest().subarray(0, 16).toString('base64url');
+    return createHmac('sha256', this.d.decoyKey).update(email.toLowerCase()).digest().toString('base64url');
   }
 }
 

@@ -272,6 +272,20 @@ describe('rate limits', () => {
     }
   });
 
+  it("Keygate's other APIs are limited per client address too", async () => {
+    const limited = await startGateway({ rateLimits: { apiPerIpPerMinute: 3 } });
+    try {
+      const b = browserFor(limited);
+      const statuses: number[] = [];
+      for (let i = 0; i < 5; i++) statuses.push((await b.get('/.keygate/api/devices')).status);
+      expect(statuses).toEqual([401, 401, 401, 429, 429]);
+      // Health and metrics are not Keygate APIs and stay reachable.
+      expect((await b.get('/.keygate/healthz')).status).toBe(200);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('per client address across accounts', async () => {
     const limited = await startGateway({ rateLimits: { perIpPerMinute: 4, perAccountPerMinute: 100 } });
     try {
