@@ -5,9 +5,9 @@
  */
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
-import { chromiumAvailable, launchChromium } from '../helpers/chromium.js';
-import { startGateway, type TestGateway } from '../helpers/index.js';
+import { demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
+import { addVirtualAuthenticator, chromiumAvailable, launchChromium } from '../helpers/chromium.js';
+import { simUpstream, startGateway, type TestGateway } from '../helpers/index.js';
 
 const hasBrowser = chromiumAvailable();
 let browser: Browser;
@@ -17,17 +17,8 @@ let g: TestGateway;
 beforeAll(async () => {
   if (!hasBrowser) return;
   sim = await startSimulator(demoSimOptions());
-  process.env.E2E_STEPUP_SECRET = DEMO_SP_SECRET;
   g = await startGateway(
-    {
-      authorization: { stepUpMaxAge: '2s' },
-      upstreams: {
-        workspace: {
-          url: sim.url,
-          credential: { type: 'databricks-m2m', clientId: DEMO_SP.userName, clientSecretEnv: 'E2E_STEPUP_SECRET' },
-        },
-      },
-    },
+    { authorization: { stepUpMaxAge: '2s' }, upstreams: simUpstream(sim.url) },
     { identifiers: [] },
   );
   browser = await launchChromium();
@@ -44,18 +35,7 @@ describe('step-up in the browser', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     try {
-      const cdp = await context.newCDPSession(page);
-      await cdp.send('WebAuthn.enable', { enableUI: false });
-      await cdp.send('WebAuthn.addVirtualAuthenticator', {
-        options: {
-          protocol: 'ctap2',
-          transport: 'usb',
-          hasResidentKey: true,
-          hasUserVerification: true,
-          isUserVerified: true,
-          automaticPresenceSimulation: true,
-        },
-      });
+      await addVirtualAuthenticator(page, 'usb');
       const link = await g.gw.auth.enrollment.invite(g.gw.publicOrigin, {
         email: 'stepup-admin@example.com',
         roles: ['admin'],
@@ -85,18 +65,7 @@ describe('step-up in the browser', () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     try {
-      const cdp = await context.newCDPSession(page);
-      await cdp.send('WebAuthn.enable', { enableUI: false });
-      await cdp.send('WebAuthn.addVirtualAuthenticator', {
-        options: {
-          protocol: 'ctap2',
-          transport: 'internal',
-          hasResidentKey: true,
-          hasUserVerification: true,
-          isUserVerified: true,
-          automaticPresenceSimulation: true,
-        },
-      });
+      await addVirtualAuthenticator(page, 'internal');
       const link = await g.gw.auth.enrollment.invite(g.gw.publicOrigin, {
         email: 'form-deployer@example.com',
         roles: ['ml-deployer'],

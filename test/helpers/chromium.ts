@@ -3,7 +3,7 @@
  * missing, browser tests skip with a loud message locally and fail under CI=true.
  */
 import { existsSync } from 'node:fs';
-import { type Browser, chromium } from 'playwright-core';
+import { type Browser, type CDPSession, chromium, type Page } from 'playwright-core';
 
 export const CHROMIUM = process.env.KEYGATE_CHROMIUM ?? '/usr/bin/chromium';
 
@@ -29,4 +29,30 @@ export function launchChromium(): Promise<Browser> {
       '--disable-sync',
     ],
   });
+}
+
+export interface VirtualAuthenticator {
+  cdp: CDPSession;
+  id: string;
+}
+
+/** Chrome's virtual authenticator (CDP WebAuthn domain): CTAP2, resident keys, presence simulated. */
+export async function addVirtualAuthenticator(
+  page: Page,
+  transport: 'internal' | 'usb',
+  o: { uv?: boolean } = {},
+): Promise<VirtualAuthenticator> {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send('WebAuthn.enable', { enableUI: false });
+  const { authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+    options: {
+      protocol: 'ctap2',
+      transport,
+      hasResidentKey: true,
+      hasUserVerification: true,
+      isUserVerified: o.uv ?? true,
+      automaticPresenceSimulation: true,
+    },
+  });
+  return { cdp, id: authenticatorId };
 }

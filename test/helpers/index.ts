@@ -10,6 +10,7 @@ import pino from 'pino';
 import type { Identifier, Identity } from '../../src/authenticate/identity.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
+import { DEMO_SP, DEMO_SP_SECRET } from '../../sim/index.js';
 import { Gateway, type GatewayOptions } from '../../src/server/gateway.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
 
@@ -72,10 +73,9 @@ export async function startGateway(
   const lines = opts.logLines;
   const logger =
     opts.logger ??
-    pino(
-      { level: 'info' },
-      { write: (s: string) => (lines ? lines.push(s) : undefined) } as unknown as pino.DestinationStream,
-    );
+    pino({ level: 'info' }, {
+      write: (s: string) => (lines ? lines.push(s) : undefined),
+    } as unknown as pino.DestinationStream);
   const gw = await Gateway.create({
     store: new SqliteStore({ path: ':memory:' }),
     identifiers: [testIdentifier()],
@@ -89,4 +89,15 @@ export async function startGateway(
 
 export function asUser(user = 'alice', extra: Record<string, string> = {}): Record<string, string> {
   return { 'x-test-identity': `${TEST_SECRET}:${user}`, ...extra };
+}
+
+/** An upstream entry for the workspace simulator, with the demo service principal's secret in `env`. */
+export function simUpstream(simUrl: string, env = 'TEST_SIM_SP_SECRET') {
+  process.env[env] = DEMO_SP_SECRET;
+  return {
+    workspace: {
+      url: simUrl,
+      credential: { type: 'databricks-m2m' as const, clientId: DEMO_SP.userName, clientSecretEnv: env },
+    },
+  };
 }

@@ -21,7 +21,11 @@ export async function enroll(
   g: TestGateway,
   email: string,
   opts: { authenticator?: SoftAuthenticator; browser?: BrowserClient; bend?: BendOptions; token?: string } = {},
-): Promise<{ browser: BrowserClient; authenticator: SoftAuthenticator; result: JsonResponse<Record<string, unknown>> }> {
+): Promise<{
+  browser: BrowserClient;
+  authenticator: SoftAuthenticator;
+  result: JsonResponse<Record<string, unknown>>;
+}> {
   const browser = opts.browser ?? browserFor(g);
   const authenticator = opts.authenticator ?? new SoftAuthenticator(g.gw.publicOrigin);
   const token = opts.token ?? (await invite(g, email));
@@ -29,7 +33,8 @@ export async function enroll(
     '/.keygate/api/webauthn/registration/options',
     { enrollmentToken: token },
   );
-  if (options.status !== 200) throw new Error(`registration options: ${options.status} ${JSON.stringify(options.body)}`);
+  if (options.status !== 200)
+    throw new Error(`registration options: ${options.status} ${JSON.stringify(options.body)}`);
   const response = authenticator.create(options.body, opts.bend);
   const result = await browser.post<Record<string, unknown>>('/.keygate/api/webauthn/registration/verify', {
     response,

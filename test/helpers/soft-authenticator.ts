@@ -144,7 +144,9 @@ export class SoftAuthenticator {
     const allowed = (options.allowCredentials ?? []).map((c) => c.id);
     const key =
       (bend.credentialId ? this.keys.get(bend.credentialId) : undefined) ??
-      [...this.keys.values()].find((k) => (allowed.length === 0 ? k.rpId === options.rpId : allowed.includes(b64u(k.id))));
+      [...this.keys.values()].find((k) =>
+        allowed.length === 0 ? k.rpId === options.rpId : allowed.includes(b64u(k.id)),
+      );
     if (!key) throw new Error('NotAllowedError: no credential');
     key.counter = bend.counter ?? key.counter + 1;
     const counter = Buffer.alloc(4);

@@ -5,9 +5,9 @@
  */
 import { decodeJwt } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, type Simulator, startSimulator } from '../../../sim/index.js';
+import { demoSimOptions, type Simulator, startSimulator } from '../../../sim/index.js';
 import { ManualClock } from '../../../src/lib/clock.js';
-import { startGateway, type TestGateway } from '../../helpers/index.js';
+import { simUpstream, startGateway, type TestGateway } from '../../helpers/index.js';
 import { enroll, invite, lastAuthEvent } from '../../helpers/people.js';
 import { FLAGS } from '../../helpers/soft-authenticator.js';
 
@@ -17,15 +17,9 @@ const clock = new ManualClock(Date.now());
 
 beforeAll(async () => {
   sim = await startSimulator({ ...demoSimOptions(), deployPolls: 0 });
-  process.env.STEPUP_SP_SECRET = DEMO_SP_SECRET;
   g = await startGateway(
     {
-      upstreams: {
-        workspace: {
-          url: sim.url,
-          credential: { type: 'databricks-m2m', clientId: DEMO_SP.userName, clientSecretEnv: 'STEPUP_SP_SECRET' },
-        },
-      },
+      upstreams: simUpstream(sim.url),
     },
     { clock, identifiers: [] },
   );
@@ -37,7 +31,15 @@ afterAll(async () => {
 });
 
 const deploy = {
-  served_entities: [{ name: 'iris-2', entity_name: 'main.ml.iris', entity_version: '2', workload_size: 'Small', scale_to_zero_enabled: true }],
+  served_entities: [
+    {
+      name: 'iris-2',
+      entity_name: 'main.ml.iris',
+      entity_version: '2',
+      workload_size: 'Small',
+      scale_to_zero_enabled: true,
+    },
+  ],
 };
 
 describe('step-up through the API', () => {
@@ -62,7 +64,10 @@ describe('step-up through the API', () => {
     // Reading stays possible without a step-up.
     expect((await browser.get('/api/2.0/serving-endpoints/iris')).status).toBe(200);
 
-    const options = await browser.post<Parameters<typeof authenticator.get>[0]>('/.keygate/api/webauthn/step-up/options', {});
+    const options = await browser.post<Parameters<typeof authenticator.get>[0]>(
+      '/.keygate/api/webauthn/step-up/options',
+      {},
+    );
     expect(options.status).toBe(200);
     expect(options.body).toMatchObject({ userVerification: 'required' });
     const verified = await browser.post<{ stepUp: { eventId: string } }>('/.keygate/api/webauthn/step-up/verify', {
@@ -70,7 +75,12 @@ describe('step-up through the API', () => {
     });
     expect(verified.status).toBe(200);
     const event = await lastAuthEvent(g);
-    expect(event).toMatchObject({ kind: 'auth.step_up', outcome: 'success', uv: true, id: verified.body.stepUp.eventId });
+    expect(event).toMatchObject({
+      kind: 'auth.step_up',
+      outcome: 'success',
+      uv: true,
+      id: verified.body.stepUp.eventId,
+    });
 
     sim.reset();
     const retry = await browser.call('PUT', '/api/2.0/serving-endpoints/iris/config', deploy);
@@ -83,12 +93,19 @@ describe('step-up through the API', () => {
     const { browser, authenticator } = await enroll(g, 'nouv@example.com', {
       token: await invite(g, 'nouv@example.com', ['ml-deployer']),
     });
-    const options = await browser.post<Parameters<typeof authenticator.get>[0]>('/.keygate/api/webauthn/step-up/options', {});
+    const options = await browser.post<Parameters<typeof authenticator.get>[0]>(
+      '/.keygate/api/webauthn/step-up/options',
+      {},
+    );
     const r = await browser.post('/.keygate/api/webauthn/step-up/verify', {
       response: authenticator.get(options.body, { flags: FLAGS.UP }),
     });
     expect(r.status).toBe(401);
-    expect(await lastAuthEvent(g)).toMatchObject({ kind: 'auth.step_up', outcome: 'failure', reason: 'user_verification' });
+    expect(await lastAuthEvent(g)).toMatchObject({
+      kind: 'auth.step_up',
+      outcome: 'failure',
+      reason: 'user_verification',
+    });
   });
 
   it("someone else's key cannot step up my session", async () => {
@@ -115,13 +132,16 @@ describe('step-up through the API', () => {
   });
 
   it('without the role, a sensitive action is a 403 that names it, not a step-up', async () => {
-    const { browser } = await enroll(g, 'reader@example.com', { token: await invite(g, 'reader@example.com', ['ml-reader']) });
+    const { browser } = await enroll(g, 'reader@example.com', {
+      token: await invite(g, 'reader@example.com', ['ml-reader']),
+    });
     sim.reset();
     const r = await browser.call('PUT', '/api/2.0/serving-endpoints/iris/config', deploy);
     expect(r.status).toBe(403);
     expect(r.body).toMatchObject({
       error_code: 'PERMISSION_DENIED',
-      message: 'You are not allowed to create, reconfigure or delete a serving endpoint (serving:manage) on Endpoint "iris".',
+      message:
+        'You are not allowed to create, reconfigure or delete a serving endpoint (serving:manage) on Endpoint "iris".',
     });
     expect(sim.requests).toEqual([]);
   });
@@ -167,10 +187,18 @@ describe('step-up for a browser submission', () => {
       token: await invite(g, 'submit2@example.com', ['ml-deployer']),
     });
     clock.advance(6 * 60_000);
-    const held = await browser.call('PUT', '/api/2.0/serving-endpoints/iris/config', deploy, { 'sec-fetch-mode': 'navigate' });
+    const held = await browser.call('PUT', '/api/2.0/serving-endpoints/iris/config', deploy, {
+      'sec-fetch-mode': 'navigate',
+    });
     const id = new URL(held.headers.location as string, 'http://x').searchParams.get('pending') as string;
-    const options = await browser.post<Parameters<typeof authenticator.get>[0]>('/.keygate/api/webauthn/step-up/options', {});
-    expect((await browser.post('/.keygate/api/webauthn/step-up/verify', { response: authenticator.get(options.body) })).status).toBe(200);
+    const options = await browser.post<Parameters<typeof authenticator.get>[0]>(
+      '/.keygate/api/webauthn/step-up/options',
+      {},
+    );
+    expect(
+      (await browser.post('/.keygate/api/webauthn/step-up/verify', { response: authenticator.get(options.body) }))
+        .status,
+    ).toBe(200);
     sim.reset();
     const sent = await browser.post<{ name: string }>(`/.keygate/api/step-up/pending/${id}/replay`);
     expect(sent.status).toBe(200);

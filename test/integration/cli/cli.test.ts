@@ -30,7 +30,10 @@ afterAll(async () => {
 
 describe('keygate config check', () => {
   it('prints "ok" for a valid file and exits 0', async () => {
-    const f = file('good.yaml', `upstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`);
+    const f = file(
+      'good.yaml',
+      `upstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`,
+    );
     const r = await runCli(['config', 'check', f], { WS_TOKEN: 'x' });
     expect(r).toMatchObject({ code: 0, stdout: `${f}: ok\n` });
   });
@@ -48,7 +51,10 @@ describe('keygate config check', () => {
   });
 
   it('names a missing environment variable', async () => {
-    const f = file('env.yaml', `upstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`);
+    const f = file(
+      'env.yaml',
+      `upstreams:\n  ws:\n    url: ${up.url}\n    credential: { type: static, tokenEnv: WS_TOKEN }\n`,
+    );
     const r = await runCli(['config', 'check', f]);
     expect(r.code).toBe(1);
     expect(r.stderr).toBe(`${f}: upstreams.ws.credential.tokenEnv: environment variable WS_TOKEN is not set\n`);
@@ -111,14 +117,49 @@ describe('keygate admin (local store, before any admin exists)', () => {
 
 describe('keygate policy test', () => {
   it('prints the decision, reasons and step-up; --expect makes it scriptable', async () => {
-    const f = file('policy.yaml', `dataDir: ${join(dir, 'policy-data')}\nauthorization:\n  bindings:\n    - { group: ml-team, roles: [ml-deployer] }\n`);
-    const step = await runCli(['policy', 'test', '-c', f, '--principal', 'user:alice@example.com', '--groups', 'ml-team',
-      '--action', 'serving:manage', '--resource', 'Endpoint::fraud', '--auth-age', '600', '--expect', 'step_up']);
+    const f = file(
+      'policy.yaml',
+      `dataDir: ${join(dir, 'policy-data')}\nauthorization:\n  bindings:\n    - { group: ml-team, roles: [ml-deployer] }\n`,
+    );
+    const step = await runCli([
+      'policy',
+      'test',
+      '-c',
+      f,
+      '--principal',
+      'user:alice@example.com',
+      '--groups',
+      'ml-team',
+      '--action',
+      'serving:manage',
+      '--resource',
+      'Endpoint::fraud',
+      '--auth-age',
+      '600',
+      '--expect',
+      'step_up',
+    ]);
     expect(step.code).toBe(0);
-    expect(step.stdout).toContain('decision: step_up (a user-verified login at most 300 s old is required; this one is 600 s old)');
+    expect(step.stdout).toContain(
+      'decision: step_up (a user-verified login at most 300 s old is required; this one is 600 s old)',
+    );
     expect(step.stdout).toContain('reasons:  keygate:step-up');
-    const mint = await runCli(['policy', 'test', '-c', f, '--principal', 'user:alice@example.com', '--roles', 'admin',
-      '--method', 'POST', '--path', '/api/2.0/serving-endpoints/../token/create', '--expect', 'allow']);
+    const mint = await runCli([
+      'policy',
+      'test',
+      '-c',
+      f,
+      '--principal',
+      'user:alice@example.com',
+      '--roles',
+      'admin',
+      '--method',
+      'POST',
+      '--path',
+      '/api/2.0/serving-endpoints/../token/create',
+      '--expect',
+      'allow',
+    ]);
     expect(mint.code).toBe(1);
     expect(mint.stdout).toContain('action:   credentials:mint');
     expect(mint.stdout).toContain('reasons:  keygate:deny-credential-minting');
@@ -126,9 +167,24 @@ describe('keygate policy test', () => {
   });
 
   it('a Cedar policy file with a typo fails, naming the file and line', async () => {
-    const cedarFile = file('extra.cedar', '// extra rules\n\n@id("uv-only")\nforbid (principal, action, resource)\n  unless { context.auth.uvv };\n');
-    const f = file('bad-policy.yaml', `dataDir: ${join(dir, 'policy-data2')}\nauthorization:\n  policyFiles: [${cedarFile}]\n`);
-    const r = await runCli(['policy', 'test', '-c', f, '--principal', 'user:a@example.com', '--action', 'serving:read']);
+    const cedarFile = file(
+      'extra.cedar',
+      '// extra rules\n\n@id("uv-only")\nforbid (principal, action, resource)\n  unless { context.auth.uvv };\n',
+    );
+    const f = file(
+      'bad-policy.yaml',
+      `dataDir: ${join(dir, 'policy-data2')}\nauthorization:\n  policyFiles: [${cedarFile}]\n`,
+    );
+    const r = await runCli([
+      'policy',
+      'test',
+      '-c',
+      f,
+      '--principal',
+      'user:a@example.com',
+      '--action',
+      'serving:read',
+    ]);
     expect(r.code).toBe(1);
     expect(r.stderr).toContain(`${cedarFile}:5: `);
     expect(r.stderr).toContain('auth.uvv');

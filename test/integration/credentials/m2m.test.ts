@@ -44,12 +44,14 @@ describe('databricks-m2m credential', () => {
     const g = await startGateway({ upstreams: m2mUpstream() });
     try {
       sim.reset();
-      const results = await Promise.all(
-        Array.from({ length: 100 }, () => get(`${g.url}/api/2.0/serving-endpoints`)),
-      );
+      const results = await Promise.all(Array.from({ length: 100 }, () => get(`${g.url}/api/2.0/serving-endpoints`)));
       expect(results.map((r) => r.status)).toEqual(Array(100).fill(200));
       expect(sim.tokenRequests).toHaveLength(1);
-      expect(sim.tokenRequests[0]).toMatchObject({ grantType: 'client_credentials', clientId: DEMO_SP.userName, ok: true });
+      expect(sim.tokenRequests[0]).toMatchObject({
+        grantType: 'client_credentials',
+        clientId: DEMO_SP.userName,
+        ok: true,
+      });
       expect(sim.requests).toHaveLength(100);
       expect(new Set(sim.requests.map((r) => `${r.identity}/${r.tokenKind}`))).toEqual(
         new Set([`${DEMO_SP.userName}/oauth`]),

@@ -107,7 +107,11 @@ describe('header hygiene', () => {
       audience: `${up.url}/`,
       algorithms: ['ES256'],
     });
-    expect(payload).toMatchObject({ sub: 'bob', email: 'bob@example.com', auth: { event_id: 'evt-bob', method: 'test' } });
+    expect(payload).toMatchObject({
+      sub: 'bob',
+      email: 'bob@example.com',
+      auth: { event_id: 'evt-bob', method: 'test' },
+    });
     expect((payload.exp as number) - (payload.iat as number)).toBe(60);
   });
 
@@ -171,7 +175,9 @@ describe('callers without an identity', () => {
   });
 
   it('a browser is redirected to the login page with a same-origin return path', async () => {
-    const r = await request(`${gw.url}/ml/experiments?id=1`, { headers: { accept: 'text/html,application/xhtml+xml' } });
+    const r = await request(`${gw.url}/ml/experiments?id=1`, {
+      headers: { accept: 'text/html,application/xhtml+xml' },
+    });
     expect(r.statusCode).toBe(302);
     expect(r.headers.location).toBe('/.keygate/login?return_to=%2Fml%2Fexperiments%3Fid%3D1');
     await r.body.text();

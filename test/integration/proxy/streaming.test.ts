@@ -180,7 +180,11 @@ describe('request body limit', () => {
 
   it('a chunked body that grows past the limit is cut off with 413; the upstream never gets all of it', async () => {
     uploads = [];
-    const res = await request(`${gw.url}/upload`, { method: 'POST', headers: asUser(), body: generated(260 * MB).stream });
+    const res = await request(`${gw.url}/upload`, {
+      method: 'POST',
+      headers: asUser(),
+      body: generated(260 * MB).stream,
+    });
     expect(res.statusCode).toBe(413);
     expect(await res.body.json()).toMatchObject({ error_code: 'REQUEST_TOO_LARGE' });
     await new Promise((r) => setTimeout(r, 200));

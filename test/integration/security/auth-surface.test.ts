@@ -96,12 +96,17 @@ describe('enrollment and recovery links', () => {
     const { authenticator } = await enroll(g, 'recover@example.com');
     const link = await g.gw.auth.enrollment.recover(g.gw.publicOrigin, 'recover@example.com', 'admin');
     const b = browserFor(g);
-    const options = await b.post<Parameters<typeof authenticator.create>[0]>('/.keygate/api/webauthn/registration/options', {
-      enrollmentToken: link.token,
-    });
+    const options = await b.post<Parameters<typeof authenticator.create>[0]>(
+      '/.keygate/api/webauthn/registration/options',
+      {
+        enrollmentToken: link.token,
+      },
+    );
     expect(options.status).toBe(200);
     // The body omits enrollmentToken: the challenge's enrollment hash is then never compared.
-    const r = await b.post('/.keygate/api/webauthn/registration/verify', { response: authenticator.create(options.body) });
+    const r = await b.post('/.keygate/api/webauthn/registration/verify', {
+      response: authenticator.create(options.body),
+    });
     const events = await g.gw.store.listAuthEvents({ limit: 20 });
     const recoveryUsed = events.some((e) => e.kind === 'auth.recovery_used' && e.userId === link.user.id);
     // Either the verify must name the link it was issued for, or the recovery must be audited.
@@ -116,8 +121,12 @@ describe('enrollment and recovery links', () => {
     const { SoftAuthenticator } = await import('../../helpers/soft-authenticator.js');
     const ka = new SoftAuthenticator(g.gw.publicOrigin);
     const kb = new SoftAuthenticator(g.gw.publicOrigin);
-    const oa = await a.post<Parameters<typeof ka.create>[0]>('/.keygate/api/webauthn/registration/options', { enrollmentToken: token });
-    const ob = await bb.post<Parameters<typeof kb.create>[0]>('/.keygate/api/webauthn/registration/options', { enrollmentToken: token });
+    const oa = await a.post<Parameters<typeof ka.create>[0]>('/.keygate/api/webauthn/registration/options', {
+      enrollmentToken: token,
+    });
+    const ob = await bb.post<Parameters<typeof kb.create>[0]>('/.keygate/api/webauthn/registration/options', {
+      enrollmentToken: token,
+    });
     const [ra, rb] = await Promise.all([
       a.post('/.keygate/api/webauthn/registration/verify', { response: ka.create(oa.body), enrollmentToken: token }),
       bb.post('/.keygate/api/webauthn/registration/verify', { response: kb.create(ob.body), enrollmentToken: token }),
@@ -150,7 +159,10 @@ describe('devices (ASVS 7.5.1)', () => {
     // A second key, added while the login is fresh.
     const { SoftAuthenticator } = await import('../../helpers/soft-authenticator.js');
     const second = new SoftAuthenticator(g.gw.publicOrigin);
-    const opts = await browser.post<Parameters<typeof second.create>[0]>('/.keygate/api/webauthn/registration/options', {});
+    const opts = await browser.post<Parameters<typeof second.create>[0]>(
+      '/.keygate/api/webauthn/registration/options',
+      {},
+    );
     expect(opts.status).toBe(200);
     const added = await browser.post<{ credential: { id: string } }>('/.keygate/api/webauthn/registration/verify', {
       response: second.create(opts.body),
@@ -168,7 +180,13 @@ describe('devices (ASVS 7.5.1)', () => {
 describe('held step-up submissions', () => {
   it("one user cannot evict another user's held submission, and held bodies are bounded", () => {
     const pending = new PendingSteps(new ManualClock(Date.UTC(2026, 10, 1)));
-    const victim = pending.add({ userId: 'victim', method: 'PUT', target: '/x', contentType: undefined, body: Buffer.from('{}') });
+    const victim = pending.add({
+      userId: 'victim',
+      method: 'PUT',
+      target: '/x',
+      contentType: undefined,
+      body: Buffer.from('{}'),
+    });
     for (let i = 0; i < 1000; i++) {
       pending.add({ userId: 'attacker', method: 'PUT', target: '/x', contentType: undefined, body: Buffer.alloc(1) });
     }
@@ -176,8 +194,22 @@ describe('held step-up submissions', () => {
     expect(pending.get(victim?.id ?? '', 'victim')).toBeDefined();
     // 64 MiB of held bodies in all: past that, nothing more is held.
     for (let i = 0; i < 70; i++) {
-      pending.add({ userId: `u${i}`, method: 'PUT', target: '/x', contentType: undefined, body: Buffer.alloc(1024 * 1024) });
+      pending.add({
+        userId: `u${i}`,
+        method: 'PUT',
+        target: '/x',
+        contentType: undefined,
+        body: Buffer.alloc(1024 * 1024),
+      });
     }
-    expect(pending.add({ userId: 'late', method: 'PUT', target: '/x', contentType: undefined, body: Buffer.alloc(1024 * 1024) })).toBeUndefined();
+    expect(
+      pending.add({
+        userId: 'late',
+        method: 'PUT',
+        target: '/x',
+        contentType: undefined,
+        body: Buffer.alloc(1024 * 1024),
+      }),
+    ).toBeUndefined();
   });
 });

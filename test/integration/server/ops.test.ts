@@ -26,7 +26,9 @@ afterAll(async () => {
 describe('health, readiness and metrics', () => {
   it('healthz is 200; readyz checks the store and each upstream credential', async () => {
     process.env.OPS_TOKEN = 't';
-    const g = await startGateway({ upstreams: { ws: { url: up.url, credential: { type: 'static', tokenEnv: 'OPS_TOKEN' } } } });
+    const g = await startGateway({
+      upstreams: { ws: { url: up.url, credential: { type: 'static', tokenEnv: 'OPS_TOKEN' } } },
+    });
     try {
       const h = await request(`${g.url}/.keygate/healthz`);
       expect(h.statusCode).toBe(200);
@@ -74,7 +76,9 @@ describe('health, readiness and metrics', () => {
 
   it('metrics expose requests by class and status, upstream latency and credential refreshes', async () => {
     process.env.OPS_TOKEN = 't';
-    const g = await startGateway({ upstreams: { ws: { url: up.url, credential: { type: 'static', tokenEnv: 'OPS_TOKEN' } } } });
+    const g = await startGateway({
+      upstreams: { ws: { url: up.url, credential: { type: 'static', tokenEnv: 'OPS_TOKEN' } } },
+    });
     try {
       await (await request(`${g.url}/a`, { headers: asUser() })).body.text();
       await (await request(`${g.url}/a`)).body.text();

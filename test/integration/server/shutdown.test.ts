@@ -21,7 +21,9 @@ afterAll(async () => {
   await up?.close();
 });
 
-const upstreamCfg = () => ({ ws: { url: up.url, credential: { type: 'static' as const, tokenEnv: 'SHUTDOWN_TOKEN' } } });
+const upstreamCfg = () => ({
+  ws: { url: up.url, credential: { type: 'static' as const, tokenEnv: 'SHUTDOWN_TOKEN' } },
+});
 
 describe('graceful shutdown', () => {
   it('drains in-flight requests, then refuses new connections', async () => {

@@ -31,11 +31,17 @@ describe('admin invitations and recovery links', () => {
   });
 
   it('a recovery link for an existing user; unknown users get 404', async () => {
-    const { browser } = await enroll(g, 'root2@example.com', { token: await invite(g, 'root2@example.com', ['admin']) });
+    const { browser } = await enroll(g, 'root2@example.com', {
+      token: await invite(g, 'root2@example.com', ['admin']),
+    });
     await enroll(g, 'lost@example.com');
-    const r = await browser.post<{ url: string }>('/.keygate/api/admin/v1/recovery-links', { email: 'lost@example.com' });
+    const r = await browser.post<{ url: string }>('/.keygate/api/admin/v1/recovery-links', {
+      email: 'lost@example.com',
+    });
     expect(r.status).toBe(201);
-    const info = await browserFor(g).get(`/.keygate/api/enrollment?token=${new URL(r.body.url).searchParams.get('token')}`);
+    const info = await browserFor(g).get(
+      `/.keygate/api/enrollment?token=${new URL(r.body.url).searchParams.get('token')}`,
+    );
     expect(info.body).toMatchObject({ email: 'lost@example.com', kind: 'recovery' });
     const unknown = await browser.post('/.keygate/api/admin/v1/recovery-links', { email: 'ghost@example.com' });
     expect(unknown.status).toBe(404);
@@ -52,7 +58,9 @@ describe('admin invitations and recovery links', () => {
     expect(denied.body).toMatchObject({ error_code: 'PERMISSION_DENIED' });
     expect(await g.gw.store.getUserByEmail('x@example.com')).toBeNull();
 
-    const { browser: admin } = await enroll(g, 'root3@example.com', { token: await invite(g, 'root3@example.com', ['admin']) });
+    const { browser: admin } = await enroll(g, 'root3@example.com', {
+      token: await invite(g, 'root3@example.com', ['admin']),
+    });
     const bad = await admin.post('/.keygate/api/admin/v1/invitations', { email: 'nope', isAdmin: true });
     expect(bad.status).toBe(400);
     expect(bad.body).toMatchObject({ error_code: 'BAD_REQUEST' });

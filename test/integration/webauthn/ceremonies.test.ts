@@ -142,7 +142,11 @@ describe('login negatives', () => {
   });
 
   it('wrong RP ID hash', async () => {
-    await expectLoginRefused(await login(browserFor(g), auth, { bend: { rpId: 'evil.example' } }), 'LOGIN_FAILED', 'rp_id');
+    await expectLoginRefused(
+      await login(browserFor(g), auth, { bend: { rpId: 'evil.example' } }),
+      'LOGIN_FAILED',
+      'rp_id',
+    );
   });
 
   it('user presence flag missing', async () => {
@@ -162,7 +166,11 @@ describe('login negatives', () => {
   });
 
   it('bad signature', async () => {
-    await expectLoginRefused(await login(browserFor(g), auth, { bend: { badSignature: true } }), 'LOGIN_FAILED', 'signature');
+    await expectLoginRefused(
+      await login(browserFor(g), auth, { bend: { badSignature: true } }),
+      'LOGIN_FAILED',
+      'signature',
+    );
   });
 
   it('wrong ceremony type in clientDataJSON', async () => {
@@ -205,16 +213,28 @@ describe('login negatives', () => {
   });
 
   it('a discoverable login without a userHandle', async () => {
-    await expectLoginRefused(await login(browserFor(g), auth, { bend: { userHandle: null } }), 'LOGIN_FAILED', 'user_handle_missing');
+    await expectLoginRefused(
+      await login(browserFor(g), auth, { bend: { userHandle: null } }),
+      'LOGIN_FAILED',
+      'user_handle_missing',
+    );
   });
 
   it('a counter that does not increase marks the credential as possibly cloned and refuses it from then on', async () => {
     const { authenticator: a, result } = await enroll(g, 'clone@example.com');
     const id = (result.body.credential as { id: string }).id;
     expect((await login(browserFor(g), a, { bend: { counter: 5 } })).status).toBe(200);
-    await expectLoginRefused(await login(browserFor(g), a, { bend: { counter: 5 } }), 'LOGIN_FAILED', 'counter_regression');
+    await expectLoginRefused(
+      await login(browserFor(g), a, { bend: { counter: 5 } }),
+      'LOGIN_FAILED',
+      'counter_regression',
+    );
     expect((await g.gw.store.getCredential(id))?.clonedAt).not.toBeNull();
-    await expectLoginRefused(await login(browserFor(g), a, { bend: { counter: 9 } }), 'LOGIN_FAILED', 'credential_cloned');
+    await expectLoginRefused(
+      await login(browserFor(g), a, { bend: { counter: 9 } }),
+      'LOGIN_FAILED',
+      'credential_cloned',
+    );
   });
 
   it('a change of backup eligibility (a different authenticator) is refused', async () => {
@@ -225,7 +245,7 @@ describe('login negatives', () => {
     );
   });
 
-  it('an unknown email gets options that look like a real user\'s (no enumeration)', async () => {
+  it("an unknown email gets options that look like a real user's (no enumeration)", async () => {
     const known = await loginOptions(browserFor(g), 'neg@example.com');
     const unknown = await loginOptions(browserFor(g), 'nobody@example.com');
     expect(Object.keys(unknown).sort()).toEqual(Object.keys(known).sort());
@@ -234,7 +254,9 @@ describe('login negatives', () => {
     expect(unknown.allowCredentials?.[0]).not.toHaveProperty('transports');
     expect(known.allowCredentials?.[0]).not.toHaveProperty('transports');
     // Stable: the same decoy every time.
-    expect((await loginOptions(browserFor(g), 'nobody@example.com')).allowCredentials).toEqual(unknown.allowCredentials);
+    expect((await loginOptions(browserFor(g), 'nobody@example.com')).allowCredentials).toEqual(
+      unknown.allowCredentials,
+    );
   });
 });
 
@@ -245,7 +267,11 @@ describe('registration negatives', () => {
     const { result } = await enroll(g, 'dup2@example.com', { bend: { credentialId: existing } });
     expect(result.status).toBe(409);
     expect(result.body).toMatchObject({ error_code: 'CREDENTIAL_ALREADY_REGISTERED' });
-    expect(await lastAuthEvent(g)).toMatchObject({ kind: 'auth.register', outcome: 'failure', reason: 'duplicate_credential' });
+    expect(await lastAuthEvent(g)).toMatchObject({
+      kind: 'auth.register',
+      outcome: 'failure',
+      reason: 'duplicate_credential',
+    });
   });
 
   it('an enrollment token that is expired is refused', async () => {
@@ -306,7 +332,15 @@ describe('registration negatives', () => {
     for (const body of [
       { response: 'nope' },
       { response: { id: 'a', rawId: 'a', type: 'public-key', response: {} } },
-      { response: { id: '!!', rawId: '!!', type: 'public-key', clientExtensionResults: {}, response: { clientDataJSON: 'x', attestationObject: 'y' } } },
+      {
+        response: {
+          id: '!!',
+          rawId: '!!',
+          type: 'public-key',
+          clientExtensionResults: {},
+          response: { clientDataJSON: 'x', attestationObject: 'y' },
+        },
+      },
       { extra: 1 },
     ]) {
       const r = await b.post('/.keygate/api/webauthn/registration/verify', body);
@@ -337,8 +371,14 @@ describe('policy', () => {
       const other = new SoftAuthenticator(strict.gw.publicOrigin, { aaguid: '11111111-2222-3333-4444-555555555555' });
       const r = await enroll(strict, 'aaguid@example.com', { authenticator: other });
       expect(r.result.status).toBe(400);
-      expect(r.result.body).toMatchObject({ error_code: 'REGISTRATION_REFUSED', message: 'This authenticator model is not allowed here.' });
-      expect(await lastAuthEvent(strict)).toMatchObject({ reason: 'aaguid_not_allowed', aaguid: '11111111-2222-3333-4444-555555555555' });
+      expect(r.result.body).toMatchObject({
+        error_code: 'REGISTRATION_REFUSED',
+        message: 'This authenticator model is not allowed here.',
+      });
+      expect(await lastAuthEvent(strict)).toMatchObject({
+        reason: 'aaguid_not_allowed',
+        aaguid: '11111111-2222-3333-4444-555555555555',
+      });
       const yubi = new SoftAuthenticator(strict.gw.publicOrigin, { aaguid: 'cb69481e-8ff7-4039-93ec-0a2729a154a8' });
       const ok = await enroll(strict, 'aaguid2@example.com', { authenticator: yubi });
       expect(ok.result.status).toBe(200);
@@ -354,7 +394,11 @@ describe('policy', () => {
       const synced = new SoftAuthenticator(strict.gw.publicOrigin, { backupEligible: true, backedUp: true });
       const r = await enroll(strict, 'synced@example.com', { authenticator: synced });
       expect(r.result.status).toBe(400);
-      expect(await lastAuthEvent(strict)).toMatchObject({ reason: 'synced_passkey_refused', backupEligible: true, backedUp: true });
+      expect(await lastAuthEvent(strict)).toMatchObject({
+        reason: 'synced_passkey_refused',
+        backupEligible: true,
+        backedUp: true,
+      });
     } finally {
       await strict.close();
     }

@@ -31,12 +31,51 @@ function derOf(pemFile: string): string {
 /** A CA and a BLOB-signing certificate it issued. */
 function makeChain(prefix: string): void {
   const ec = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes'];
-  openssl(['req', '-x509', ...ec, '-days', '2', '-subj', `/CN=${prefix} MDS Root`, '-keyout', `${prefix}-root.key`,
-    '-out', `${prefix}-root.crt`, '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
-  openssl(['req', ...ec, '-subj', `/CN=${prefix} MDS Signer`, '-keyout', `${prefix}-leaf.key`, '-out', `${prefix}-leaf.csr`]);
+  openssl([
+    'req',
+    '-x509',
+    ...ec,
+    '-days',
+    '2',
+    '-subj',
+    `/CN=${prefix} MDS Root`,
+    '-keyout',
+    `${prefix}-root.key`,
+    '-out',
+    `${prefix}-root.crt`,
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
+  openssl([
+    'req',
+    ...ec,
+    '-subj',
+    `/CN=${prefix} MDS Signer`,
+    '-keyout',
+    `${prefix}-leaf.key`,
+    '-out',
+    `${prefix}-leaf.csr`,
+  ]);
   writeFileSync(join(dir, 'leaf.ext'), 'basicConstraints=CA:FALSE\n');
-  openssl(['x509', '-req', '-in', `${prefix}-leaf.csr`, '-CA', `${prefix}-root.crt`, '-CAkey', `${prefix}-root.key`,
-    '-CAcreateserial', '-days', '1', '-out', `${prefix}-leaf.crt`, '-extfile', 'leaf.ext']);
+  openssl([
+    'x509',
+    '-req',
+    '-in',
+    `${prefix}-leaf.csr`,
+    '-CA',
+    `${prefix}-root.crt`,
+    '-CAkey',
+    `${prefix}-root.key`,
+    '-CAcreateserial',
+    '-days',
+    '1',
+    '-out',
+    `${prefix}-leaf.crt`,
+    '-extfile',
+    'leaf.ext',
+  ]);
 }
 
 function entry(aaguid: string, description: string, status: string) {
@@ -65,7 +104,9 @@ async function blob(prefix: string, payloadOverride: Record<string, unknown> = {
     ...payloadOverride,
   };
   const key = await importPKCS8(readFileSync(join(dir, `${prefix}-leaf.key`), 'utf8'), 'ES256');
-  return new SignJWT(payload).setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [derOf(`${prefix}-leaf.crt`)] }).sign(key);
+  return new SignJWT(payload)
+    .setProtectedHeader({ alg: 'ES256', typ: 'JWT', x5c: [derOf(`${prefix}-leaf.crt`)] })
+    .sign(key);
 }
 
 let g: TestGateway;
@@ -96,7 +137,12 @@ describe('FIDO metadata BLOB', () => {
       error_code: 'REGISTRATION_REFUSED',
       message: 'This authenticator model has been reported revoked or compromised by the FIDO Alliance.',
     });
-    expect(await lastAuthEvent(g)).toMatchObject({ kind: 'auth.register', outcome: 'failure', reason: 'aaguid_revoked', aaguid });
+    expect(await lastAuthEvent(g)).toMatchObject({
+      kind: 'auth.register',
+      outcome: 'failure',
+      reason: 'aaguid_revoked',
+      aaguid,
+    });
   });
 
   it('a certified model, and one the BLOB does not list, register', async () => {
@@ -112,14 +158,20 @@ describe('FIDO metadata BLOB', () => {
     // Signed by a certificate from another root.
     writeFileSync(join(dir, 'foreign.jwt'), await blob('other'));
     await expect(
-      startGateway({ webauthn: { mdsBlobFile: join(dir, 'foreign.jwt'), mdsRootCertFile: join(dir, 'good-root.crt') } }),
+      startGateway({
+        webauthn: { mdsBlobFile: join(dir, 'foreign.jwt'), mdsRootCertFile: join(dir, 'good-root.crt') },
+      }),
     ).rejects.toThrow(/did not verify/);
     // Tampered payload: a REVOKED status edited to look certified.
     const [h, p, s] = (await blob('good')).split('.') as [string, string, string];
-    const edited = Buffer.from(Buffer.from(p, 'base64url').toString().replace('"REVOKED"', '"FIDO_CERTIFIED"')).toString('base64url');
+    const edited = Buffer.from(
+      Buffer.from(p, 'base64url').toString().replace('"REVOKED"', '"FIDO_CERTIFIED"'),
+    ).toString('base64url');
     writeFileSync(join(dir, 'tampered.jwt'), `${h}.${edited}.${s}`);
     await expect(
-      startGateway({ webauthn: { mdsBlobFile: join(dir, 'tampered.jwt'), mdsRootCertFile: join(dir, 'good-root.crt') } }),
+      startGateway({
+        webauthn: { mdsBlobFile: join(dir, 'tampered.jwt'), mdsRootCertFile: join(dir, 'good-root.crt') },
+      }),
     ).rejects.toThrow(/did not verify/);
   });
 });

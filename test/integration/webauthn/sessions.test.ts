@@ -6,9 +6,9 @@
 import { decodeJwt } from 'jose';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, type Simulator, startSimulator } from '../../../sim/index.js';
+import { DEMO_SP, demoSimOptions, type Simulator, startSimulator } from '../../../sim/index.js';
 import { ManualClock } from '../../../src/lib/clock.js';
-import { startGateway, type TestGateway } from '../../helpers/index.js';
+import { simUpstream, startGateway, type TestGateway } from '../../helpers/index.js';
 import { browserFor, enroll, invite, lastAuthEvent, login } from '../../helpers/people.js';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
 
@@ -18,16 +18,10 @@ const clock = new ManualClock(Date.UTC(2026, 10, 1));
 
 beforeAll(async () => {
   sim = await startSimulator(demoSimOptions());
-  process.env.SESSION_SP_SECRET = DEMO_SP_SECRET;
   g = await startGateway(
     {
       rateLimits: { perIpPerMinute: 10_000, perAccountPerMinute: 10_000 },
-      upstreams: {
-        workspace: {
-          url: sim.url,
-          credential: { type: 'databricks-m2m', clientId: DEMO_SP.userName, clientSecretEnv: 'SESSION_SP_SECRET' },
-        },
-      },
+      upstreams: simUpstream(sim.url),
     },
     { clock, identifiers: [] },
   );
@@ -149,7 +143,9 @@ describe('cross-site requests', () => {
 
 describe('the proxy uses the session', () => {
   it('a logged-in browser reaches the workspace; the assertion names the user and the auth event', async () => {
-    const { authenticator } = await enroll(g, 'proxy@example.com', { token: await invite(g, 'proxy@example.com', ['ml-engineer']) });
+    const { authenticator } = await enroll(g, 'proxy@example.com', {
+      token: await invite(g, 'proxy@example.com', ['ml-engineer']),
+    });
     const b = browserFor(g);
     expect((await login(b, authenticator)).status).toBe(200);
     const loginEvent = await lastAuthEvent(g);
@@ -172,7 +168,9 @@ describe('the proxy uses the session', () => {
     expect(page.statusCode).toBe(302);
     expect(page.headers.location).toBe('/.keygate/login?return_to=%2Fapi%2F2.0%2Fserving-endpoints');
     await page.body.text();
-    const api = await request(`${g.url}/api/2.0/serving-endpoints`, { headers: { cookie: 'keygate_session=' + 'B'.repeat(43) } });
+    const api = await request(`${g.url}/api/2.0/serving-endpoints`, {
+      headers: { cookie: 'keygate_session=' + 'B'.repeat(43) },
+    });
     expect(api.statusCode).toBe(401);
     await api.body.text();
   });
@@ -197,13 +195,21 @@ describe('devices', () => {
     const first = await enroll(g, 'devices@example.com');
     const b = first.browser;
     // A backup key, added from the (fresh) session.
-    const opts = await b.post<Parameters<typeof first.authenticator.create>[0]>('/.keygate/api/webauthn/registration/options', {});
+    const opts = await b.post<Parameters<typeof first.authenticator.create>[0]>(
+      '/.keygate/api/webauthn/registration/options',
+      {},
+    );
     expect(opts.status).toBe(200);
     const backupAuth = new SoftAuthenticator(g.gw.publicOrigin);
-    const added = await b.post('/.keygate/api/webauthn/registration/verify', { response: backupAuth.create(opts.body), name: 'Backup' });
+    const added = await b.post('/.keygate/api/webauthn/registration/verify', {
+      response: backupAuth.create(opts.body),
+      name: 'Backup',
+    });
     expect(added.status).toBe(200);
 
-    const list = await b.get<{ credentials: { id: string; name: string; current: boolean }[] }>('/.keygate/api/devices');
+    const list = await b.get<{ credentials: { id: string; name: string; current: boolean }[] }>(
+      '/.keygate/api/devices',
+    );
     expect(list.body.credentials.map((c) => c.name)).toEqual(['Test key', 'Backup']);
     const [firstKey, backupKey] = list.body.credentials as unknown as [{ id: string }, { id: string }];
 
@@ -230,7 +236,7 @@ describe('devices', () => {
     expect((await b2.call('DELETE', `/.keygate/api/devices/${backupKey.id}`)).status).toBe(204);
   });
 
-  it('a user cannot touch another user\'s credential', async () => {
+  it("a user cannot touch another user's credential", async () => {
     const alice = await enroll(g, 'alice-dev@example.com');
     const bob = await enroll(g, 'bob-dev@example.com');
     const aliceKey = [...alice.authenticator.keys.keys()][0] as string;
@@ -258,7 +264,9 @@ describe('rate limits', () => {
       const b = browserFor(limited);
       const statuses: number[] = [];
       for (let i = 0; i < 5; i++) {
-        statuses.push((await b.post('/.keygate/api/webauthn/authentication/options', { email: 'rl@example.com' })).status);
+        statuses.push(
+          (await b.post('/.keygate/api/webauthn/authentication/options', { email: 'rl@example.com' })).status,
+        );
       }
       expect(statuses).toEqual([200, 200, 200, 429, 429]);
       const r = await b.post('/.keygate/api/webauthn/authentication/options', { email: 'rl@example.com' });
@@ -266,7 +274,9 @@ describe('rate limits', () => {
       expect(Number(r.headers['retry-after'])).toBeGreaterThan(0);
       expect(Number(r.headers['retry-after'])).toBeLessThanOrEqual(60);
       // Another account from the same address is not affected.
-      expect((await b.post('/.keygate/api/webauthn/authentication/options', { email: 'other@example.com' })).status).toBe(200);
+      expect(
+        (await b.post('/.keygate/api/webauthn/authentication/options', { email: 'other@example.com' })).status,
+      ).toBe(200);
     } finally {
       await limited.close();
     }
@@ -292,7 +302,9 @@ describe('rate limits', () => {
       const b = browserFor(limited);
       const statuses: number[] = [];
       for (let i = 0; i < 6; i++) {
-        statuses.push((await b.post('/.keygate/api/webauthn/authentication/options', { email: `u${i}@example.com` })).status);
+        statuses.push(
+          (await b.post('/.keygate/api/webauthn/authentication/options', { email: `u${i}@example.com` })).status,
+        );
       }
       expect(statuses).toEqual([200, 200, 200, 200, 429, 429]);
     } finally {
