@@ -25,7 +25,7 @@ const config = parseConfig({
   listen: { host: '127.0.0.1', port: 0 },
   dataDir: dir,
   log: { level: 'warn', requests: false },
-  rateLimits: { perIpPerMinute: 1_000_000, perAccountPerMinute: 1_000_000 },
+  rateLimits: { perIpPerMinute: 1_000_000, perAccountPerMinute: 1_000_000, apiPerIpPerMinute: 1_000_000 },
 });
 const gw = await Gateway.create({
   config,
