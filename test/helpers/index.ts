@@ -18,6 +18,7 @@ export const TEST_SECRET = 'test-identity-secret';
 
 /** Recognises `x-test-identity: <secret>:<user id>`; a wrong secret is an invalid credential. */
 export function testIdentifier(secret = TEST_SECRET): Identifier {
+  const identities = new Map<string, Identity>();
   return {
     name: 'test',
     identify(req: IncomingMessage): Identity | null {
@@ -25,11 +26,18 @@ export function testIdentifier(secret = TEST_SECRET): Identifier {
       if (typeof h !== 'string') return null;
       const [s, user] = h.split(':');
       if (s !== secret || !user) return null;
-      return {
+      // Like a session, the same identity object serves a user's requests for a while (the
+      // session cache does this in production); a minute later it is re-made, still fresh.
+      const now = Date.now();
+      const cached = identities.get(user);
+      if (cached !== undefined && now - cached.auth.authTime < 60_000) return cached;
+      const identity: Identity = {
         principal: { type: 'user', id: user, email: `${user}@example.com`, groups: ['ml-engineers'], roles: ['admin'] },
-        auth: { method: 'test', authEventId: `evt-${user}`, authTime: Date.now(), uv: true, deviceBound: false },
+        auth: { method: 'test', authEventId: `evt-${user}`, authTime: now, uv: true, deviceBound: false },
         cacheKey: `test:${user}`,
       };
+      identities.set(user, identity);
+      return identity;
     },
   };
 }
