@@ -74,6 +74,8 @@ interface Exchange {
   target: NormalizedTarget;
   up: UpstreamRuntime;
   identity: Identity;
+  /** Client address (trusted proxies applied), resolved once per request. */
+  ip: string;
   /** Set when classification had to read the body; forwarded instead of the request stream. */
   body: Readable | undefined;
   classification?: Classification;
@@ -413,7 +415,7 @@ export class Gateway {
       this.unauthenticated(req, res, requestId, target, start);
       return;
     }
-    const x: Exchange = { req, res, requestId, start, target, up, identity, body: undefined };
+    const x: Exchange = { req, res, requestId, start, target, up, identity, ip: this.clientIp(req), body: undefined };
     // Classify: method + normalized path → action and resource (DESIGN §5).
     let c: ReturnType<UpstreamRuntime['classifier']['classify']>;
     try {
@@ -456,7 +458,7 @@ export class Gateway {
       identity,
       action: c.action,
       resource: c.resource,
-      ip: this.clientIp(req),
+      ip: x.ip,
       method: req.method ?? 'GET',
       path: x.target.path,
       now: this.clock.now(),
@@ -560,7 +562,7 @@ export class Gateway {
       'x-request-id',
       requestId,
       'x-forwarded-for',
-      this.clientIp(req),
+      x.ip,
       'x-forwarded-proto',
       this.publicProto,
       'x-forwarded-host',

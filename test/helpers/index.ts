@@ -109,3 +109,24 @@ export function simUpstream(simUrl: string, env = 'TEST_SIM_SP_SECRET') {
     },
   };
 }
+
+export interface SeenRequest {
+  method: string;
+  url: string;
+  body: Buffer;
+}
+
+/** An upstream that records every request it receives (method, path as sent, body bytes) and answers 200. */
+export async function startRecordingUpstream(): Promise<RunningUpstream & { seen: SeenRequest[] }> {
+  const seen: SeenRequest[] = [];
+  const up = await startUpstream((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({ method: req.method ?? '', url: req.url ?? '', body: Buffer.concat(chunks) });
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
+  });
+  return Object.assign(up, { seen });
+}

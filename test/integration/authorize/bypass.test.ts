@@ -16,7 +16,7 @@ import { parseConfig } from '../../../src/config/load.js';
 import { KeygateError } from '../../../src/errors/index.js';
 import { ManualClock } from '../../../src/lib/clock.js';
 import { type NormalizedTarget, normalizeTarget } from '../../../src/proxy/path.js';
-import { type RunningUpstream, startGateway, startUpstream, type TestGateway } from '../../helpers/index.js';
+import { type SeenRequest, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { identityFor, type PrincipalSpec, policyHeaders, policyIdentifier } from '../../helpers/policy-identity.js';
 
 const ADMIN: PrincipalSpec = { principal: 'ada', roles: ['admin'] };
@@ -102,26 +102,13 @@ function classifyPlain(method: string, t: NormalizedTarget): Classification {
   return c;
 }
 
-interface Seen {
-  method: string;
-  url: string;
-  body: Buffer;
-}
-
-let up: RunningUpstream;
+let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
 let g: TestGateway;
-let seen: Seen[] = [];
+let seen: SeenRequest[] = [];
 
 beforeAll(async () => {
-  up = await startUpstream((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({ method: req.method ?? '', url: req.url ?? '', body: Buffer.concat(chunks) });
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end('{"ok":true}');
-    });
-  });
+  up = await startRecordingUpstream();
+  seen = up.seen;
   g = await startGateway(
     { upstreams: { ws: { url: up.url, credential: { type: 'none' } } } },
     { clock, identifiers: [policyIdentifier(clock)] },
@@ -134,7 +121,7 @@ afterAll(async () => {
 });
 
 beforeEach(() => {
-  seen = [];
+  seen.length = 0;
 });
 
 /**
@@ -212,10 +199,10 @@ describe('path spellings never reach a more permissive decision than their canon
       const body = method === 'GET' ? undefined : '{}';
       const t = tryNormalize(attempt);
       for (const who of [ADMIN, ENGINEER]) {
-        seen = [];
+        seen.length = 0;
         const canon = await send(who, method, canonical, body);
         const canonReached = seen.length;
-        seen = [];
+        seen.length = 0;
         const r = await send(who, method, attempt, body);
         if (r.status === 400) {
           expect(r.json.error_code).toBe('BAD_REQUEST');
@@ -310,7 +297,7 @@ describe('OpenAI-style routes: the body names the endpoint exactly once, as a st
         }).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }));
       expect((await post('{"model":"fraud-llm"}')).status).toBe(200);
       expect(seen).toHaveLength(1);
-      seen = [];
+      seen.length = 0;
       const denied = await post('{"model":"iris"}');
       expect(denied.status).toBe(403);
       expect(denied.text).toContain('serving:invoke');

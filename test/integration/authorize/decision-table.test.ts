@@ -10,7 +10,7 @@ import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type Action, ACTIONS } from '../../../src/authorize/actions.js';
+import { ACTIONS, type Action } from '../../../src/authorize/actions.js';
 import { readBodyField } from '../../../src/authorize/body-field.js';
 import { DatabricksClassifier } from '../../../src/authorize/classify/databricks.js';
 import type { Classification } from '../../../src/authorize/classify/types.js';
@@ -20,7 +20,7 @@ import { parseConfig } from '../../../src/config/load.js';
 import type { ConfigInput } from '../../../src/config/schema.js';
 import { ManualClock } from '../../../src/lib/clock.js';
 import { normalizeTarget } from '../../../src/proxy/path.js';
-import { type RunningUpstream, startGateway, startUpstream, type TestGateway } from '../../helpers/index.js';
+import { type SeenRequest, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { identityFor, policyHeaders, policyIdentifier } from '../../helpers/policy-identity.js';
 
 interface Row {
@@ -107,27 +107,14 @@ describe('decision table: classifier + Authorizer', () => {
   }
 });
 
-interface Seen {
-  method: string;
-  url: string;
-  body: Buffer;
-}
-
 describe('decision table: end to end through the gateway', () => {
-  let up: RunningUpstream;
+  let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
   let g: TestGateway;
-  let seen: Seen[] = [];
+  let seen: SeenRequest[] = [];
 
   beforeAll(async () => {
-    up = await startUpstream((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on('data', (c: Buffer) => chunks.push(c));
-      req.on('end', () => {
-        seen.push({ method: req.method ?? '', url: req.url ?? '', body: Buffer.concat(chunks) });
-        res.writeHead(200, { 'content-type': 'application/json' });
-        res.end('{"ok":true}');
-      });
-    });
+    up = await startRecordingUpstream();
+    seen = up.seen;
     g = await startGateway(
       { upstreams: { ws: { url: up.url, credential: { type: 'none' } } }, authorization: table.config },
       { clock, identifiers: [policyIdentifier(clock)] },
@@ -140,7 +127,7 @@ describe('decision table: end to end through the gateway', () => {
   });
 
   beforeEach(() => {
-    seen = [];
+    seen.length = 0;
   });
 
   for (const row of rows) {
