@@ -17,6 +17,10 @@ export const AUTH_EVENT_KINDS = [
   'auth.enrollment_issued', // an enrollment or recovery link was created
   'auth.recovery_issued',
   'auth.recovery_used', // a recovery link was used to register a new credential
+  'token.issued', // the authorization server issued a token (people: after an OAuth login; machines: each grant)
+  'token.refused', // a token request was refused for a reason worth auditing (federation, exchange)
+  'token.reuse_detected', // a rotated refresh token was presented again: its whole family was revoked
+  'token.revoked', // a token or a grant was revoked (RFC 7009, logout)
 ] as const;
 export type AuthEventKind = (typeof AUTH_EVENT_KINDS)[number];
 
@@ -50,7 +54,21 @@ export type AuthFailureReason =
   | 'aaguid_not_allowed'
   | 'aaguid_revoked'
   | 'attestation_required'
-  | 'enrollment_token_invalid';
+  | 'enrollment_token_invalid'
+  | 'federation_malformed'
+  | 'federation_issuer'
+  | 'federation_signature'
+  | 'federation_audience'
+  | 'federation_expired'
+  | 'federation_subject'
+  | 'federation_principal'
+  | 'federation_client'
+  | 'federation_replayed'
+  | 'exchange_subject_invalid'
+  | 'exchange_subject_revoked'
+  | 'exchange_subject_not_bound'
+  | 'exchange_proof_invalid'
+  | 'refresh_token_reused';
 
 export interface EventContext {
   ip: string;

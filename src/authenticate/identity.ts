@@ -28,6 +28,13 @@ export interface AuthContext {
   attested?: boolean;
   sessionId?: string;
   tokenId?: string;
+  /** Access tokens only: the audiences (upstreams) the token was issued for. */
+  audiences?: readonly string[];
+  /**
+   * Access tokens only: the actions the token is narrowed to (`action` or `action/glob`);
+   * undefined = not narrowed (all-apis).
+   */
+  scopes?: readonly string[];
 }
 
 export interface Identity {

@@ -320,6 +320,41 @@ export const configSchema = z
       })
       .prefault({})
       .describe('Who may do what: roles from groups, compiled to Cedar, plus raw Cedar policies.'),
+    tokens: z
+      .strictObject({
+        peopleAccessTokenLifetime: duration('10m').describe("Lifetime of a person's access token (CLI, SDK)."),
+        machineAccessTokenLifetime: duration('15m').describe("Lifetime of a service principal's access token."),
+        refreshLifetime: duration('12h').describe(
+          'A refresh-token family ends this long after the login that started it; then the person must tap again.',
+        ),
+        signingKeyRotation: duration('30d').describe(
+          'Token signing keys are replaced this often; old public keys stay published until their tokens expire.',
+        ),
+        secretLifetime: duration('90d').describe('Default lifetime of a service principal secret.'),
+        deviceCodeLifetime: duration('10m').describe('How long a device-login code (RFC 8628) can be approved.'),
+        federation: z
+          .array(
+            z.strictObject({
+              name: z.string().min(1).describe('A label for logs and audit.'),
+              issuer: z.url().describe('The `iss` the platform puts in its tokens, e.g. https://token.actions.githubusercontent.com.'),
+              jwksUrl: z.url().optional().describe("Where the issuer's public keys (JWKS) are, e.g. https://token.actions.githubusercontent.com/.well-known/jwks."),
+              jwks: z
+                .strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) })
+                .optional()
+                .describe('Inline public keys instead of a URL.'),
+              audience: z.string().min(1).describe('The `aud` the token must carry.'),
+              subject: z
+                .string()
+                .min(1)
+                .describe('The `sub` required; `*` matches any run of characters, e.g. repo:acme/ml:ref:refs/heads/*.'),
+              servicePrincipal: z.string().min(1).describe('Name or id of the service principal the token is exchanged for.'),
+            }),
+          )
+          .default([])
+          .describe('Workload identity federation (RFC 8693): platform tokens exchanged for a service principal\'s token.'),
+      })
+      .prefault({})
+      .describe('The built-in OAuth authorization server: token lifetimes, signing keys, workload federation.'),
     shutdown: z
       .strictObject({
         drainTimeout: duration('30s').describe('How long SIGTERM waits for in-flight requests.'),
@@ -359,6 +394,11 @@ export const configSchema = z
           path: c.webauthn.origins.length > 0 ? ['webauthn', 'origins', i] : ['webauthn', 'rpId'],
           message: `RP ID "${rpId}" is not a registrable suffix of ${host}`,
         });
+      }
+    });
+    c.tokens.federation.forEach((t, i) => {
+      if ((t.jwksUrl === undefined) === (t.jwks === undefined)) {
+        ctx.addIssue({ code: 'custom', path: ['tokens', 'federation', i], message: 'set exactly one of jwksUrl and jwks' });
       }
     });
     if (c.tls && c.publicUrl?.startsWith('http:')) {

@@ -5,6 +5,15 @@ import type { SigningKeyRecord, Store } from '../store/types.js';
 export interface ActiveKey {
   kid: string;
   key: CryptoKey;
+  /** The private key as a JWK (with kid, alg and use), for libraries that take JWKs. */
+  jwk: JWK;
+}
+
+export interface KeyPolicy {
+  /** Replace the signing key once it is this old (ms); undefined = never on schedule. */
+  rotateAfterMs?: number;
+  /** Keep publishing a retired key this long (ms): the longest lifetime of what it signed. */
+  publishForMs?: number;
 }
 
 /**
@@ -15,12 +24,25 @@ export class SigningKeys {
   private constructor(
     private readonly active: ActiveKey,
     private readonly published: JWK[],
+    /** Identifies the set of keys in the store, to tell whether a reload changed anything. */
+    readonly fingerprint: string,
   ) {}
 
-  static async load(store: Store, use: SigningKeyRecord['use'], clock: Clock): Promise<SigningKeys> {
+  static async load(
+    store: Store,
+    use: SigningKeyRecord['use'],
+    clock: Clock,
+    policy: KeyPolicy = {},
+  ): Promise<SigningKeys> {
     let records = await store.listSigningKeys(use);
     const now = clock.now();
     let current = records.find((r) => r.retiresAt === null || r.retiresAt > now);
+    // Scheduled rotation: an old current key retires now and a new one is made below.
+    if (current && policy.rotateAfterMs !== undefined && current.createdAt + policy.rotateAfterMs <= now) {
+      await store.retireSigningKeys(use, now);
+      records = await store.listSigningKeys(use);
+      current = undefined;
+    }
     if (!current) {
       const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
       const publicJwk = await exportJWK(publicKey);
@@ -37,9 +59,14 @@ export class SigningKeys {
       records = await store.listSigningKeys(use);
       current = records.find((r) => r.retiresAt === null || r.retiresAt > now) as SigningKeyRecord;
     }
-    const key = (await importJWK(JSON.parse(current.privateJwk) as JWK, 'ES256')) as CryptoKey;
-    const published = records.map((r) => JSON.parse(r.publicJwk) as JWK);
-    return new SigningKeys({ kid: current.kid, key }, published);
+    const jwk = { ...(JSON.parse(current.privateJwk) as JWK), kid: current.kid, alg: 'ES256', use: 'sig' };
+    const key = (await importJWK(jwk, 'ES256')) as CryptoKey;
+    // Retired keys stay published until what they signed has expired.
+    const publishFor = policy.publishForMs ?? Number.POSITIVE_INFINITY;
+    const published = records
+      .filter((r) => r.retiresAt === null || r.retiresAt + publishFor > now)
+      .map((r) => JSON.parse(r.publicJwk) as JWK);
+    return new SigningKeys({ kid: current.kid, key, jwk }, published, records.map((r) => r.kid).join(','));
   }
 
   current(): ActiveKey {

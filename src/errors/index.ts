@@ -26,6 +26,7 @@ export const ERROR_CODES = {
   PERMISSION_DENIED: { status: 403, message: 'The request is not allowed.' },
   NOT_FOUND: { status: 404, message: 'Not found.' },
   METHOD_NOT_ALLOWED: { status: 405, message: 'Method not allowed.' },
+  CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
   REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },
   REQUEST_LIMIT_EXCEEDED: { status: 429, message: 'Too many requests; retry later.' },

@@ -26,11 +26,13 @@ import type { Config } from '../config/schema.js';
 import { SigningKeys } from '../crypto/keys.js';
 import { KeygateError, toKeygateError } from '../errors/index.js';
 import { type Clock, systemClock } from '../lib/clock.js';
+import { globMatch } from '../lib/glob.js';
 import { AssertionSigner } from '../proxy/assertion.js';
 import { createCredentialProvider } from '../proxy/credentials/index.js';
 import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
+import { OAuthServer } from '../oauth/index.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import type { Store } from '../store/types.js';
 import { clientIpResolver } from './client-ip.js';
@@ -82,9 +84,18 @@ interface Exchange {
   decision?: Decision;
 }
 
-/** Paths Keygate answers itself; everything else is proxied. */
-export function isOwnPath(url: string): boolean {
-  return url.startsWith('/.keygate/') || url === '/.keygate' || url.startsWith('/.well-known/');
+/**
+ * Paths Keygate answers itself; everything else is proxied. With a Databricks upstream the
+ * workspace's own authentication surface (`/oidc/…`) is Keygate's too, so that unmodified
+ * SDKs authenticate against Keygate and never obtain an upstream token.
+ */
+export function isOwnPath(url: string, databricks = false): boolean {
+  return (
+    url.startsWith('/.keygate/') ||
+    url === '/.keygate' ||
+    url.startsWith('/.well-known/') ||
+    (databricks && (url.startsWith('/oidc/') || url === '/oidc'))
+  );
 }
 
 /** How long a refused request's remaining body is read and discarded before the socket is cut. */
@@ -109,6 +120,34 @@ function hasUnreadBody(req: IncomingMessage): boolean {
   return (cl !== undefined && cl !== '0') || req.headers['transfer-encoding'] !== undefined;
 }
 
+/**
+ * An access token is only good for the upstream it was issued to (RFC 9068 §4 step 4: `aud`)
+ * and, when narrowed, only for the actions its scope names (`action` or `action/<resource glob>`).
+ */
+function tokenRefusal(identity: Identity, audience: string, c: Classification): KeygateError | undefined {
+  const { audiences, scopes } = identity.auth;
+  if (audiences !== undefined && !audiences.includes(audience)) {
+    return new KeygateError('UNAUTHENTICATED', {
+      message: 'The access token was issued for another service.',
+      detail: `token audience ${audiences.join(',')} is not ${audience}`,
+      headers: { 'www-authenticate': 'Bearer realm="keygate", error="invalid_token", error_description="wrong audience"' },
+    });
+  }
+  if (scopes === undefined) return undefined;
+  const name = c.resource.id;
+  const ok = scopes.some((s) => {
+    const slash = s.indexOf('/');
+    if (slash === -1) return s === c.action;
+    return s.slice(0, slash) === c.action && globMatch(s.slice(slash + 1), name);
+  });
+  if (ok) return undefined;
+  return new KeygateError('PERMISSION_DENIED', {
+    message: `This token's scope does not include ${c.action} on ${c.resource.type === 'Workspace' ? 'this workspace' : `${c.resource.type} "${name}"`}.`,
+    detail: `token scope ${scopes.join(' ')} lacks ${c.action} ${c.resource.type}::${name}`,
+    headers: { 'www-authenticate': `Bearer realm="keygate", error="insufficient_scope", scope="${c.action}"` },
+  });
+}
+
 export class Gateway {
   readonly config: Config;
   readonly store: Store;
@@ -128,6 +167,9 @@ export class Gateway {
   private readonly routes: RouteTable;
   private identifiers: readonly Identifier[];
   private authentication: Authentication | undefined;
+  private oauthServer: OAuthServer | undefined;
+  /** A Databricks upstream exists: Keygate answers the workspace's /oidc/ surface. */
+  private readonly databricks: boolean;
   private readonly clock: Clock;
   private readonly clientIp: (req: IncomingMessage) => string;
   private signer: AssertionSigner | undefined;
@@ -201,6 +243,8 @@ export class Gateway {
           : [];
     this.routes = new RouteTable(routeEntries);
 
+    this.databricks = Object.values(config.upstreams).some((u) => u.preset === 'databricks');
+    const databricks = this.databricks;
     const proxy = (req: IncomingMessage, res: ServerResponse) => this.onProxyRequest(req, res);
     let server!: Server | HttpsServer;
     const serverOptions = {
@@ -217,7 +261,7 @@ export class Gateway {
       clientErrorHandler: (err: Error, socket: Duplex) => this.onClientError(err as NodeJS.ErrnoException, socket),
       serverFactory: (handler) => {
         const route = (req: IncomingMessage, res: ServerResponse) => {
-          if (isOwnPath(req.url ?? '')) handler(req, res);
+          if (isOwnPath(req.url ?? '', databricks)) handler(req, res);
           else proxy(req, res);
         };
         server = config.tls
@@ -258,8 +302,20 @@ export class Gateway {
       clientIp: gw.clientIp,
       log: gw.log,
     });
-    gw.identifiers = [gw.authentication.identifier, ...gw.identifiers];
+    gw.oauthServer = await OAuthServer.create({
+      config: opts.config,
+      store,
+      clock: gw.clock,
+      events: gw.authentication.events,
+      sessions: gw.authentication.sessions,
+      clientIp: gw.clientIp,
+      log: gw.log,
+      audiences: gw.upstreams.map((u) => u.audience),
+    });
+    // An Authorization header (a Keygate token) is checked first; then the browser session.
+    gw.identifiers = [gw.oauthServer.identifier, gw.authentication.identifier, ...gw.identifiers];
     const auth = gw.authentication;
+    const oauth = gw.oauthServer;
     // Keygate's own APIs, each call limited per client address (login and enrollment have
     // tighter limits of their own, per address and per account).
     gw.app.register(async (api) => {
@@ -272,6 +328,7 @@ export class Gateway {
           new KeygateError('REQUEST_LIMIT_EXCEEDED', { message: `Too many requests; retry in ${ctx.after}.` }),
       });
       auth.registerRoutes(api);
+      oauth.registerRoutes(api, { databricks: gw.databricks, assertionKeys: () => (gw.keys as SigningKeys).jwks().keys });
       registerAdminRoutes(api, auth, () => gw.publicOrigin, gw.clientIp);
       registerPendingRoutes(api, {
         auth,
@@ -284,7 +341,6 @@ export class Gateway {
       metrics: gw.metrics,
       upstreams: gw.upstreams,
       isDraining: () => gw.draining,
-      jwks: () => (gw.keys as SigningKeys).jwks(),
     });
     return gw;
   }
@@ -292,6 +348,11 @@ export class Gateway {
   /** People's authentication: sessions, enrollment links, ceremonies. */
   get auth(): Authentication {
     return this.authentication as Authentication;
+  }
+
+  /** The authorization server: tokens, service principals, revocations. */
+  get oauth(): OAuthServer {
+    return this.oauthServer as OAuthServer;
   }
 
   /** Start listening; resolves to the URL this process answers on. */
@@ -309,6 +370,7 @@ export class Gateway {
     this.publicHost = pub.host;
     const keys = this.keys as SigningKeys;
     this.signer = new AssertionSigner(() => keys.current(), this.publicOrigin, this.clock);
+    this.oauth.start(this.publicOrigin);
     return this.url;
   }
 
@@ -336,6 +398,7 @@ export class Gateway {
     await Promise.all(this.upstreams.map((u) => u.pool.destroy()));
     for (const u of this.upstreams) u.credential.close();
     for (const c of this.closers) c();
+    this.oauthServer?.close();
     await this.store.close();
     this.log.info('stopped');
     flushLogger(this.log);
@@ -454,6 +517,11 @@ export class Gateway {
   /** Decide with Cedar; a denial or a step-up never reaches the upstream. */
   private authorize(x: Exchange, c: Classification): void {
     const { req, res, requestId, start, identity } = x;
+    const refusal = tokenRefusal(identity, x.up.audience, c);
+    if (refusal !== undefined) {
+      this.fail(req, res, requestId, refusal, start, identity, x.up.name);
+      return;
+    }
     const decision = this.authorizer.decide({
       identity,
       action: c.action,

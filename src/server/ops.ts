@@ -1,5 +1,4 @@
 import type { FastifyInstance } from 'fastify';
-import type { JWK } from 'jose';
 import { KeygateError } from '../errors/index.js';
 import type { UpstreamRuntime } from '../proxy/forward.js';
 import type { Store } from '../store/types.js';
@@ -10,7 +9,6 @@ export interface OpsDeps {
   metrics: Metrics;
   upstreams: readonly UpstreamRuntime[];
   isDraining: () => boolean;
-  jwks: () => { keys: JWK[] };
 }
 
 const CHECK_TIMEOUT_MS = 5_000;
@@ -79,10 +77,5 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
   app.get('/.keygate/metrics', async (_req, reply) => {
     reply.header('content-type', deps.metrics.registry.contentType).header('cache-control', 'no-store');
     return deps.metrics.registry.metrics();
-  });
-
-  app.get('/.keygate/oauth/jwks', async (_req, reply) => {
-    reply.header('cache-control', 'public, max-age=300').header('content-type', 'application/jwk-set+json');
-    return deps.jwks();
   });
 }

@@ -99,6 +99,51 @@ export interface AuthEventRecord {
   userAgent: string;
 }
 
+/** One oidc-provider artifact (authorization code, device code, refresh token, grant, …). */
+export interface OAuthArtifactRecord {
+  model: string;
+  id: string;
+  /** The provider's payload, as JSON. */
+  payload: string;
+  grantId: string | null;
+  userCode: string | null;
+  uid: string | null;
+  /** Epoch ms; null = no expiry. */
+  expiresAt: number | null;
+  consumedAt: number | null;
+}
+
+export interface ServicePrincipalRecord {
+  /** The OAuth client_id: a UUID. */
+  id: string;
+  name: string;
+  description: string;
+  roles: string[];
+  /** Public keys for private_key_jwt, as a JWKS JSON document; null = no key registered. */
+  jwks: string | null;
+  createdAt: number;
+  createdBy: string;
+  disabledAt: number | null;
+}
+
+export interface ServicePrincipalSecretRecord {
+  id: string;
+  spId: string;
+  /** A slow hash (scrypt) of the secret, self-describing: scrypt$N$r$p$salt$hash. */
+  hash: string;
+  createdAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+}
+
+export interface RevocationRecord {
+  /** `jti:<token id>` or `grant:<grant id>`. */
+  id: string;
+  revokedAt: number;
+  /** When the last token this could affect has expired; the row may be purged after. */
+  expiresAt: number;
+}
+
 /** Thrown by insertCredential when the credential id is already registered (to anyone). */
 export class DuplicateCredentialError extends Error {
   constructor() {
@@ -183,4 +228,37 @@ export interface Store {
 
   insertAuthEvent(e: AuthEventRecord): Promise<void>;
   listAuthEvents(filter: { userId?: string; limit: number }): Promise<AuthEventRecord[]>;
+
+  // OAuth artifacts of the built-in authorization server (oidc-provider's adapter)
+  upsertOAuthArtifact(a: OAuthArtifactRecord): Promise<void>;
+  /** Inserts unless an unexpired artifact with that id exists; false when one does (single use, race-free). */
+  insertOAuthArtifactIfAbsent(a: OAuthArtifactRecord, now: number): Promise<boolean>;
+  /** Unexpired artifact by id, user code or interaction uid; null when absent or expired. */
+  findOAuthArtifact(model: string, by: 'id' | 'userCode' | 'uid', value: string, now: number): Promise<OAuthArtifactRecord | null>;
+  consumeOAuthArtifact(model: string, id: string, at: number): Promise<void>;
+  destroyOAuthArtifact(model: string, id: string): Promise<void>;
+  /** Deletes every artifact of the grant (any model); returns how many. */
+  revokeOAuthGrant(grantId: string): Promise<number>;
+  /** Deletes expired artifacts; returns how many. */
+  purgeOAuthArtifacts(now: number): Promise<number>;
+
+  // Service principals (machines: OAuth clients, never people)
+  insertServicePrincipal(sp: ServicePrincipalRecord): Promise<void>;
+  getServicePrincipal(id: string): Promise<ServicePrincipalRecord | null>;
+  getServicePrincipalByName(name: string): Promise<ServicePrincipalRecord | null>;
+  listServicePrincipals(): Promise<ServicePrincipalRecord[]>;
+  setServicePrincipalJwks(id: string, jwks: string | null): Promise<boolean>;
+  disableServicePrincipal(id: string, at: number): Promise<boolean>;
+  insertServicePrincipalSecret(s: ServicePrincipalSecretRecord): Promise<void>;
+  listServicePrincipalSecrets(spId: string): Promise<ServicePrincipalSecretRecord[]>;
+  revokeServicePrincipalSecret(spId: string, secretId: string, at: number): Promise<boolean>;
+
+  // Token and grant revocations, read by every replica's proxy
+  insertRevocation(r: RevocationRecord): Promise<void>;
+  /** Revocations recorded at or after `since` (epoch ms), oldest first. */
+  listRevocationsSince(since: number): Promise<RevocationRecord[]>;
+  purgeRevocations(now: number): Promise<number>;
+
+  /** Retire the current signing key of a use (a new one is made on next load). */
+  retireSigningKeys(use: SigningKeyRecord['use'], at: number): Promise<void>;
 }

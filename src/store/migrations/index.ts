@@ -114,4 +114,50 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
       CREATE INDEX auth_events_user ON auth_events (user_id, at);`,
   },
+  {
+    version: 4,
+    name: 'tokens',
+    sqlite: `
+      -- oidc-provider's artifacts (codes, device codes, refresh tokens, grants, interactions).
+      CREATE TABLE oauth_artifacts (
+        model       TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        grant_id    TEXT,
+        user_code   TEXT,
+        uid         TEXT,
+        expires_at  INTEGER,
+        consumed_at INTEGER,
+        PRIMARY KEY (model, id)
+      ) STRICT;
+      CREATE INDEX oauth_artifacts_grant ON oauth_artifacts (grant_id) WHERE grant_id IS NOT NULL;
+      CREATE INDEX oauth_artifacts_user_code ON oauth_artifacts (model, user_code) WHERE user_code IS NOT NULL;
+      CREATE INDEX oauth_artifacts_uid ON oauth_artifacts (model, uid) WHERE uid IS NOT NULL;
+      CREATE INDEX oauth_artifacts_expiry ON oauth_artifacts (expires_at) WHERE expires_at IS NOT NULL;
+      CREATE TABLE service_principals (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        description TEXT NOT NULL,
+        roles       TEXT NOT NULL,            -- JSON array of role names
+        jwks        TEXT,                     -- public keys for private_key_jwt
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT NOT NULL,
+        disabled_at INTEGER
+      ) STRICT;
+      CREATE TABLE service_principal_secrets (
+        id         TEXT PRIMARY KEY,
+        sp_id      TEXT NOT NULL REFERENCES service_principals (id) ON DELETE CASCADE,
+        hash       TEXT NOT NULL,             -- scrypt; the secret itself is never stored
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+      ) STRICT;
+      CREATE INDEX service_principal_secrets_sp ON service_principal_secrets (sp_id);
+      CREATE TABLE revocations (
+        id         TEXT PRIMARY KEY,          -- jti:<id> or grant:<id>
+        revoked_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX revocations_at ON revocations (revoked_at);`,
+  },
 ];

@@ -9,6 +9,10 @@ import {
   DuplicateCredentialError,
   type EnrollmentTokenRecord,
   type MigrationStatus,
+  type OAuthArtifactRecord,
+  type RevocationRecord,
+  type ServicePrincipalRecord,
+  type ServicePrincipalSecretRecord,
   type SessionRecord,
   type SigningKeyRecord,
   type Store,
@@ -472,6 +476,186 @@ export class SqliteStore implements Store {
       userAgent: r.user_agent,
     }));
   }
+
+  // ---- OAuth artifacts ---------------------------------------------------------------------
+
+  async upsertOAuthArtifact(a: OAuthArtifactRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO oauth_artifacts (model, id, payload, grant_id, user_code, uid, expires_at, consumed_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (model, id) DO UPDATE SET payload = excluded.payload, grant_id = excluded.grant_id,
+           user_code = excluded.user_code, uid = excluded.uid, expires_at = excluded.expires_at`,
+    ).run(a.model, a.id, a.payload, a.grantId, a.userCode, a.uid, a.expiresAt, a.consumedAt);
+  }
+
+  async insertOAuthArtifactIfAbsent(a: OAuthArtifactRecord, now: number): Promise<boolean> {
+    const tx = this.db.transaction(() => {
+      this.sql('DELETE FROM oauth_artifacts WHERE model = ? AND id = ? AND expires_at <= ?').run(a.model, a.id, now);
+      return (
+        this.sql(
+          `INSERT INTO oauth_artifacts (model, id, payload, grant_id, user_code, uid, expires_at, consumed_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, id) DO NOTHING`,
+        ).run(a.model, a.id, a.payload, a.grantId, a.userCode, a.uid, a.expiresAt, a.consumedAt).changes === 1
+      );
+    });
+    return tx.immediate();
+  }
+
+  async findOAuthArtifact(
+    model: string,
+    by: 'id' | 'userCode' | 'uid',
+    value: string,
+    now: number,
+  ): Promise<OAuthArtifactRecord | null> {
+    const column = by === 'id' ? 'id' : by === 'userCode' ? 'user_code' : 'uid';
+    const r = this.sql(
+      `SELECT * FROM oauth_artifacts WHERE model = ? AND ${column} = ? AND (expires_at IS NULL OR expires_at > ?)`,
+    ).get(model, value, now) as OAuthArtifactRow | undefined;
+    if (!r) return null;
+    return {
+      model: r.model,
+      id: r.id,
+      payload: r.payload,
+      grantId: r.grant_id,
+      userCode: r.user_code,
+      uid: r.uid,
+      expiresAt: r.expires_at,
+      consumedAt: r.consumed_at,
+    };
+  }
+
+  async consumeOAuthArtifact(model: string, id: string, at: number): Promise<void> {
+    this.sql('UPDATE oauth_artifacts SET consumed_at = coalesce(consumed_at, ?) WHERE model = ? AND id = ?').run(
+      at,
+      model,
+      id,
+    );
+  }
+
+  async destroyOAuthArtifact(model: string, id: string): Promise<void> {
+    this.sql('DELETE FROM oauth_artifacts WHERE model = ? AND id = ?').run(model, id);
+  }
+
+  async revokeOAuthGrant(grantId: string): Promise<number> {
+    const tx = this.db.transaction(
+      () =>
+        this.sql('DELETE FROM oauth_artifacts WHERE grant_id = ?').run(grantId).changes +
+        this.sql("DELETE FROM oauth_artifacts WHERE model = 'Grant' AND id = ?").run(grantId).changes,
+    );
+    return tx.immediate();
+  }
+
+  async purgeOAuthArtifacts(now: number): Promise<number> {
+    return this.sql('DELETE FROM oauth_artifacts WHERE expires_at IS NOT NULL AND expires_at <= ?').run(now).changes;
+  }
+
+  // ---- service principals ------------------------------------------------------------------
+
+  private spFromRow(r: ServicePrincipalRow | undefined): ServicePrincipalRecord | null {
+    if (!r) return null;
+    return {
+      id: r.id,
+      name: r.name,
+      description: r.description,
+      roles: JSON.parse(r.roles) as string[],
+      jwks: r.jwks,
+      createdAt: r.created_at,
+      createdBy: r.created_by,
+      disabledAt: r.disabled_at,
+    };
+  }
+
+  async insertServicePrincipal(sp: ServicePrincipalRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO service_principals (id, name, description, roles, jwks, created_at, created_by, disabled_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(sp.id, sp.name, sp.description, JSON.stringify(sp.roles), sp.jwks, sp.createdAt, sp.createdBy, sp.disabledAt);
+  }
+
+  async getServicePrincipal(id: string): Promise<ServicePrincipalRecord | null> {
+    return this.spFromRow(this.sql('SELECT * FROM service_principals WHERE id = ?').get(id) as ServicePrincipalRow);
+  }
+
+  async getServicePrincipalByName(name: string): Promise<ServicePrincipalRecord | null> {
+    return this.spFromRow(this.sql('SELECT * FROM service_principals WHERE name = ?').get(name) as ServicePrincipalRow);
+  }
+
+  async listServicePrincipals(): Promise<ServicePrincipalRecord[]> {
+    return (this.sql('SELECT * FROM service_principals ORDER BY name').all() as ServicePrincipalRow[]).map(
+      (r) => this.spFromRow(r) as ServicePrincipalRecord,
+    );
+  }
+
+  async setServicePrincipalJwks(id: string, jwks: string | null): Promise<boolean> {
+    return this.sql('UPDATE service_principals SET jwks = ? WHERE id = ?').run(jwks, id).changes === 1;
+  }
+
+  async disableServicePrincipal(id: string, at: number): Promise<boolean> {
+    return (
+      this.sql('UPDATE service_principals SET disabled_at = ? WHERE id = ? AND disabled_at IS NULL').run(at, id)
+        .changes === 1
+    );
+  }
+
+  async insertServicePrincipalSecret(x: ServicePrincipalSecretRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO service_principal_secrets (id, sp_id, hash, created_at, expires_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+    ).run(x.id, x.spId, x.hash, x.createdAt, x.expiresAt, x.revokedAt);
+  }
+
+  async listServicePrincipalSecrets(spId: string): Promise<ServicePrincipalSecretRecord[]> {
+    const rows = this.sql('SELECT * FROM service_principal_secrets WHERE sp_id = ? ORDER BY created_at DESC').all(
+      spId,
+    ) as { id: string; sp_id: string; hash: string; created_at: number; expires_at: number; revoked_at: number | null }[];
+    return rows.map((r) => ({
+      id: r.id,
+      spId: r.sp_id,
+      hash: r.hash,
+      createdAt: r.created_at,
+      expiresAt: r.expires_at,
+      revokedAt: r.revoked_at,
+    }));
+  }
+
+  async revokeServicePrincipalSecret(spId: string, secretId: string, at: number): Promise<boolean> {
+    return (
+      this.sql(
+        'UPDATE service_principal_secrets SET revoked_at = ? WHERE sp_id = ? AND id = ? AND revoked_at IS NULL',
+      ).run(at, spId, secretId).changes === 1
+    );
+  }
+
+  // ---- revocations -------------------------------------------------------------------------
+
+  async insertRevocation(r: RevocationRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO revocations (id, revoked_at, expires_at) VALUES (?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET expires_at = max(expires_at, excluded.expires_at)`,
+    ).run(r.id, r.revokedAt, r.expiresAt);
+  }
+
+  async listRevocationsSince(since: number): Promise<RevocationRecord[]> {
+    return (
+      this.sql('SELECT * FROM revocations WHERE revoked_at >= ? ORDER BY revoked_at').all(since) as {
+        id: string;
+        revoked_at: number;
+        expires_at: number;
+      }[]
+    ).map((r) => ({ id: r.id, revokedAt: r.revoked_at, expiresAt: r.expires_at }));
+  }
+
+  async purgeRevocations(now: number): Promise<number> {
+    return this.sql('DELETE FROM revocations WHERE expires_at <= ?').run(now).changes;
+  }
+
+  async retireSigningKeys(use: SigningKeyRecord['use'], at: number): Promise<void> {
+    this.sql('UPDATE signing_keys SET retires_at = ? WHERE use = ? AND (retires_at IS NULL OR retires_at > ?)').run(
+      at,
+      use,
+      at,
+    );
+  }
 }
 
 const MAX_CHALLENGES = 100_000;
@@ -567,4 +751,26 @@ interface AuthEventRow {
   backed_up: number | null;
   ip: string;
   user_agent: string;
+}
+
+interface OAuthArtifactRow {
+  model: string;
+  id: string;
+  payload: string;
+  grant_id: string | null;
+  user_code: string | null;
+  uid: string | null;
+  expires_at: number | null;
+  consumed_at: number | null;
+}
+
+interface ServicePrincipalRow {
+  id: string;
+  name: string;
+  description: string;
+  roles: string;
+  jwks: string | null;
+  created_at: number;
+  created_by: string;
+  disabled_at: number | null;
 }

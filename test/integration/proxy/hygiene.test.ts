@@ -59,7 +59,8 @@ describe('header hygiene', () => {
     seen = [];
     const res = await request(`${gw.url}/api/2.0/serving-endpoints`, {
       headers: asUser('alice', {
-        authorization: 'Bearer client-supplied',
+        // A scheme Keygate does not use: ignored for identification, and never forwarded.
+        authorization: 'Basic bWFsbG9yeTpzZWNyZXQ=',
         'x-forwarded-user': 'mallory',
         'x-forwarded-email': 'mallory@evil.example',
         'x-auth-request-user': 'mallory',
@@ -155,7 +156,7 @@ describe('header hygiene', () => {
 describe('callers without an identity', () => {
   it('an API client gets 401 with WWW-Authenticate and the JSON error shape; nothing reaches the upstream', async () => {
     seen = [];
-    const r = await request(`${gw.url}/api/2.0/serving-endpoints`, { headers: { authorization: 'Bearer whatever' } });
+    const r = await request(`${gw.url}/api/2.0/serving-endpoints`);
     expect(r.statusCode).toBe(401);
     expect(r.headers['www-authenticate']).toBe('Bearer realm="keygate"');
     const body = (await r.body.json()) as Record<string, string>;
@@ -163,6 +164,15 @@ describe('callers without an identity', () => {
     expect(body.request_id).toBe(r.headers['x-request-id']);
     // Nothing left unread on the connection: it stays open for the next request.
     expect(r.headers.connection).not.toBe('close');
+    expect(seen).toEqual([]);
+  });
+
+  it('a bearer token that is not a Keygate token gets 401 invalid_token; nothing reaches the upstream', async () => {
+    seen = [];
+    const r = await request(`${gw.url}/api/2.0/serving-endpoints`, { headers: { authorization: 'Bearer whatever' } });
+    expect(r.statusCode).toBe(401);
+    expect(r.headers['www-authenticate']).toBe('Bearer realm="keygate", error="invalid_token", error_description="malformed"');
+    expect(((await r.body.json()) as Record<string, string>).error_code).toBe('UNAUTHENTICATED');
     expect(seen).toEqual([]);
   });
 

@@ -1,0 +1,103 @@
+/**
+ * oidc-provider's persistence, backed by Keygate's store so that every replica sees the same
+ * codes, device codes, refresh tokens and grants. Clients other than the built-in public ones
+ * are service principals, read from their own table.
+ */
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+import { randomId } from '../crypto/random.js';
+import type { Clock } from '../lib/clock.js';
+import type { Store } from '../store/types.js';
+
+export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+
+/**
+ * The client metadata oidc-provider sees for a service principal. Its `client_secret` is a
+ * random stand-in: secrets are only stored hashed, and the provider's secret comparison is
+ * replaced by a check against those hashes (see provider.ts).
+ */
+const SECRET_STAND_IN = `kg-hashed-${randomId(24)}`;
+
+export interface AdapterHooks {
+  /** A grant (a refresh-token family and everything issued from it) was revoked. */
+  onGrantRevoked(grantId: string): Promise<void>;
+}
+
+export function adapterFactory(store: Store, clock: Clock, hooks: AdapterHooks): new (name: string) => Adapter {
+  return class StoreAdapter implements Adapter {
+    constructor(private readonly model: string) {}
+
+    async upsert(id: string, payload: AdapterPayload, expiresIn?: number): Promise<void> {
+      await store.upsertOAuthArtifact({
+        model: this.model,
+        id,
+        payload: JSON.stringify(payload),
+        grantId: typeof payload.grantId === 'string' ? payload.grantId : null,
+        userCode: typeof payload.userCode === 'string' ? payload.userCode : null,
+        uid: typeof payload.uid === 'string' ? payload.uid : null,
+        expiresAt: expiresIn === undefined ? null : clock.now() + expiresIn * 1000,
+        consumedAt: null,
+      });
+    }
+
+    async find(id: string): Promise<AdapterPayload | undefined> {
+      if (this.model === 'Client') return clientFor(store, id);
+      return this.read('id', id);
+    }
+
+    findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      return this.read('userCode', userCode);
+    }
+
+    findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      return this.read('uid', uid);
+    }
+
+    async consume(id: string): Promise<void> {
+      await store.consumeOAuthArtifact(this.model, id, clock.now());
+    }
+
+    async destroy(id: string): Promise<void> {
+      await store.destroyOAuthArtifact(this.model, id);
+    }
+
+    async revokeByGrantId(grantId: string): Promise<void> {
+      await store.revokeOAuthGrant(grantId);
+      await hooks.onGrantRevoked(grantId);
+    }
+
+    private async read(by: 'id' | 'userCode' | 'uid', value: string): Promise<AdapterPayload | undefined> {
+      const r = await store.findOAuthArtifact(this.model, by, value, clock.now());
+      if (!r) return undefined;
+      const payload = JSON.parse(r.payload) as AdapterPayload;
+      // oidc-provider reads `consumed` to detect reuse (a rotated refresh token presented again).
+      if (r.consumedAt !== null) payload.consumed = Math.floor(r.consumedAt / 1000);
+      return payload;
+    }
+  };
+}
+
+/** A service principal as an OAuth client; undefined for unknown or disabled ones. */
+async function clientFor(store: Store, id: string): Promise<AdapterPayload | undefined> {
+  const sp = await store.getServicePrincipal(id);
+  if (!sp || sp.disabledAt !== null) return undefined;
+  const hasSecret = (await store.listServicePrincipalSecrets(sp.id)).length > 0;
+  const base = { client_id: sp.id, client_name: sp.name, redirect_uris: [], response_types: [] };
+  if (sp.jwks !== null) {
+    return {
+      ...base,
+      grant_types: ['client_credentials', TOKEN_EXCHANGE],
+      token_endpoint_auth_method: 'private_key_jwt',
+      jwks: JSON.parse(sp.jwks) as AdapterPayload['jwks'],
+    };
+  }
+  if (hasSecret) {
+    return {
+      ...base,
+      grant_types: ['client_credentials', TOKEN_EXCHANGE],
+      token_endpoint_auth_method: 'client_secret_basic',
+      client_secret: SECRET_STAND_IN,
+    };
+  }
+  // Neither secret nor key: the workload proves itself only with its platform's token.
+  return { ...base, grant_types: [TOKEN_EXCHANGE], token_endpoint_auth_method: 'none' };
+}

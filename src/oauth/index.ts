@@ -1,0 +1,425 @@
+/**
+ * Tokens for tools and machines: the authorization server (oidc-provider behind Keygate's
+ * store and WebAuthn login), service principals, the access-token identifier used by the
+ * proxy, revocations, token signing keys, and the Databricks workspace's own authentication
+ * surface answered by Keygate.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type Provider from 'oidc-provider';
+import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { AuthEvents } from '../authenticate/auth-events.js';
+import { readCookie } from '../authenticate/cookies.js';
+import type { Identifier } from '../authenticate/identity.js';
+import type { Sessions } from '../authenticate/sessions.js';
+import type { Config } from '../config/schema.js';
+import { SigningKeys } from '../crypto/keys.js';
+import { randomId } from '../crypto/random.js';
+import { KeygateError } from '../errors/index.js';
+import type { Clock } from '../lib/clock.js';
+import type { Store } from '../store/types.js';
+import { AccessTokens, DpopReplayCache } from './access-tokens.js';
+import {
+  CLI_CLIENT_ID,
+  createProvider,
+  DATABRICKS_CLI_CLIENT_ID,
+  errorPage,
+  OAUTH_PREFIX,
+  ROUTES,
+  saveGrantContext,
+} from './provider.js';
+import { Revocations } from './revocations.js';
+import { ServicePrincipals } from './service-principals.js';
+
+export { CLI_CLIENT_ID, DATABRICKS_CLI_CLIENT_ID, OAUTH_PREFIX };
+
+/** The workspace id Keygate reports in the Databricks host metadata. */
+const DATABRICKS_WORKSPACE_ID = '900800700600';
+const INTERACTION_TTL_S = 600;
+
+export interface OAuthDeps {
+  config: Config;
+  store: Store;
+  clock: Clock;
+  events: AuthEvents;
+  sessions: Sessions;
+  clientIp: (req: IncomingMessage) => string;
+  log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+  /** Upstream audiences; the first is the default resource of a token. */
+  audiences: readonly string[];
+}
+
+export class OAuthServer {
+  readonly sps: ServicePrincipals;
+  readonly revocations: Revocations;
+  readonly replay: DpopReplayCache;
+  private keys!: SigningKeys;
+  private tokens!: AccessTokens;
+  private provider: Provider | undefined;
+  private callback: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
+  private issuerUrl = '';
+  private cookieKeys: string[] = [];
+  private rotationTimer: NodeJS.Timeout | undefined;
+
+  private constructor(private readonly d: OAuthDeps) {
+    const c = d.config.tokens;
+    this.sps = new ServicePrincipals(d.store, d.clock, c.secretLifetime);
+    this.revocations = new Revocations(
+      d.store,
+      d.clock,
+      Math.max(c.peopleAccessTokenLifetime, c.machineAccessTokenLifetime),
+    );
+    this.replay = new DpopReplayCache(d.clock);
+  }
+
+  static async create(d: OAuthDeps): Promise<OAuthServer> {
+    const s = new OAuthServer(d);
+    s.keys = await s.loadKeys();
+    s.tokens = new AccessTokens({
+      issuer: () => s.issuerUrl,
+      jwks: () => s.keys.jwks(),
+      reloadKeys: () => s.reloadKeys(),
+      revocations: s.revocations,
+      replay: s.replay,
+      clock: d.clock,
+      publicOrigin: () => s.issuerUrl,
+    });
+    // Cookie signing keys for the provider's interaction cookies, shared by every replica.
+    s.cookieKeys = [await d.store.initMeta('oauth.cookie_key', randomId(32))];
+    await s.revocations.start();
+    return s;
+  }
+
+  get accessTokens(): AccessTokens {
+    return this.tokens;
+  }
+
+  get identifier(): Identifier {
+    return this.tokens.identifier();
+  }
+
+  get issuer(): string {
+    return this.issuerUrl;
+  }
+
+  /** Build the provider for the public origin (known once the gateway listens). */
+  start(issuer: string): void {
+    this.issuerUrl = issuer;
+    this.build();
+    // Scheduled rotation, checked hourly (and on every process start).
+    this.rotationTimer = setInterval(() => {
+      this.reloadKeys().catch((e: unknown) =>
+        this.d.log.warn({ detail: String(e) }, 'token key rotation check failed'),
+      );
+    }, 3_600_000);
+    this.rotationTimer.unref();
+  }
+
+  close(): void {
+    this.revocations.stop();
+    if (this.rotationTimer) clearInterval(this.rotationTimer);
+  }
+
+  /** Retire the current token signing key now (`keygate admin keys rotate`); the old one stays published. */
+  async rotateKeys(): Promise<string> {
+    await this.d.store.retireSigningKeys('token', this.d.clock.now());
+    await this.reloadKeys();
+    return this.keys.current().kid;
+  }
+
+  jwks(): { keys: unknown[] } {
+    return this.keys.jwks();
+  }
+
+  private loadKeys(): Promise<SigningKeys> {
+    const c = this.d.config.tokens;
+    return SigningKeys.load(this.d.store, 'token', this.d.clock, {
+      rotateAfterMs: c.signingKeyRotation,
+      // A retired key signed tokens for at most this long after it retired.
+      publishForMs: Math.max(c.peopleAccessTokenLifetime, c.machineAccessTokenLifetime) + 60_000,
+    });
+  }
+
+  /** Re-read the keys (rotation here or on another replica); rebuild the provider if the signer changed. */
+  private async reloadKeys(): Promise<boolean> {
+    const next = await this.loadKeys();
+    if (next.fingerprint === this.keys.fingerprint && next.current().kid === this.keys.current().kid) return false;
+    const signerChanged = next.current().kid !== this.keys.current().kid;
+    this.keys = next;
+    this.tokens?.refreshKeys();
+    if (signerChanged && this.issuerUrl !== '') this.build();
+    return true;
+  }
+
+  private build(): void {
+    const d = this.d;
+    const provider = createProvider(this.issuerUrl, {
+      config: d.config,
+      store: d.store,
+      clock: d.clock,
+      events: d.events,
+      sps: this.sps,
+      revocations: this.revocations,
+      accessTokens: () => this.tokens,
+      signingKey: () => this.keys.current().jwk,
+      cookieKeys: this.cookieKeys,
+      audiences: d.audiences,
+      clientIp: d.clientIp,
+      log: (detail, msg) => d.log.warn(detail, msg),
+    });
+    provider.use((ctx, next) => this.postProcess(ctx as KoaContextWithOIDC, next));
+    provider.on('grant.error', (ctx, err) => {
+      if (err.error_description !== 'refresh token already used') return;
+      const ev = { ip: d.clientIp(ctx.req), userAgent: String(ctx.req.headers['user-agent'] ?? '') };
+      d.events
+        .record('token.reuse_detected', ev, { outcome: 'failure', reason: 'refresh_token_reused' })
+        .catch(() => undefined);
+      d.log.warn({ client: ctx.oidc?.client?.clientId }, 'refresh token reused: its family was revoked');
+    });
+    provider.on('server_error', (_ctx, err) => d.log.warn({ detail: err.message }, 'authorization server error'));
+    this.provider = provider;
+    this.callback = provider.callback();
+  }
+
+  /**
+   * Revocation (RFC 7009) and introspection (RFC 7662) of Keygate's JWT access tokens, which
+   * oidc-provider declines (it stores no JWTs). The provider has already authenticated the
+   * client when it declines, so this only has to check the token and its owner.
+   */
+  private async postProcess(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
+    await next();
+    const route = ctx.oidc?.route;
+    if (route !== 'revocation' && route !== 'introspection') return;
+    const body = ctx.body as { error?: string } | undefined;
+    const client = ctx.oidc.client;
+    if (ctx.status !== 400 || body?.error !== 'unsupported_token_type' || !client) return;
+    const token = String(ctx.oidc.params?.token ?? '');
+    let v: Awaited<ReturnType<AccessTokens['verify']>> | null = null;
+    try {
+      v = await this.tokens.verify(token);
+    } catch {
+      v = null;
+    }
+    const own = v !== null && v.claims.client_id === client.clientId;
+    if (route === 'revocation') {
+      // RFC 7009 §2.2: an invalid token, or someone else's, is answered 200 and left alone.
+      if (v !== null && own) {
+        await this.revocations.revokeToken(v.claims.jti as string, v.expiresAt);
+        await this.d.events.record(
+          'token.revoked',
+          { ip: this.d.clientIp(ctx.req), userAgent: String(ctx.req.headers['user-agent'] ?? '') },
+          { outcome: 'success', userId: v.claims.sub ?? null },
+        );
+      }
+      ctx.status = 200;
+      ctx.body = '';
+      return;
+    }
+    // Introspection: a public client sees only its own tokens.
+    const visible = v !== null && (own || client.clientAuthMethod !== 'none');
+    const c = v?.claims;
+    const active =
+      visible &&
+      c !== undefined &&
+      !this.revocations.isRevoked(c.jti as string, c.kg_grant) &&
+      (v as { expiresAt: number }).expiresAt > this.d.clock.now();
+    ctx.status = 200;
+    ctx.set('cache-control', 'no-store');
+    ctx.body =
+      !active || c === undefined
+        ? { active: false }
+        : {
+            active: true,
+            iss: c.iss,
+            sub: c.sub,
+            aud: c.aud,
+            client_id: c.client_id,
+            scope: c.scope,
+            exp: c.exp,
+            iat: c.iat,
+            jti: c.jti,
+            token_type: c.cnf?.jkt === undefined ? 'Bearer' : 'DPoP',
+            ...(c.cnf === undefined ? {} : { cnf: c.cnf }),
+          };
+  }
+
+  /** Hand a request to the provider (after Fastify's rate limit). */
+  private pass(req: FastifyRequest, reply: FastifyReply, url?: string): void {
+    const cb = this.callback;
+    if (cb === undefined) throw new KeygateError('TEMPORARILY_UNAVAILABLE');
+    if (url !== undefined) req.raw.url = url;
+    reply.hijack();
+    cb(req.raw, reply.raw);
+  }
+
+  /** The discovery document in the shape the Databricks SDKs read, pointing at the workspace paths. */
+  private databricksDiscovery(): Record<string, unknown> {
+    const o = this.issuerUrl;
+    return {
+      issuer: o,
+      authorization_endpoint: `${o}/oidc/v1/authorize`,
+      token_endpoint: `${o}/oidc/v1/token`,
+      jwks_uri: `${o}${ROUTES.jwks}`,
+      revocation_endpoint: `${o}${ROUTES.revocation}`,
+      device_authorization_endpoint: `${o}${ROUTES.device_authorization}`,
+      grant_types_supported: [
+        'authorization_code',
+        'refresh_token',
+        'client_credentials',
+        'urn:ietf:params:oauth:grant-type:device_code',
+        'urn:ietf:params:oauth:grant-type:token-exchange',
+      ],
+      response_types_supported: ['code'],
+      code_challenge_methods_supported: ['S256'],
+      token_endpoint_auth_methods_supported: ['none', 'client_secret_basic', 'private_key_jwt'],
+      scopes_supported: ['all-apis', 'offline_access'],
+    };
+  }
+
+  /**
+   * Routes: the provider's endpoints (with the raw body left for it to read), discovery, the
+   * JWKS, the interaction that hands over to the WebAuthn login, and in the Databricks preset
+   * the workspace's own authentication paths.
+   */
+  registerRoutes(app: FastifyInstance, o: { databricks: boolean; assertionKeys: () => readonly unknown[] }): void {
+    const pass = (url?: (req: FastifyRequest) => string) => async (req: FastifyRequest, reply: FastifyReply) =>
+      this.pass(req, reply, url?.(req));
+    const query = (req: FastifyRequest) => {
+      const u = req.raw.url ?? '';
+      const q = u.indexOf('?');
+      return q === -1 ? '' : u.slice(q);
+    };
+
+    app.register(async (raw) => {
+      // The provider parses its own bodies: leave the stream unread.
+      raw.removeAllContentTypeParsers();
+      raw.addContentTypeParser('*', (_req, _payload, done) => done(null, undefined));
+      raw.all(`${OAUTH_PREFIX}/*`, pass());
+      raw.get('/.well-known/openid-configuration', pass());
+      raw.get(
+        '/.well-known/oauth-authorization-server',
+        pass(() => '/.well-known/openid-configuration'),
+      );
+      if (o.databricks) {
+        raw.get(
+          '/oidc/v1/authorize',
+          pass((req) => `${ROUTES.authorization}${query(req)}`),
+        );
+        raw.post(
+          '/oidc/v1/token',
+          pass(() => ROUTES.token),
+        );
+      }
+    });
+
+    app.get(ROUTES.jwks, async (_req, reply) => {
+      // One key set for everything Keygate signs: access tokens and upstream identity assertions.
+      reply.header('cache-control', 'public, max-age=300').header('content-type', 'application/jwk-set+json');
+      return { keys: [...this.keys.jwks().keys, ...o.assertionKeys()] };
+    });
+
+    if (o.databricks) {
+      const discovery = async (_req: FastifyRequest, reply: FastifyReply) => {
+        reply.header('cache-control', 'no-store');
+        return this.databricksDiscovery();
+      };
+      app.get('/oidc/.well-known/oauth-authorization-server', discovery);
+      app.get('/oidc/.well-known/openid-configuration', discovery);
+      // Host metadata (databricks-api.md §1.2): newer SDKs read this first.
+      app.get('/.well-known/databricks-config', async (_req, reply) => {
+        reply.header('cache-control', 'no-store');
+        return {
+          oidc_endpoint: `${this.issuerUrl}/oidc`,
+          workspace_id: DATABRICKS_WORKSPACE_ID,
+          host_type: 'WORKSPACE_HOST',
+          token_federation_default_oidc_audiences: [`${this.issuerUrl}/oidc/v1/token`],
+        };
+      });
+    }
+
+    app.get(`${OAUTH_PREFIX}/interaction/:uid`, (req, reply) => this.interaction(req, reply));
+  }
+
+  /**
+   * The provider needs a login (or consent): the person proves themselves with WebAuthn.
+   * An approval needs a tap made after the request started, not just an existing session.
+   */
+  private async interaction(req: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const provider = this.provider;
+    if (provider === undefined) throw new KeygateError('TEMPORARILY_UNAVAILABLE');
+    const { uid } = req.params as { uid: string };
+    let details: Awaited<ReturnType<Provider['interactionDetails']>>;
+    try {
+      details = await provider.interactionDetails(req.raw, reply.raw);
+    } catch {
+      reply.code(400).type('text/html; charset=utf-8').header('cache-control', 'no-store');
+      return reply.send(
+        errorPage('invalid_request', 'This sign-in request has expired or was opened in another browser.'),
+      ) as never;
+    }
+    if (details.uid !== uid) throw new KeygateError('NOT_FOUND');
+    const started = ((details.exp as number) - INTERACTION_TTL_S) * 1000;
+    const value = readCookie(req.headers.cookie, this.d.sessions.cookieName);
+    const resolved = value === undefined ? null : await this.d.sessions.resolve(value);
+    const toLogin = () =>
+      reply.redirect(`/.keygate/login?return_to=${encodeURIComponent(`${OAUTH_PREFIX}/interaction/${uid}`)}`, 303) as never;
+    // The login prompt needs a WebAuthn assertion made after this request began: an old
+    // browser session cannot approve a new token on its own.
+    if (resolved === null || (details.prompt.name === 'login' && resolved.session.authTime < started)) return toLogin();
+    const { session, user } = resolved;
+    let result: Record<string, unknown>;
+    if (details.prompt.name === 'login') {
+      result = {
+        login: {
+          accountId: user.id,
+          ts: Math.floor(session.authTime / 1000),
+          amr: ['hwk', ...(session.uv ? ['user'] : [])],
+          remember: false,
+        },
+      };
+    } else {
+      // Consent: Keygate's clients are first-party; the grant covers what was asked, and the
+      // policy still decides every request made with it.
+      if (details.session?.accountId !== user.id) {
+        return reply.redirect(
+          `/.keygate/login?return_to=${encodeURIComponent(`${OAUTH_PREFIX}/interaction/${uid}`)}`,
+          303,
+        ) as never;
+      }
+      const clientId = String(details.params.client_id);
+      const grant =
+        details.grantId !== undefined
+          ? ((await provider.Grant.find(details.grantId)) ?? new provider.Grant({ accountId: user.id, clientId }))
+          : new provider.Grant({ accountId: user.id, clientId });
+      const missing = details.prompt.details as {
+        missingOIDCScope?: string[];
+        missingResourceScopes?: Record<string, string[]>;
+      };
+      if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+      for (const [indicator, scopes] of Object.entries(missing.missingResourceScopes ?? {})) {
+        grant.addResourceScope(indicator, scopes.join(' '));
+      }
+      const grantId = await grant.save();
+      await saveGrantContext(
+        this.d.store,
+        grantId,
+        {
+          authEventId: session.authEventId,
+          credentialId: session.credentialId,
+          aaguid: resolved.credential.aaguid,
+          uv: session.uv,
+          authTime: session.authTime,
+        },
+        session.authTime + this.d.config.tokens.refreshLifetime,
+      );
+      await this.d.events.record(
+        'token.issued',
+        { ip: this.d.clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') },
+        { outcome: 'success', userId: user.id, credentialId: session.credentialId, uv: session.uv },
+      );
+      result = { consent: { grantId } };
+    }
+    const to = await provider.interactionResult(req.raw, reply.raw, result, { mergeWithLastSubmission: true });
+    return reply.redirect(to, 303) as never;
+  }
+}

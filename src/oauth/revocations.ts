@@ -1,0 +1,65 @@
+/**
+ * Revoked tokens and grants, as every replica's proxy sees them. A revocation is written to the
+ * store and applied in this process at once; other processes pick it up by polling the store
+ * (`pollMs`, under a second), so a revoked token stops working everywhere within a second.
+ */
+import type { Clock } from '../lib/clock.js';
+import type { Store } from '../store/types.js';
+
+export class Revocations {
+  /** `jti:<id>` / `grant:<id>` → when the row may be forgotten (epoch ms). */
+  private readonly revoked = new Map<string, number>();
+  private lastSeen = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: Store,
+    private readonly clock: Clock,
+    /** How long a revocation must be remembered: the longest access-token lifetime. */
+    private readonly rememberMs: number,
+  ) {}
+
+  async start(pollMs = 500): Promise<void> {
+    await this.poll();
+    this.timer = setInterval(() => {
+      this.poll().catch(() => {
+        // A failed poll keeps the previous list; the next one catches up (lastSeen did not move).
+      });
+    }, pollMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  isRevoked(jti: string, grantId: string | undefined): boolean {
+    if (this.revoked.size === 0) return false;
+    return this.revoked.has(`jti:${jti}`) || (grantId !== undefined && this.revoked.has(`grant:${grantId}`));
+  }
+
+  async revokeToken(jti: string, expiresAtMs: number): Promise<void> {
+    await this.add(`jti:${jti}`, expiresAtMs);
+  }
+
+  async revokeGrant(grantId: string): Promise<void> {
+    await this.add(`grant:${grantId}`, this.clock.now() + this.rememberMs);
+  }
+
+  private async add(id: string, expiresAt: number): Promise<void> {
+    const now = this.clock.now();
+    await this.store.insertRevocation({ id, revokedAt: now, expiresAt });
+    this.revoked.set(id, expiresAt);
+  }
+
+  private async poll(): Promise<void> {
+    const now = this.clock.now();
+    // Overlap by a second: rows written by another process with a slightly older clock.
+    const rows = await this.store.listRevocationsSince(Math.max(0, this.lastSeen - 1_000));
+    for (const r of rows) {
+      if (r.expiresAt > now) this.revoked.set(r.id, r.expiresAt);
+      if (r.revokedAt > this.lastSeen) this.lastSeen = r.revokedAt;
+    }
+    for (const [id, exp] of this.revoked) if (exp <= now) this.revoked.delete(id);
+  }
+}

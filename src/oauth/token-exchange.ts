@@ -1,0 +1,263 @@
+/**
+ * RFC 8693 token exchange at the token endpoint, two uses:
+ *
+ *  1. Workload identity federation: a CI job or a Kubernetes workload presents its platform's
+ *     signed JWT (`subject_token_type` jwt or id_token). A configured trust (issuer, keys,
+ *     audience, subject pattern) maps it to a service principal; the answer is that
+ *     principal's short-lived access token. No static secret is involved.
+ *  2. The CLI trades its DPoP-bound access token (with a proof of its key) for a short plain
+ *     bearer token, for tools that can only send `Authorization: Bearer` (`keygate token`).
+ *     Policy decides where such tokens are accepted.
+ *
+ * Every refusal is `invalid_grant` (or `invalid_request` for a malformed request) and is
+ * recorded as an auth event with its reason.
+ */
+import { createHash } from 'node:crypto';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  decodeJwt,
+  type JSONWebKeySet,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+  jwtVerify,
+} from 'jose';
+import type Provider from 'oidc-provider';
+import { errors, type KoaContextWithOIDC, type ResourceServer as ResourceServerInfo } from 'oidc-provider';
+import type { AuthFailureReason } from '../authenticate/auth-events.js';
+import type { Config } from '../config/schema.js';
+import { isKeygateError } from '../errors/index.js';
+import { globMatch } from '../lib/glob.js';
+import { TOKEN_EXCHANGE } from './adapter.js';
+import { ALL_APIS, CLI_CLIENT_ID, type ProviderDeps, resourceScopes, type TokenState } from './provider.js';
+
+const JWT_TYPES = new Set(['urn:ietf:params:oauth:token-type:jwt', 'urn:ietf:params:oauth:token-type:id_token']);
+const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
+const PARAMS = [
+  'subject_token',
+  'subject_token_type',
+  'actor_token',
+  'actor_token_type',
+  'requested_token_type',
+  'audience',
+  'resource',
+  'scope',
+];
+
+type Trust = Config['tokens']['federation'][number];
+
+export function registerTokenExchange(provider: Provider, d: ProviderDeps, r: Resources): void {
+  const keySets = new Map<string, JWTVerifyGetKey>();
+  const keysFor = (t: Trust): JWTVerifyGetKey => {
+    let k = keySets.get(t.name);
+    if (k === undefined) {
+      k =
+        t.jwks !== undefined
+          ? createLocalJWKSet(t.jwks as JSONWebKeySet)
+          : createRemoteJWKSet(new URL(t.jwksUrl as string), { timeoutDuration: 5_000, cooldownDuration: 30_000 });
+      keySets.set(t.name, k);
+    }
+    return k;
+  };
+
+  provider.registerGrantType(
+    TOKEN_EXCHANGE,
+    async (ctx: KoaContextWithOIDC) => {
+      const params = ctx.oidc.params as Record<string, string | undefined>;
+      const type = params.subject_token_type;
+      const subject = params.subject_token;
+      if (typeof subject !== 'string' || subject.length === 0) throw new errors.InvalidRequest('missing subject_token');
+      if (params.actor_token !== undefined) throw new errors.InvalidRequest('actor tokens are not supported here');
+      if (type !== undefined && JWT_TYPES.has(type)) {
+        await federate(provider, d, r, ctx, subject, keysFor);
+        return;
+      }
+      if (type === ACCESS_TOKEN_TYPE) {
+        await unbind(provider, d, r, ctx, subject);
+        return;
+      }
+      throw new errors.InvalidRequest('unsupported subject_token_type');
+    },
+    PARAMS,
+  );
+}
+
+async function refuse(
+  d: ProviderDeps,
+  ctx: KoaContextWithOIDC,
+  reason: AuthFailureReason,
+  who: string | null,
+): Promise<never> {
+  await d.events.record('token.refused', eventContext(d, ctx), {
+    outcome: 'failure',
+    reason,
+    userId: who,
+  });
+  throw new errors.InvalidGrant(reason.replaceAll('_', ' '));
+}
+
+function eventContext(d: ProviderDeps, ctx: KoaContextWithOIDC): { ip: string; userAgent: string } {
+  return { ip: d.clientIp(ctx.req), userAgent: String(ctx.req.headers['user-agent'] ?? '') };
+}
+
+/** Use 1: a platform's JWT for a service principal's token. */
+async function federate(
+  provider: Provider,
+  d: ProviderDeps,
+  r: Resources,
+  ctx: KoaContextWithOIDC,
+  subjectToken: string,
+  keysFor: (t: Trust) => JWTVerifyGetKey,
+): Promise<void> {
+  const client = ctx.oidc.client;
+  if (!client) throw new errors.InvalidClient('client required');
+  let unverified: JWTPayload;
+  try {
+    unverified = decodeJwt(subjectToken);
+  } catch {
+    return refuse(d, ctx, 'federation_malformed', client.clientId);
+  }
+  // Step 1: a trust for this issuer.
+  const trusts = d.config.tokens.federation.filter((t) => t.issuer === unverified.iss);
+  if (trusts.length === 0) return refuse(d, ctx, 'federation_issuer', client.clientId);
+  let reason: AuthFailureReason = 'federation_subject';
+  for (const trust of trusts) {
+    // Step 2: the token's signature, issuer, audience and lifetime (RS256 or ES256 only).
+    let payload: JWTPayload;
+    try {
+      payload = (
+        await jwtVerify(subjectToken, keysFor(trust), {
+          issuer: trust.issuer,
+          audience: trust.audience,
+          algorithms: ['RS256', 'ES256'],
+          requiredClaims: ['exp', 'iat', 'sub'],
+          currentDate: new Date(d.clock.now()),
+        })
+      ).payload;
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      reason =
+        code === 'ERR_JWT_EXPIRED'
+          ? 'federation_expired'
+          : code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && (e as { claim?: string }).claim === 'aud'
+            ? 'federation_audience'
+            : 'federation_signature';
+      continue;
+    }
+    // Step 3: the subject matches the trust's pattern.
+    if (!globMatch(trust.subject, payload.sub as string)) {
+      reason = 'federation_subject';
+      continue;
+    }
+    // Step 4: the trust's service principal is the client asking, and it is enabled.
+    const sp = await d.sps.find(trust.servicePrincipal);
+    if (!sp || sp.disabledAt !== null) return refuse(d, ctx, 'federation_principal', client.clientId);
+    if (sp.id !== client.clientId) return refuse(d, ctx, 'federation_client', client.clientId);
+    // Step 5: each platform token is exchanged once.
+    const replayKey =
+      typeof payload.jti === 'string'
+        ? `${trust.issuer} ${payload.jti}`
+        : createHash('sha256').update(subjectToken).digest('base64url');
+    const exp = (payload.exp as number) * 1000;
+    const fresh = await d.store.insertOAuthArtifactIfAbsent(
+      {
+        model: 'FederationReplay',
+        id: replayKey,
+        payload: '{}',
+        grantId: null,
+        userCode: null,
+        uid: null,
+        expiresAt: exp,
+        consumedAt: null,
+      },
+      d.clock.now(),
+    );
+    if (!fresh) return refuse(d, ctx, 'federation_replayed', sp.id);
+
+    const event = await d.events.record('token.issued', eventContext(d, ctx), {
+      outcome: 'success',
+      userId: sp.id,
+    });
+    const state = ctx.state as TokenState;
+    state.kgEventId = event.id;
+    state.kgFederation = { trust: trust.name, subject: payload.sub as string, expiresAt: exp };
+    const token = new provider.ClientCredentials({ client, scope: resourceScopes(ctx.oidc.params?.scope) });
+    token.resourceServer = await resourceServerFor(provider, r, ctx);
+    const value = await token.save();
+    ctx.body = tokenResponse(value, token.expiration, token.scope);
+    return;
+  }
+  return refuse(d, ctx, reason, client.clientId);
+}
+
+/** Use 2: the CLI's DPoP-bound token (with a proof of its key) for a short plain bearer token. */
+async function unbind(
+  provider: Provider,
+  d: ProviderDeps,
+  r: Resources,
+  ctx: KoaContextWithOIDC,
+  subjectToken: string,
+): Promise<void> {
+  const client = ctx.oidc.client;
+  if (!client || client.clientId !== CLI_CLIENT_ID)
+    throw new errors.UnauthorizedClient('only the Keygate CLI may exchange its tokens');
+  const tokens = d.accessTokens();
+  let v: Awaited<ReturnType<typeof tokens.verify>>;
+  try {
+    v = await tokens.verify(subjectToken);
+  } catch (e) {
+    if (isKeygateError(e)) return refuse(d, ctx, 'exchange_subject_invalid', null);
+    throw e;
+  }
+  const c = v.claims;
+  if (c.client_id !== CLI_CLIENT_ID || c.kg_pt !== 'user') return refuse(d, ctx, 'exchange_subject_invalid', null);
+  if (d.revocations.isRevoked(c.jti as string, c.kg_grant))
+    return refuse(d, ctx, 'exchange_subject_revoked', c.sub ?? null);
+  const jkt = c.cnf?.jkt;
+  if (jkt === undefined) return refuse(d, ctx, 'exchange_subject_not_bound', c.sub ?? null);
+  // The caller proves it holds the key the subject token is bound to (RFC 9449 proof of this request).
+  try {
+    await tokens.checkProof(ctx.req, undefined, jkt);
+  } catch {
+    return refuse(d, ctx, 'exchange_proof_invalid', c.sub ?? null);
+  }
+  if (c.kg_grant === undefined) return refuse(d, ctx, 'exchange_subject_invalid', c.sub ?? null);
+  const token = new provider.AccessToken({
+    accountId: c.sub as string,
+    client,
+    gty: 'token-exchange',
+    scope: c.scope ?? ALL_APIS,
+    grantId: c.kg_grant,
+  });
+  token.resourceServer = await resourceServerFor(provider, r, ctx, v.audiences[0]);
+  const value = await token.save();
+  ctx.body = tokenResponse(value, token.expiration, token.scope);
+}
+
+/** How the provider describes a resource server (audience, lifetime, format), shared with its own grants. */
+export interface Resources {
+  defaultResource: string;
+  info(
+    ctx: KoaContextWithOIDC,
+    indicator: string,
+    client: NonNullable<KoaContextWithOIDC['oidc']['client']>,
+  ): Promise<ResourceServerInfo>;
+}
+
+async function resourceServerFor(provider: Provider, r: Resources, ctx: KoaContextWithOIDC, resource?: string) {
+  const asked = ctx.oidc.params?.resource;
+  const indicator = resource ?? (typeof asked === 'string' ? asked : r.defaultResource);
+  const client = ctx.oidc.client;
+  if (!client) throw new errors.InvalidClient('client required');
+  return new provider.ResourceServer(indicator, await r.info(ctx, indicator, client));
+}
+
+function tokenResponse(accessToken: string, expiresIn: number, scope: string | undefined): Record<string, unknown> {
+  return {
+    access_token: accessToken,
+    issued_token_type: ACCESS_TOKEN_TYPE,
+    token_type: 'Bearer',
+    expires_in: expiresIn,
+    ...(scope === undefined || scope === '' ? {} : { scope }),
+  };
+}
