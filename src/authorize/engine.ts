@@ -127,7 +127,7 @@ export class Authorizer {
     const raw = a.policyFiles.flatMap(loadPolicyFile);
     const policies: Record<string, string> = {
       ...compileRoles(roles),
-      ...guardRails({ allowCredentialMinting: a.dangerouslyAllowCredentialMinting }),
+      ...guardRails({ allowCredentialMinting: a.dangerouslyAllowCredentialMinting, deviceBoundActions: a.deviceBoundActions }),
     };
     for (const p of raw) {
       if (p.id in policies) throw new PolicyError('duplicate policy id', [`${p.file}:${p.line}: "${p.id}" is already defined`]);

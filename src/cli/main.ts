@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { adminInvite, adminRecover } from './commands/admin.js';
+import { adminKeysRotate, adminSpCreate, adminSpList, adminSpRevokeSecret, adminSpRotate } from './commands/admin-sp.js';
 import { configCheck } from './commands/config-check.js';
 import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { demo } from './commands/demo.js';
@@ -92,6 +93,42 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .argument('<email>', 'their email address')
     .option('-c, --config <file>', 'config file')
     .action(async (email: string, o: { config?: string }) => setCode(await adminRecover(email, o, out)));
+
+  const sp = admin.command('sp').description('service principals: machines (CI, schedulers, agents) as OAuth clients');
+  sp.command('create')
+    .description('create a service principal; prints CLIENT_ID:SECRET once (or only the id with --no-secret / --jwks)')
+    .argument('<name>', 'a name such as ci-deployer')
+    .option('-r, --role <role>', 'role to grant (repeatable)', collect)
+    .option('-d, --description <text>', 'what it is for')
+    .option('--no-secret', 'no secret: federation (tokens.federation) only')
+    .option('--jwks <file>', 'a public JWK or JWKS file: authenticate with private_key_jwt instead of a secret')
+    .option('-c, --config <file>', 'config file')
+    .action(
+      async (name: string, o: { role?: string[]; description?: string; secret: boolean; jwks?: string; config?: string }) =>
+        setCode(await adminSpCreate(name, o, out)),
+    );
+  sp.command('rotate')
+    .description('issue a new secret; the previous one stays valid (two at most) until revoked or expired')
+    .argument('<name>', 'name or client id')
+    .option('-c, --config <file>', 'config file')
+    .action(async (name: string, o: { config?: string }) => setCode(await adminSpRotate(name, o, out)));
+  sp.command('revoke-secret')
+    .description('revoke one secret of a service principal (see `sp list` for secret ids)')
+    .argument('<name>', 'name or client id')
+    .argument('<secret-id>', 'the secret id')
+    .option('-c, --config <file>', 'config file')
+    .action(async (name: string, id: string, o: { config?: string }) => setCode(await adminSpRevokeSecret(name, id, o, out)));
+  sp.command('list')
+    .description('list service principals, their roles and live secrets')
+    .option('-c, --config <file>', 'config file')
+    .action(async (o: { config?: string }) => setCode(await adminSpList(o, out)));
+  admin
+    .command('keys')
+    .description('token signing keys')
+    .command('rotate')
+    .description('retire the current token signing key now; its public key stays published until its tokens expire')
+    .option('-c, --config <file>', 'config file')
+    .action(async (o: { config?: string }) => setCode(await adminKeysRotate(o, out)));
 
   return program;
 }

@@ -6,7 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { z } from 'zod';
-import { ACTION_NAMES } from '../authorize/actions.js';
+import { ACTION_NAMES, isSensitive } from '../authorize/actions.js';
 import { parseDuration, parseSize } from './units.js';
 
 const duration = (def: string) =>
@@ -313,6 +313,12 @@ export const configSchema = z
           .array(z.string().min(1))
           .default([])
           .describe('Cedar policy files for what roles cannot say; validated against the schema at start.'),
+        deviceBoundActions: z
+          .array(z.enum(['*', ...ACTION_NAMES]))
+          .default(ACTION_NAMES.filter(isSensitive))
+          .describe(
+            "Actions a person may do with an access token only when it is DPoP-bound (the CLI's own tokens, `keygate proxy`); a plain bearer token (`keygate token`, DATABRICKS_TOKEN) is refused for them. Browser sessions are not tokens. Default: the sensitive actions.",
+          ),
         dangerouslyAllowCredentialMinting: z
           .boolean()
           .default(false)

@@ -17,6 +17,8 @@ export interface PrincipalSpec {
   authAgeS?: number | undefined;
   /** User verification at that authentication (default true). */
   uv?: boolean | undefined;
+  /** How the caller authenticated: 'test' (default), 'webauthn', 'token' (plain bearer) or 'dpop'. */
+  authMethod?: string | undefined;
 }
 
 export function identityFor(spec: PrincipalSpec, now: number): Identity {
@@ -33,13 +35,13 @@ export function identityFor(spec: PrincipalSpec, now: number): Identity {
       roles: spec.roles ?? [],
     },
     auth: {
-      method: 'test',
+      method: spec.authMethod ?? 'test',
       authEventId: `evt-${id}`,
       authTime: now - ageS * 1000,
       uv: spec.uv ?? true,
-      deviceBound: false,
+      deviceBound: spec.authMethod === 'dpop',
     },
-    cacheKey: `policy-test:${spec.principal}:${(spec.roles ?? []).join(',')}:${(spec.groups ?? []).join(',')}:${ageS}:${spec.uv ?? true}`,
+    cacheKey: `policy-test:${spec.principal}:${(spec.roles ?? []).join(',')}:${(spec.groups ?? []).join(',')}:${ageS}:${spec.uv ?? true}:${spec.authMethod ?? 'test'}`,
   };
 }
 
@@ -50,6 +52,7 @@ export function policyHeaders(spec: PrincipalSpec): Record<string, string> {
     'x-test-groups': (spec.groups ?? []).join(','),
     'x-test-auth-age': String(spec.authAgeS ?? 10),
     'x-test-uv': spec.uv === false ? '0' : '1',
+    'x-test-auth-method': spec.authMethod ?? 'test',
   };
 }
 
@@ -71,6 +74,7 @@ export function policyIdentifier(clock: Clock): Identifier {
           groups: list(req.headers['x-test-groups']),
           authAgeS: typeof age === 'string' ? Number(age) : undefined,
           uv: req.headers['x-test-uv'] !== '0',
+          authMethod: typeof req.headers['x-test-auth-method'] === 'string' ? req.headers['x-test-auth-method'] : undefined,
         },
         clock.now(),
       );

@@ -3,7 +3,8 @@
  * guard rails are Cedar policies too, so every decision's reasons are policy ids.
  *
  *   role:<name>:<n>                 permit: the n-th grant of a role
- *   keygate:step-up                 forbid: sensitive actions without a fresh, verified login
+ *   keygate:step-up                 forbid: sensitive actions without a fresh, verified login (people and agents)
+ *   keygate:device-bound            forbid: a person's plain bearer token for actions that need a DPoP-bound one
  *   keygate:deny-credential-minting forbid: long-lived upstream credentials
  */
 import { ACTION_NAMES, type Action, isSensitive } from '../actions.js';
@@ -39,11 +40,17 @@ export function compileRoles(roles: Record<string, RoleDef>): Record<string, str
   return out;
 }
 
-export function guardRails(o: { allowCredentialMinting: boolean }): Record<string, string> {
+export function guardRails(o: { allowCredentialMinting: boolean; deviceBoundActions: readonly string[] }): Record<string, string> {
   const sensitive = ACTION_NAMES.filter(isSensitive).map((a) => `Action::${JSON.stringify(a)}`);
   const out: Record<string, string> = {
-    'keygate:step-up': `forbid (principal, action in [${sensitive.join(', ')}], resource) unless { context.auth.fresh && context.auth.uv };`,
+    // Machines have no key to tap: their roles alone decide (people and agents acting for them step up).
+    'keygate:step-up': `forbid (principal, action in [${sensitive.join(', ')}], resource) when { !(principal is ServicePrincipal) } unless { context.auth.fresh && context.auth.uv };`,
   };
+  const bound = o.deviceBoundActions.includes('*') ? ACTION_NAMES : o.deviceBoundActions;
+  if (bound.length > 0) {
+    out['keygate:device-bound'] =
+      `forbid (principal is User, action in [${bound.map((a) => `Action::${JSON.stringify(a)}`).join(', ')}], resource) when { context.auth.method == "token" };`;
+  }
   if (!o.allowCredentialMinting) {
     out['keygate:deny-credential-minting'] = `forbid (principal, action == Action::"credentials:mint", resource);`;
   }

@@ -29,6 +29,7 @@ interface Row {
   groups?: string[];
   authAgeS?: number;
   uv?: boolean;
+  authMethod?: string;
   method: string;
   path: string;
   query?: string;
@@ -48,7 +49,7 @@ const bodyBytes = (r: Row): Buffer | undefined =>
 
 const label = (r: Row) =>
   `${r.principal}${r.roles ? `[${r.roles.join(',')}]` : ''}${r.groups ? `{${r.groups.join(',')}}` : ''}` +
-  `${r.authAgeS !== undefined ? ` age=${r.authAgeS}` : ''}${r.uv === false ? ' uv=false' : ''} ` +
+  `${r.authAgeS !== undefined ? ` age=${r.authAgeS}` : ''}${r.uv === false ? ' uv=false' : ''}${r.authMethod ? ` via ${r.authMethod}` : ''} ` +
   `${r.method} ${r.path}${r.query ?? ''} → ${r.expect.decision}`;
 
 describe('the decision table itself', () => {

@@ -1,0 +1,134 @@
+/**
+ * `keygate admin sp …` and `keygate admin keys rotate` against the local store (bootstrap and
+ * single-node operation): service principals and their secrets, and the token signing key.
+ * A secret is printed once, on stdout; everything else goes to stderr.
+ */
+import { readFileSync } from 'node:fs';
+import type { JWK } from 'jose';
+import type { Config } from '../../config/schema.js';
+import { SigningKeys } from '../../crypto/keys.js';
+import { isKeygateError } from '../../errors/index.js';
+import { systemClock } from '../../lib/clock.js';
+import { ServicePrincipals } from '../../oauth/service-principals.js';
+import { SqliteStore } from '../../store/sqlite/index.js';
+import type { Store } from '../../store/types.js';
+import { EXIT, type Output } from '../output.js';
+import { loadOrReport } from './serve.js';
+
+async function withStore(
+  file: string | undefined,
+  out: Output,
+  env: NodeJS.ProcessEnv,
+  fn: (store: Store, config: Config) => Promise<number>,
+): Promise<number> {
+  const loaded = loadOrReport(file, out, env);
+  if (!loaded) return EXIT.FAILED;
+  const { config } = loaded;
+  const store = new SqliteStore({ path: config.store.path ?? `${config.dataDir}/keygate.db` });
+  try {
+    await store.migrate();
+    return await fn(store, config);
+  } catch (e) {
+    out.err(`keygate: ${isKeygateError(e) ? e.publicMessage : (e as Error).message}`);
+    return EXIT.FAILED;
+  } finally {
+    await store.close();
+  }
+}
+
+const sps = (store: Store, config: Config) => new ServicePrincipals(store, systemClock, config.tokens.secretLifetime);
+
+export async function adminSpCreate(
+  name: string,
+  o: { role?: string[]; description?: string; secret: boolean; jwks?: string; config?: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  return withStore(o.config, out, env, async (store, config) => {
+    let jwks: { keys: JWK[] } | undefined;
+    if (o.jwks !== undefined) {
+      const doc = JSON.parse(readFileSync(o.jwks, 'utf8')) as { keys?: JWK[] } & JWK;
+      jwks = Array.isArray(doc.keys) ? { keys: doc.keys } : { keys: [doc] };
+    }
+    const { sp, secret } = await sps(store, config).create({
+      name,
+      roles: o.role ?? [],
+      createdBy: 'cli',
+      withSecret: o.secret,
+      ...(o.description === undefined ? {} : { description: o.description }),
+      ...(jwks === undefined ? {} : { jwks }),
+    });
+    out.err(`Service principal ${sp.name} created; roles: ${sp.roles.join(', ') || '(none)'}.`);
+    out.err(`client_id: ${sp.id}`);
+    if (secret) {
+      out.err(`The secret below is shown once; it expires ${new Date(secret.record.expiresAt).toISOString()}.`);
+      out.out(`${sp.id}:${secret.secret}`);
+    } else {
+      out.out(sp.id);
+      out.err(
+        jwks
+          ? 'It authenticates with private_key_jwt (no shared secret).'
+          : 'It has no secret: it can only exchange a federated workload token (tokens.federation).',
+      );
+    }
+    return EXIT.OK;
+  });
+}
+
+export async function adminSpRotate(
+  name: string,
+  o: { config?: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  return withStore(o.config, out, env, async (store, config) => {
+    const r = await sps(store, config).rotate(name);
+    out.err(
+      `New secret for ${r.sp.name}, valid until ${new Date(r.secret.record.expiresAt).toISOString()}. ` +
+        'The previous secret keeps working until you revoke it' +
+        (r.revoked.length > 0 ? `; older ones were revoked (${r.revoked.join(', ')}).` : '.'),
+    );
+    out.out(`${r.sp.id}:${r.secret.secret}`);
+    return EXIT.OK;
+  });
+}
+
+export async function adminSpList(o: { config?: string }, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return withStore(o.config, out, env, async (store, config) => {
+    const s = sps(store, config);
+    for (const sp of await store.listServicePrincipals()) {
+      const live = await s.liveSecrets(sp.id);
+      const auth = sp.jwks !== null ? 'private_key_jwt' : live.length > 0 ? `secrets: ${live.map((x) => `${x.id} (expires ${new Date(x.expiresAt).toISOString()})`).join(', ')}` : 'federation only';
+      out.out(`${sp.name}\t${sp.id}\t${sp.roles.join(',') || '-'}\t${sp.disabledAt === null ? auth : 'disabled'}`);
+    }
+    return EXIT.OK;
+  });
+}
+
+export async function adminSpRevokeSecret(
+  name: string,
+  secretId: string,
+  o: { config?: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  return withStore(o.config, out, env, async (store, config) => {
+    if (!(await sps(store, config).revokeSecret(name, secretId))) {
+      out.err(`keygate: no live secret ${secretId} for ${name}`);
+      return EXIT.FAILED;
+    }
+    out.err(`Secret ${secretId} of ${name} revoked.`);
+    return EXIT.OK;
+  });
+}
+
+export async function adminKeysRotate(o: { config?: string }, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  return withStore(o.config, out, env, async (store, config) => {
+    const now = systemClock.now();
+    await store.retireSigningKeys('token', now);
+    const keys = await SigningKeys.load(store, 'token', systemClock, { rotateAfterMs: config.tokens.signingKeyRotation });
+    out.err('Token signing key rotated; running gateways switch within a minute. The old public key stays published until its tokens expire.');
+    out.out(keys.current().kid);
+    return EXIT.OK;
+  });
+}
