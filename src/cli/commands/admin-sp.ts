@@ -93,12 +93,21 @@ export async function adminSpRotate(
   });
 }
 
-export async function adminSpList(o: { config?: string }, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function adminSpList(
+  o: { config?: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   return withStore(o.config, out, env, async (store, config) => {
     const s = sps(store, config);
     for (const sp of await store.listServicePrincipals()) {
       const live = await s.liveSecrets(sp.id);
-      const auth = sp.jwks !== null ? 'private_key_jwt' : live.length > 0 ? `secrets: ${live.map((x) => `${x.id} (expires ${new Date(x.expiresAt).toISOString()})`).join(', ')}` : 'federation only';
+      const auth =
+        sp.jwks !== null
+          ? 'private_key_jwt'
+          : live.length > 0
+            ? `secrets: ${live.map((x) => `${x.id} (expires ${new Date(x.expiresAt).toISOString()})`).join(', ')}`
+            : 'federation only';
       out.out(`${sp.name}\t${sp.id}\t${sp.roles.join(',') || '-'}\t${sp.disabledAt === null ? auth : 'disabled'}`);
     }
     return EXIT.OK;
@@ -122,12 +131,20 @@ export async function adminSpRevokeSecret(
   });
 }
 
-export async function adminKeysRotate(o: { config?: string }, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function adminKeysRotate(
+  o: { config?: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   return withStore(o.config, out, env, async (store, config) => {
     const now = systemClock.now();
     await store.retireSigningKeys('token', now);
-    const keys = await SigningKeys.load(store, 'token', systemClock, { rotateAfterMs: config.tokens.signingKeyRotation });
-    out.err('Token signing key rotated; running gateways switch within a minute. The old public key stays published until its tokens expire.');
+    const keys = await SigningKeys.load(store, 'token', systemClock, {
+      rotateAfterMs: config.tokens.signingKeyRotation,
+    });
+    out.err(
+      'Token signing key rotated; running gateways switch within a minute. The old public key stays published until its tokens expire.',
+    );
     out.out(keys.current().kid);
     return EXIT.OK;
   });
