@@ -286,7 +286,12 @@ export class AccessTokens {
     const host = req.headers.host;
     if (host !== undefined) {
       const proto = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-      origins.push(`${proto}://${host}`.toLowerCase());
+      try {
+        // Normalised like the htu (a default port dropped, the host lower-cased).
+        origins.push(new URL(`${proto}://${host}`).origin);
+      } catch {
+        // A Host that is not a host: only the public origin can match.
+      }
     }
     return origins.includes(u.origin);
   }

@@ -169,7 +169,8 @@ export class OAuthServer {
     });
     provider.use((ctx, next) => this.postProcess(ctx as KoaContextWithOIDC, next));
     provider.on('grant.error', (ctx, err) => {
-      if (err.error_description !== 'refresh token already used') return;
+      // oidc-provider keeps the specific reason in error_detail (the client sees a generic description).
+      if ((err as { error_detail?: string }).error_detail !== 'refresh token already used') return;
       const ev = { ip: d.clientIp(ctx.req), userAgent: String(ctx.req.headers['user-agent'] ?? '') };
       d.events
         .record('token.reuse_detected', ev, { outcome: 'failure', reason: 'refresh_token_reused' })
@@ -340,6 +341,24 @@ export class OAuthServer {
     app.get(`${OAUTH_PREFIX}/interaction/:uid`, (req, reply) => this.interaction(req, reply));
   }
 
+  /** When the browser first opened this interaction (ms, shared by replicas through the store). */
+  private async firstSeen(uid: string): Promise<number> {
+    const now = this.d.clock.now();
+    const record = {
+      model: 'KeygateInteractionStart',
+      id: uid,
+      payload: String(now),
+      grantId: null,
+      userCode: null,
+      uid: null,
+      expiresAt: now + INTERACTION_TTL_S * 1000,
+      consumedAt: null,
+    };
+    if (await this.d.store.insertOAuthArtifactIfAbsent(record, now)) return now;
+    const seen = await this.d.store.findOAuthArtifact(record.model, 'id', uid, now);
+    return seen === null ? now : Number(seen.payload);
+  }
+
   /**
    * The provider needs a login (or consent): the person proves themselves with WebAuthn.
    * An approval needs a tap made after the request started, not just an existing session.
@@ -358,14 +377,17 @@ export class OAuthServer {
       ) as never;
     }
     if (details.uid !== uid) throw new KeygateError('NOT_FOUND');
-    const started = ((details.exp as number) - INTERACTION_TTL_S) * 1000;
     const value = readCookie(req.headers.cookie, this.d.sessions.cookieName);
     const resolved = value === undefined ? null : await this.d.sessions.resolve(value);
     const toLogin = () =>
-      reply.redirect(`/.keygate/login?return_to=${encodeURIComponent(`${OAUTH_PREFIX}/interaction/${uid}`)}`, 303) as never;
-    // The login prompt needs a WebAuthn assertion made after this request began: an old
-    // browser session cannot approve a new token on its own.
-    if (resolved === null || (details.prompt.name === 'login' && resolved.session.authTime < started)) return toLogin();
+      reply.redirect(
+        `/.keygate/login?return_to=${encodeURIComponent(`${OAUTH_PREFIX}/interaction/${uid}`)}`,
+        303,
+      ) as never;
+    if (resolved === null) return toLogin();
+    // The login prompt needs a WebAuthn assertion made after this sign-in request reached the
+    // browser: an existing session cannot approve a new token on its own.
+    if (details.prompt.name === 'login' && resolved.session.authTime < (await this.firstSeen(uid))) return toLogin();
     const { session, user } = resolved;
     let result: Record<string, unknown>;
     if (details.prompt.name === 'login') {

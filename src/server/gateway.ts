@@ -126,11 +126,15 @@ function hasUnreadBody(req: IncomingMessage): boolean {
  */
 function tokenRefusal(identity: Identity, audience: string, c: Classification): KeygateError | undefined {
   const { audiences, scopes } = identity.auth;
+  // RFC 9449 §7.1: a DPoP-bound token is challenged with the DPoP scheme.
+  const scheme = identity.auth.method === 'dpop' ? 'DPoP' : 'Bearer';
   if (audiences !== undefined && !audiences.includes(audience)) {
     return new KeygateError('UNAUTHENTICATED', {
       message: 'The access token was issued for another service.',
       detail: `token audience ${audiences.join(',')} is not ${audience}`,
-      headers: { 'www-authenticate': 'Bearer realm="keygate", error="invalid_token", error_description="wrong audience"' },
+      headers: {
+        'www-authenticate': `${scheme} realm="keygate", error="invalid_token", error_description="wrong audience"`,
+      },
     });
   }
   if (scopes === undefined) return undefined;
@@ -144,7 +148,7 @@ function tokenRefusal(identity: Identity, audience: string, c: Classification): 
   return new KeygateError('PERMISSION_DENIED', {
     message: `This token's scope does not include ${c.action} on ${c.resource.type === 'Workspace' ? 'this workspace' : `${c.resource.type} "${name}"`}.`,
     detail: `token scope ${scopes.join(' ')} lacks ${c.action} ${c.resource.type}::${name}`,
-    headers: { 'www-authenticate': `Bearer realm="keygate", error="insufficient_scope", scope="${c.action}"` },
+    headers: { 'www-authenticate': `${scheme} realm="keygate", error="insufficient_scope", scope="${c.action}"` },
   });
 }
 
@@ -328,7 +332,10 @@ export class Gateway {
           new KeygateError('REQUEST_LIMIT_EXCEEDED', { message: `Too many requests; retry in ${ctx.after}.` }),
       });
       auth.registerRoutes(api);
-      oauth.registerRoutes(api, { databricks: gw.databricks, assertionKeys: () => (gw.keys as SigningKeys).jwks().keys });
+      oauth.registerRoutes(api, {
+        databricks: gw.databricks,
+        assertionKeys: () => (gw.keys as SigningKeys).jwks().keys,
+      });
       registerAdminRoutes(api, auth, () => gw.publicOrigin, gw.clientIp);
       registerPendingRoutes(api, {
         auth,
@@ -445,7 +452,13 @@ export class Gateway {
     }
     const up = this.routes.match(target.path);
     if (up === undefined) {
-      this.fail(req, res, requestId, new KeygateError('NOT_FOUND', { message: 'No upstream serves this path.' }), start);
+      this.fail(
+        req,
+        res,
+        requestId,
+        new KeygateError('NOT_FOUND', { message: 'No upstream serves this path.' }),
+        start,
+      );
       return;
     }
     let identity: Identity | null | Promise<Identity | null>;

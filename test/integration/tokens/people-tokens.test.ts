@@ -1,0 +1,281 @@
+/**
+ * People's tokens through the real openid-client library: authorization code + PKCE after a
+ * fresh WebAuthn login, DPoP binding, refresh rotation with reuse detection, revocation, the
+ * absolute end of a refresh family, and the Databricks CLI's public client on the workspace's
+ * own /oidc paths.
+ */
+import * as oidc from 'openid-client';
+import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { BrowserClient } from '../../helpers/browser-client.js';
+import { type SeenRequest, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
+import { walkAuthorization } from '../../helpers/oauth.js';
+import { enroll, invite } from '../../helpers/people.js';
+import type { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
+
+let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
+let g: TestGateway;
+let seen: SeenRequest[];
+let browser: BrowserClient;
+let authenticator: SoftAuthenticator;
+let cli: oidc.Configuration;
+const REDIRECT = 'http://127.0.0.1:45678/callback';
+
+beforeAll(async () => {
+  up = await startRecordingUpstream();
+  seen = up.seen;
+  g = await startGateway(
+    { upstreams: { ws: { url: up.url, preset: 'databricks', credential: { type: 'none' } } } },
+    { identifiers: [] },
+  );
+  ({ browser, authenticator } = await enroll(g, 'alice@example.com', {
+    token: await invite(g, 'alice@example.com', ['ml-reader']),
+  }));
+  cli = await oidc.discovery(new URL(g.gw.publicOrigin), 'keygate-cli', undefined, oidc.None(), {
+    execute: [oidc.allowInsecureRequests],
+  });
+});
+afterAll(async () => {
+  await g?.close();
+  await up?.close();
+});
+afterEach(() => {
+  vi.useRealTimers();
+});
+
+async function codeFlow(config: oidc.Configuration, scope: string, redirect = REDIRECT, via?: string) {
+  const verifier = oidc.randomPKCECodeVerifier();
+  const state = oidc.randomState();
+  let url = oidc.buildAuthorizationUrl(config, {
+    redirect_uri: redirect,
+    scope,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+    code_challenge_method: 'S256',
+    state,
+  });
+  if (via !== undefined) url = new URL(`${via}${url.search}`, g.url);
+  const walk = await walkAuthorization(g, browser, url, authenticator, redirect);
+  return { ...walk, verifier, state };
+}
+
+function claimsOf(jwt: string): Record<string, unknown> {
+  return JSON.parse(Buffer.from(jwt.split('.')[1] as string, 'base64url').toString()) as Record<string, unknown>;
+}
+
+describe('authorization code + PKCE for the Keygate CLI', () => {
+  it('needs a tap made after the request began, then gives a DPoP-bound token the proxy accepts', async () => {
+    // alice has a browser session from enrolling, made before this request: not enough.
+    const flow = await codeFlow(cli, 'openid offline_access');
+    expect(flow.logins).toBe(1);
+    expect(flow.hops[0]?.location).toMatch(/^\/\.keygate\/oauth\/interaction\//);
+    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    const tokens = await oidc.authorizationCodeGrant(
+      cli,
+      flow.callback,
+      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+      undefined,
+      { DPoP },
+    );
+    expect(tokens.token_type.toLowerCase()).toBe('dpop');
+    expect(tokens.refresh_token).toBeTruthy();
+    expect(tokens.expires_in).toBe(600);
+    const c = claimsOf(tokens.access_token);
+    expect(c).toMatchObject({ kg_pt: 'user', email: 'alice@example.com', client_id: 'keygate-cli', kg_uv: true });
+    expect(c.aud).toBe(up.url);
+    expect((c.cnf as { jkt: string }).jkt).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    // The token descends from the WebAuthn login event that approved it.
+    const events = await g.gw.store.listAuthEvents({ limit: 10 });
+    const loginEvent = events.find((e) => e.kind === 'auth.login' && e.outcome === 'success');
+    expect(c.kg_aev).toBe(loginEvent?.id);
+
+    const before = seen.length;
+    const res = await oidc.fetchProtectedResource(
+      cli,
+      tokens.access_token,
+      new URL(`${g.url}/api/2.0/serving-endpoints`),
+      'GET',
+      undefined,
+      undefined,
+      { DPoP },
+    );
+    expect(res.status).toBe(200);
+    expect(seen.length).toBe(before + 1);
+  });
+
+  it('PKCE is required and a redirect to a non-loopback address is refused', async () => {
+    const noPkce = new URL('/.keygate/oauth/authorize', g.url);
+    noPkce.search = new URLSearchParams({
+      client_id: 'keygate-cli',
+      response_type: 'code',
+      redirect_uri: REDIRECT,
+      scope: 'openid',
+    }).toString();
+    const r1 = await request(noPkce);
+    const loc1 = new URL(r1.headers.location as string);
+    expect(loc1.origin + loc1.pathname).toBe(REDIRECT);
+    expect(loc1.searchParams.get('error')).toBe('invalid_request');
+    await r1.body.text();
+
+    const evil = new URL('/.keygate/oauth/authorize', g.url);
+    evil.search = new URLSearchParams({
+      client_id: 'keygate-cli',
+      response_type: 'code',
+      redirect_uri: 'http://evil.example/callback',
+      scope: 'openid',
+      code_challenge: 'a'.repeat(43),
+      code_challenge_method: 'S256',
+    }).toString();
+    const r2 = await request(evil);
+    // Never redirected to an unregistered URI: an error page instead.
+    expect(r2.statusCode).toBe(400);
+    expect(r2.headers.location).toBeUndefined();
+    expect(await r2.body.text()).toContain('redirect_uri');
+  });
+
+  it('refresh tokens rotate; presenting a used one revokes the whole family, audited, and its access tokens stop working', async () => {
+    const flow = await codeFlow(cli, 'openid offline_access');
+    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    const t1 = await oidc.authorizationCodeGrant(
+      cli,
+      flow.callback,
+      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+      undefined,
+      { DPoP },
+    );
+    const t2 = await oidc.refreshTokenGrant(cli, t1.refresh_token as string, undefined, { DPoP });
+    expect(t2.refresh_token).not.toBe(t1.refresh_token);
+    // The refresh token is bound to the DPoP key: another key cannot use it.
+    const otherKey = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    await expect(
+      oidc.refreshTokenGrant(cli, t2.refresh_token as string, undefined, { DPoP: otherKey }),
+    ).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
+    // Reuse of the first (rotated) refresh token: refused, and the family is gone.
+    await expect(oidc.refreshTokenGrant(cli, t1.refresh_token as string, undefined, { DPoP })).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
+    await expect(oidc.refreshTokenGrant(cli, t2.refresh_token as string, undefined, { DPoP })).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
+    const reuse = (await g.gw.store.listAuthEvents({ limit: 20 })).find((e) => e.kind === 'token.reuse_detected');
+    expect(reuse?.reason).toBe('refresh_token_reused');
+    // An access token of the revoked family is refused by the proxy at once; nothing reaches the upstream.
+    const before = seen.length;
+    const res = await oidc
+      .fetchProtectedResource(
+        cli,
+        t2.access_token,
+        new URL(`${g.url}/api/2.0/serving-endpoints`),
+        'GET',
+        undefined,
+        undefined,
+        {
+          DPoP,
+        },
+      )
+      .catch((e: { status?: number; cause?: { parameters?: { error_description?: string } }[] }) => e);
+    expect((res as { status: number }).status).toBe(401);
+    expect(
+      (res as { cause: { parameters: { error_description: string } }[] }).cause[0]?.parameters.error_description,
+    ).toBe('token revoked');
+    expect(seen.length).toBe(before);
+  });
+
+  it('logout revokes the refresh token (RFC 7009) and with it the family', async () => {
+    const flow = await codeFlow(cli, 'openid offline_access');
+    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    const t = await oidc.authorizationCodeGrant(
+      cli,
+      flow.callback,
+      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+      undefined,
+      { DPoP },
+    );
+    await oidc.tokenRevocation(cli, t.refresh_token as string, { token_type_hint: 'refresh_token' });
+    await expect(oidc.refreshTokenGrant(cli, t.refresh_token as string, undefined, { DPoP })).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
+    const res = await oidc
+      .fetchProtectedResource(
+        cli,
+        t.access_token,
+        new URL(`${g.url}/api/2.0/serving-endpoints`),
+        'GET',
+        undefined,
+        undefined,
+        {
+          DPoP,
+        },
+      )
+      .catch((e: { status?: number }) => e);
+    expect((res as { status: number }).status).toBe(401);
+  });
+
+  it('a refresh family ends 12 h after the login that started it', async () => {
+    const flow = await codeFlow(cli, 'openid offline_access');
+    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    const t = await oidc.authorizationCodeGrant(
+      cli,
+      flow.callback,
+      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+      undefined,
+      { DPoP },
+    );
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(Date.now() + 11 * 3_600_000);
+    const t2 = await oidc.refreshTokenGrant(cli, t.refresh_token as string, undefined, { DPoP });
+    vi.setSystemTime(Date.now() + 3_600_000 + 5_000);
+    await expect(oidc.refreshTokenGrant(cli, t2.refresh_token as string, undefined, { DPoP })).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
+  });
+});
+
+describe("the Databricks CLI's browser login on the workspace's own paths", () => {
+  it('/oidc discovery → /oidc/v1/authorize → WebAuthn → /oidc/v1/token gives a Keygate token, not an upstream one', async () => {
+    const disc = await request(`${g.url}/oidc/.well-known/oauth-authorization-server`);
+    expect(disc.statusCode).toBe(200);
+    const doc = (await disc.body.json()) as Record<string, string>;
+    expect(doc.authorization_endpoint).toBe(`${g.gw.publicOrigin}/oidc/v1/authorize`);
+    expect(doc.token_endpoint).toBe(`${g.gw.publicOrigin}/oidc/v1/token`);
+    const meta = (await (await request(`${g.url}/.well-known/databricks-config`)).body.json()) as Record<
+      string,
+      unknown
+    >;
+    expect(meta.oidc_endpoint).toBe(`${g.gw.publicOrigin}/oidc`);
+
+    const config = new oidc.Configuration(
+      {
+        issuer: g.gw.publicOrigin,
+        authorization_endpoint: doc.authorization_endpoint as string,
+        token_endpoint: `${g.url}/oidc/v1/token`,
+      },
+      'databricks-cli',
+      undefined,
+      oidc.None(),
+    );
+    oidc.allowInsecureRequests(config);
+    // The Go CLI's loopback listener (ports 8020–8040); the trailing slash as a URL parser writes it.
+    const redirect = 'http://localhost:8021/';
+    const flow = await codeFlow(config, 'offline_access all-apis', redirect, '/oidc/v1/authorize');
+    const tokens = await oidc
+      .authorizationCodeGrant(config, flow.callback, { pkceCodeVerifier: flow.verifier, expectedState: flow.state })
+      .catch((e: { error?: string; error_description?: string }) => {
+        throw new Error(`${e.error}: ${e.error_description}`);
+      });
+    expect(tokens.token_type.toLowerCase()).toBe('bearer');
+    expect(tokens.refresh_token).toBeTruthy();
+    const c = claimsOf(tokens.access_token);
+    expect(c).toMatchObject({ iss: g.gw.publicOrigin, client_id: 'databricks-cli', kg_pt: 'user', scope: 'all-apis' });
+    const before = seen.length;
+    const res = await request(`${g.url}/api/2.0/serving-endpoints`, {
+      headers: { authorization: `Bearer ${tokens.access_token}` },
+    });
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect(seen.length).toBe(before + 1);
+    // The upstream saw Keygate's identity assertion, never the person's token.
+    expect(seen.at(-1)?.url).toBe('/api/2.0/serving-endpoints');
+  });
+});
