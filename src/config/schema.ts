@@ -402,7 +402,12 @@ export const configSchema = z
         });
       }
     });
+    const trustNames = new Set<string>();
     c.tokens.federation.forEach((t, i) => {
+      if (trustNames.has(t.name)) {
+        ctx.addIssue({ code: 'custom', path: ['tokens', 'federation', i, 'name'], message: `duplicate trust name "${t.name}"` });
+      }
+      trustNames.add(t.name);
       if ((t.jwksUrl === undefined) === (t.jwks === undefined)) {
         ctx.addIssue({ code: 'custom', path: ['tokens', 'federation', i], message: 'set exactly one of jwksUrl and jwks' });
       }

@@ -47,15 +47,16 @@ const PARAMS = [
 type Trust = Config['tokens']['federation'][number];
 
 export function registerTokenExchange(provider: Provider, d: ProviderDeps, r: Resources): void {
-  const keySets = new Map<string, JWTVerifyGetKey>();
+  // Keyed by the trust itself, not its name: names are labels and need not be unique.
+  const keySets = new Map<Trust, JWTVerifyGetKey>();
   const keysFor = (t: Trust): JWTVerifyGetKey => {
-    let k = keySets.get(t.name);
+    let k = keySets.get(t);
     if (k === undefined) {
       k =
         t.jwks !== undefined
           ? createLocalJWKSet(t.jwks as JSONWebKeySet)
           : createRemoteJWKSet(new URL(t.jwksUrl as string), { timeoutDuration: 5_000, cooldownDuration: 30_000 });
-      keySets.set(t.name, k);
+      keySets.set(t, k);
     }
     return k;
   };
@@ -135,30 +136,40 @@ async function federate(
         })
       ).payload;
     } catch (e) {
-      const code = (e as { code?: string }).code;
-      reason =
-        code === 'ERR_JWT_EXPIRED'
-          ? 'federation_expired'
-          : code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && (e as { claim?: string }).claim === 'aud'
-            ? 'federation_audience'
-            : 'federation_signature';
+      reason = verifyFailure(e);
       continue;
     }
-    // Step 3: the subject matches the trust's pattern.
-    if (!globMatch(trust.subject, payload.sub as string)) {
+    // Step 3: the subject (a string, RFC 7519 §4.1.2) matches the trust's pattern.
+    if (typeof payload.sub !== 'string') {
+      reason = 'federation_malformed';
+      continue;
+    }
+    if (!globMatch(trust.subject, payload.sub)) {
       reason = 'federation_subject';
       continue;
     }
-    // Step 4: the trust's service principal is the client asking, and it is enabled.
+    // Step 4: the trust's service principal is the client asking, and it is enabled. One issuer
+    // (and subject pattern) may be trusted for several principals: another principal's trust is
+    // not a refusal while a later trust may be this client's.
     const sp = await d.sps.find(trust.servicePrincipal);
-    if (!sp || sp.disabledAt !== null) return refuse(d, ctx, 'federation_principal', client.clientId);
-    if (sp.id !== client.clientId) return refuse(d, ctx, 'federation_client', client.clientId);
+    if (!sp || sp.disabledAt !== null) {
+      reason = 'federation_principal';
+      continue;
+    }
+    if (sp.id !== client.clientId) {
+      reason = 'federation_client';
+      continue;
+    }
+    // The resource must be known before the platform token is spent (an unknown one is invalid_target).
+    const state = ctx.state as TokenState;
+    const exp = (payload.exp as number) * 1000;
+    state.kgFederation = { trust: trust.name, subject: payload.sub, expiresAt: exp };
+    const resourceServer = await resourceServerFor(provider, r, ctx);
     // Step 5: each platform token is exchanged once.
     const replayKey =
       typeof payload.jti === 'string'
         ? `${trust.issuer} ${payload.jti}`
         : createHash('sha256').update(subjectToken).digest('base64url');
-    const exp = (payload.exp as number) * 1000;
     const fresh = await d.store.insertOAuthArtifactIfAbsent(
       {
         model: 'FederationReplay',
@@ -178,16 +189,27 @@ async function federate(
       outcome: 'success',
       userId: sp.id,
     });
-    const state = ctx.state as TokenState;
     state.kgEventId = event.id;
-    state.kgFederation = { trust: trust.name, subject: payload.sub as string, expiresAt: exp };
     const token = new provider.ClientCredentials({ client, scope: resourceScopes(ctx.oidc.params?.scope) });
-    token.resourceServer = await resourceServerFor(provider, r, ctx);
+    token.resourceServer = resourceServer;
     const value = await token.save();
     ctx.body = tokenResponse(value, token.expiration, token.scope);
     return;
   }
   return refuse(d, ctx, reason, client.clientId);
+}
+
+/** Which check of step 2 a platform token failed, for the audit record. */
+function verifyFailure(e: unknown): AuthFailureReason {
+  const { code, claim, reason } = e as { code?: string; claim?: string; reason?: string };
+  if (code === 'ERR_JWT_EXPIRED') return 'federation_expired';
+  // Not verified at all: wrong key, unknown kid, an algorithm other than RS256/ES256.
+  if (code !== 'ERR_JWT_CLAIM_VALIDATION_FAILED') return 'federation_signature';
+  if (claim === 'aud') return 'federation_audience';
+  // Signed, but exp, iat or sub is absent or not of its type (RFC 7519 §4.1).
+  if (reason === 'missing' || reason === 'invalid') return 'federation_malformed';
+  // nbf still in the future: outside its validity window.
+  return 'federation_expired';
 }
 
 /** Use 2: the CLI's DPoP-bound token (with a proof of its key) for a short plain bearer token. */
