@@ -72,6 +72,10 @@ export class ServicePrincipals {
     return (await this.store.getServicePrincipal(idOrName)) ?? (await this.store.getServicePrincipalByName(idOrName));
   }
 
+  list(): Promise<ServicePrincipalRecord[]> {
+    return this.store.listServicePrincipals();
+  }
+
   async create(o: {
     name: string;
     roles: string[];

@@ -336,7 +336,7 @@ export class Gateway {
         databricks: gw.databricks,
         assertionKeys: () => (gw.keys as SigningKeys).jwks().keys,
       });
-      registerAdminRoutes(api, auth, () => gw.publicOrigin, gw.clientIp);
+      registerAdminRoutes(api, auth, () => gw.publicOrigin, gw.clientIp, oauth.sps);
       registerPendingRoutes(api, {
         auth,
         pending: gw.pending,
