@@ -84,6 +84,8 @@ export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv =
       `  curl -i ${g}/api/2.0/serving-endpoints     # 401: nobody gets through without an identity`,
       `  curl ${g}/.keygate/readyz                  # ready: store and workspace credential OK`,
       `  ./bin/keygate.js admin invite --config ${configFile} colleague@example.com`,
+      `  ./bin/keygate.js login --gateway ${g}      # tokens for your tools (tap your key), then: keygate token | proxy`,
+      `  ./bin/keygate.js admin sp create ci-bot --role ml-reader --config ${configFile}   # a machine identity`,
       '',
       'Press Ctrl-C to stop (in-flight requests are drained first).',
     ].join('\n'),

@@ -49,7 +49,8 @@ export class SqliteStore implements Store {
     this.db = new Database(opts.path);
     if (opts.path !== ':memory:') chmodSync(opts.path, 0o600);
     this.db.pragma('journal_mode = WAL');
-    // FULL: a transaction that returned is on disk, so a crash loses nothing acknowledged.
+    // NORMAL in WAL mode: a transaction that returned survives a crash or kill of this process
+    // (the OS holds the WAL); only a power loss or OS crash can lose the last commits.
     this.db.pragma('synchronous = NORMAL');
     this.db.pragma('foreign_keys = ON');
     this.db.pragma('busy_timeout = 5000');
