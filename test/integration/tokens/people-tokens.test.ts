@@ -232,6 +232,101 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
   });
 });
 
+describe('trading a DPoP-bound token for a short bearer token (what `keygate token` does)', () => {
+  async function exchange(subject: string, dpop: oidc.DPoPHandle | undefined) {
+    return oidc.genericGrantRequest(
+      cli,
+      'urn:ietf:params:oauth:grant-type:token-exchange',
+      { subject_token: subject, subject_token_type: 'urn:ietf:params:oauth:token-type:access_token' },
+      dpop === undefined ? {} : { DPoP: dpop },
+    );
+  }
+
+  it('needs a proof of the bound key; the bearer token carries the same login and is refused for sensitive actions', async () => {
+    // ml-deployer may create serving endpoints: only policy about bearer tokens stands in the way.
+    const { browser: b2, authenticator: a2 } = await enroll(g, 'dana@example.com', {
+      token: await invite(g, 'dana@example.com', ['ml-deployer']),
+    });
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const url = oidc.buildAuthorizationUrl(cli, {
+      redirect_uri: REDIRECT,
+      scope: 'openid offline_access',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+    });
+    const walk = await walkAuthorization(g, b2, url, a2, REDIRECT);
+    const key = await oidc.randomDPoPKeyPair('ES256');
+    const DPoP = oidc.getDPoPHandle(cli, key);
+    const bound = await oidc.authorizationCodeGrant(
+      cli,
+      walk.callback,
+      { pkceCodeVerifier: verifier, expectedState: state },
+      undefined,
+      {
+        DPoP,
+      },
+    );
+
+    // Without a proof, or with a proof by another key: refused, and audited.
+    await expect(exchange(bound.access_token, undefined)).rejects.toMatchObject({ error: 'invalid_grant' });
+    const thief = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    await expect(exchange(bound.access_token, thief)).rejects.toMatchObject({ error: 'invalid_grant' });
+    const refused = (await g.gw.store.listAuthEvents({ limit: 5 })).filter((e) => e.kind === 'token.refused');
+    expect(refused.map((e) => e.reason)).toContain('exchange_proof_invalid');
+
+    const plain = await exchange(bound.access_token, DPoP);
+    expect(plain.token_type.toLowerCase()).toBe('bearer');
+    expect(plain.expires_in).toBe(600);
+    const pc = claimsOf(plain.access_token);
+    const bc = claimsOf(bound.access_token);
+    expect(pc.cnf).toBeUndefined();
+    expect(pc).toMatchObject({
+      sub: bc.sub,
+      kg_aev: bc.kg_aev,
+      kg_grant: bc.kg_grant,
+      aud: bc.aud,
+      kg_gty: 'token-exchange',
+    });
+
+    const call = async (
+      method: 'GET' | 'POST',
+      path: string,
+      authorization: string,
+      extra: Record<string, string> = {},
+    ) => {
+      const r = await request(`${g.url}${path}`, {
+        method,
+        headers: { authorization, 'content-type': 'application/json', ...extra },
+        ...(method === 'POST' ? { body: JSON.stringify({ name: 'fraud-v2', config: {} }) } : {}),
+      });
+      return { status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };
+    };
+    const before = seen.length;
+    expect((await call('GET', '/api/2.0/serving-endpoints', `Bearer ${plain.access_token}`)).status).toBe(200);
+    const denied = await call('POST', '/api/2.0/serving-endpoints', `Bearer ${plain.access_token}`);
+    expect(denied.status).toBe(403);
+    expect(denied.body.error_code).toBe('PERMISSION_DENIED');
+    expect(seen.length).toBe(before + 1);
+    // The device-bound token may (a fresh login, so no step-up either).
+    const ok = await oidc.fetchProtectedResource(
+      cli,
+      bound.access_token,
+      new URL(`${g.url}/api/2.0/serving-endpoints`),
+      'POST',
+      JSON.stringify({ name: 'fraud-v2', config: {} }),
+      new Headers({ 'content-type': 'application/json' }),
+      { DPoP },
+    );
+    expect(ok.status).toBe(200);
+    expect(seen.length).toBe(before + 2);
+    // A revoked family takes its exchanged tokens with it.
+    await oidc.tokenRevocation(cli, bound.refresh_token as string);
+    expect((await call('GET', '/api/2.0/serving-endpoints', `Bearer ${plain.access_token}`)).status).toBe(401);
+  });
+});
+
 describe("the Databricks CLI's browser login on the workspace's own paths", () => {
   it('/oidc discovery → /oidc/v1/authorize → WebAuthn → /oidc/v1/token gives a Keygate token, not an upstream one', async () => {
     const disc = await request(`${g.url}/oidc/.well-known/oauth-authorization-server`);
