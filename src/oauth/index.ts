@@ -36,6 +36,14 @@ export { CLI_CLIENT_ID, DATABRICKS_CLI_CLIENT_ID, OAUTH_PREFIX };
 /** The workspace id Keygate reports in the Databricks host metadata. */
 const DATABRICKS_WORKSPACE_ID = '900800700600';
 const INTERACTION_TTL_S = 600;
+/** Metric labels stay bounded: unknown grant types are counted as "other". */
+const KNOWN_GRANTS = new Set([
+  'authorization_code',
+  'refresh_token',
+  'client_credentials',
+  'urn:ietf:params:oauth:grant-type:device_code',
+  'urn:ietf:params:oauth:grant-type:token-exchange',
+]);
 
 export interface OAuthDeps {
   config: Config;
@@ -47,6 +55,8 @@ export interface OAuthDeps {
   log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
   /** Upstream audiences; the first is the default resource of a token. */
   audiences: readonly string[];
+  /** Counts token endpoint answers by grant and outcome. */
+  onTokenOutcome?: (grant: string, outcome: string) => void;
 }
 
 export class OAuthServer {
@@ -168,6 +178,12 @@ export class OAuthServer {
       log: (detail, msg) => d.log.warn(detail, msg),
     });
     provider.use((ctx, next) => this.postProcess(ctx as KoaContextWithOIDC, next));
+    const grantOf = (ctx: KoaContextWithOIDC) => {
+      const g = String(ctx.oidc?.params?.grant_type ?? 'unknown');
+      return KNOWN_GRANTS.has(g) ? g.replace('urn:ietf:params:oauth:grant-type:', '') : 'other';
+    };
+    provider.on('grant.success', (ctx) => d.onTokenOutcome?.(grantOf(ctx), 'issued'));
+    provider.on('grant.error', (ctx, err) => d.onTokenOutcome?.(grantOf(ctx), String(err.error ?? 'error')));
     provider.on('grant.error', (ctx, err) => {
       // oidc-provider keeps the specific reason in error_detail (the client sees a generic description).
       if ((err as { error_detail?: string }).error_detail !== 'refresh token already used') return;

@@ -315,6 +315,7 @@ export class Gateway {
       clientIp: gw.clientIp,
       log: gw.log,
       audiences: gw.upstreams.map((u) => u.audience),
+      onTokenOutcome: (grant, outcome) => gw.metrics.tokens.inc({ grant, outcome }),
     });
     // An Authorization header (a Keygate token) is checked first; then the browser session.
     gw.identifiers = [gw.oauthServer.identifier, gw.authentication.identifier, ...gw.identifiers];

@@ -22,6 +22,12 @@ export class Metrics {
     labelNames: ['upstream', 'outcome'] as const,
     registers: [this.registry],
   });
+  readonly tokens = new Counter({
+    name: 'keygate_oauth_token_requests_total',
+    help: 'Token endpoint answers by grant type and outcome (issued, or the OAuth error code).',
+    labelNames: ['grant', 'outcome'] as const,
+    registers: [this.registry],
+  });
   readonly inflight = new Gauge({
     name: 'keygate_inflight_requests',
     help: 'Requests being served right now.',

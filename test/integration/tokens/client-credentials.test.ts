@@ -160,3 +160,17 @@ describe('client_credentials with private_key_jwt', () => {
     ).rejects.toMatchObject({ code: 'BAD_REQUEST' });
   });
 });
+
+describe('metrics', () => {
+  it('count token answers by grant and outcome', async () => {
+    const text = await (await request(`${g.url}/.keygate/metrics`)).body.text();
+    const count = (outcome: string) =>
+      Number(
+        new RegExp(
+          `keygate_oauth_token_requests_total\\{grant="client_credentials",outcome="${outcome}"\\} (\\d+)`,
+        ).exec(text)?.[1] ?? 0,
+      );
+    expect(count('issued')).toBeGreaterThanOrEqual(4);
+    expect(count('invalid_client')).toBeGreaterThanOrEqual(3);
+  });
+});
