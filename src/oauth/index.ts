@@ -28,6 +28,7 @@ import {
   ROUTES,
   saveGrantContext,
 } from './provider.js';
+import { loadOidc } from './oidc-module.js';
 import { Revocations } from './revocations.js';
 import { ServicePrincipals } from './service-principals.js';
 
@@ -83,6 +84,7 @@ export class OAuthServer {
   }
 
   static async create(d: OAuthDeps): Promise<OAuthServer> {
+    await loadOidc();
     const s = new OAuthServer(d);
     s.keys = await s.loadKeys();
     s.tokens = new AccessTokens({

@@ -8,12 +8,9 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { JWK } from 'jose';
-import Provider, {
-  type Configuration,
-  errors,
-  type KoaContextWithOIDC,
-  type ResourceServer as ResourceServerInfo,
-} from 'oidc-provider';
+import type Provider from 'oidc-provider';
+import type { Configuration, KoaContextWithOIDC, ResourceServer as ResourceServerInfo } from 'oidc-provider';
+import { oidcModule } from './oidc-module.js';
 import type { AuthEvents } from '../authenticate/auth-events.js';
 import type { Config } from '../config/schema.js';
 import type { Clock } from '../lib/clock.js';
@@ -131,7 +128,7 @@ export function createProvider(issuer: string, d: ProviderDeps): Provider {
     indicator: string,
     client: { clientId: string },
   ): Promise<ResourceServerInfo> => {
-    if (!resources.has(indicator)) throw new errors.InvalidTarget('unknown resource');
+    if (!resources.has(indicator)) throw new (oidcModule().errors.InvalidTarget)('unknown resource');
     const machine = client.clientId !== CLI_CLIENT_ID && client.clientId !== DATABRICKS_CLI_CLIENT_ID;
     const state = ctx.state as TokenState;
     let ttl = machine ? machineTtlS : peopleTtlS;
@@ -266,7 +263,7 @@ export function createProvider(issuer: string, d: ProviderDeps): Provider {
     },
   };
 
-  const provider = new Provider(issuer, configuration);
+  const provider = new (oidcModule().default)(issuer, configuration);
   // Behind a TLS terminator the public URL is fixed in config; don't trust X-Forwarded-* here.
   provider.proxy = false;
 

@@ -23,7 +23,8 @@ import {
   jwtVerify,
 } from 'jose';
 import type Provider from 'oidc-provider';
-import { errors, type KoaContextWithOIDC, type ResourceServer as ResourceServerInfo } from 'oidc-provider';
+import type { KoaContextWithOIDC, ResourceServer as ResourceServerInfo } from 'oidc-provider';
+import { oidcModule } from './oidc-module.js';
 import type { AuthFailureReason } from '../authenticate/auth-events.js';
 import type { Config } from '../config/schema.js';
 import { isKeygateError } from '../errors/index.js';
@@ -67,8 +68,10 @@ export function registerTokenExchange(provider: Provider, d: ProviderDeps, r: Re
       const params = ctx.oidc.params as Record<string, string | undefined>;
       const type = params.subject_token_type;
       const subject = params.subject_token;
-      if (typeof subject !== 'string' || subject.length === 0) throw new errors.InvalidRequest('missing subject_token');
-      if (params.actor_token !== undefined) throw new errors.InvalidRequest('actor tokens are not supported here');
+      if (typeof subject !== 'string' || subject.length === 0)
+        throw new (oidcModule().errors.InvalidRequest)('missing subject_token');
+      if (params.actor_token !== undefined)
+        throw new (oidcModule().errors.InvalidRequest)('actor tokens are not supported here');
       if (type !== undefined && JWT_TYPES.has(type)) {
         await federate(provider, d, r, ctx, subject, keysFor);
         return;
@@ -77,7 +80,7 @@ export function registerTokenExchange(provider: Provider, d: ProviderDeps, r: Re
         await unbind(provider, d, r, ctx, subject);
         return;
       }
-      throw new errors.InvalidRequest('unsupported subject_token_type');
+      throw new (oidcModule().errors.InvalidRequest)('unsupported subject_token_type');
     },
     PARAMS,
   );
@@ -94,7 +97,7 @@ async function refuse(
     reason,
     userId: who,
   });
-  throw new errors.InvalidGrant(reason.replaceAll('_', ' '));
+  throw new (oidcModule().errors.InvalidGrant)(reason.replaceAll('_', ' '));
 }
 
 function eventContext(d: ProviderDeps, ctx: KoaContextWithOIDC): { ip: string; userAgent: string } {
@@ -111,7 +114,7 @@ async function federate(
   keysFor: (t: Trust) => JWTVerifyGetKey,
 ): Promise<void> {
   const client = ctx.oidc.client;
-  if (!client) throw new errors.InvalidClient('client required');
+  if (!client) throw new (oidcModule().errors.InvalidClient)('client required');
   let unverified: JWTPayload;
   try {
     unverified = decodeJwt(subjectToken);
@@ -222,7 +225,7 @@ async function unbind(
 ): Promise<void> {
   const client = ctx.oidc.client;
   if (!client || client.clientId !== CLI_CLIENT_ID)
-    throw new errors.UnauthorizedClient('only the Keygate CLI may exchange its tokens');
+    throw new (oidcModule().errors.UnauthorizedClient)('only the Keygate CLI may exchange its tokens');
   const tokens = d.accessTokens();
   let v: Awaited<ReturnType<typeof tokens.verify>>;
   try {
@@ -270,7 +273,7 @@ async function resourceServerFor(provider: Provider, r: Resources, ctx: KoaConte
   const asked = ctx.oidc.params?.resource;
   const indicator = resource ?? (typeof asked === 'string' ? asked : r.defaultResource);
   const client = ctx.oidc.client;
-  if (!client) throw new errors.InvalidClient('client required');
+  if (!client) throw new (oidcModule().errors.InvalidClient)('client required');
   return new provider.ResourceServer(indicator, await r.info(ctx, indicator, client));
 }
 
