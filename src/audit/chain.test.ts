@@ -1,0 +1,204 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, generateKeyPair, type JWK } from 'jose';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { AuditLog } from './log.js';
+import { type AuditEntry, canonicalJson } from './record.js';
+import { openAuditDb, SqliteChain, signerFor } from './sqlite-chain.js';
+import { verifyChain } from './verify.js';
+
+let dir: string;
+let key: { kid: string; jwk: JWK };
+let publicJwks: { keys: JWK[] };
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'kg-audit-'));
+  const { privateKey, publicKey } = await generateKeyPair('ES256', { extractable: true });
+  key = { kid: 'audit-1', jwk: await exportJWK(privateKey) };
+  publicJwks = { keys: [{ ...(await exportJWK(publicKey)), kid: 'audit-1', alg: 'ES256' }] };
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+const entry = (i: number): AuditEntry => ({
+  kind: 'http.request',
+  at: 1_800_000_000_000 + i,
+  actor: { type: 'user', id: `u${i % 3}`, authEventId: `ev${i}` },
+  request: { method: 'GET', path: `/api/2.0/x/${i}`, action: 'serving:read', ip: '127.0.0.1', requestId: `r${i}` },
+  decision: { effect: 'allow', reasons: ['role:ml-reader:0'] },
+  status: 200,
+});
+
+async function chainWith(n: number, every = 10) {
+  const db = openAuditDb(join(dir, 'audit.db'));
+  const chain = new SqliteChain(db, { every, everyMs: 3_600_000, sign: await signerFor(key) });
+  for (let i = 0; i < n; i += 7) await chain.append(Array.from({ length: Math.min(7, n - i) }, (_, k) => entry(i + k)));
+  return { db, chain };
+}
+
+describe('canonical JSON', () => {
+  it('sorts keys at every level and drops undefined members', () => {
+    expect(canonicalJson({ b: 1, a: { d: [1, { z: true, y: null }], c: 'x' }, u: undefined })).toBe(
+      '{"a":{"c":"x","d":[1,{"y":null,"z":true}]},"b":1}',
+    );
+  });
+});
+
+describe('the hash chain', () => {
+  it('an intact chain with checkpoints verifies', async () => {
+    const { db } = await chainWith(95);
+    const r = await verifyChain(db, publicJwks);
+    expect(r).toMatchObject({ ok: true, records: 95, firstSeq: 1, lastSeq: 95 });
+    // Batches of 7 with a checkpoint due every 10 records: after 14, 28, … 84 and 95.
+    expect(r.checkpoints).toBe(7);
+    db.close();
+  });
+
+  it('detects a modified record', async () => {
+    const { db } = await chainWith(40);
+    const body = (db.prepare('SELECT body FROM audit_records WHERE seq = 17').get() as { body: string }).body;
+    db.prepare('UPDATE audit_records SET body = ? WHERE seq = 17').run(body.replace('"allow"', '"deny"'));
+    expect((await verifyChain(db, publicJwks)).problem).toEqual({
+      seq: 17,
+      what: 'hash does not match the record (modified)',
+    });
+    db.close();
+  });
+
+  it('detects a modified record whose hash was recomputed (the next link breaks)', async () => {
+    const { db } = await chainWith(40);
+    const { chainHash } = await import('./record.js');
+    const row = db.prepare('SELECT body FROM audit_records WHERE seq = 17').get() as { body: string };
+    const rec = JSON.parse(row.body.replace('"allow"', '"deny"'));
+    const { body, hash } = chainHash(rec);
+    db.prepare('UPDATE audit_records SET body = ?, hash = ? WHERE seq = 17').run(body, hash);
+    const r = await verifyChain(db, publicJwks);
+    expect(r.ok).toBe(false);
+    expect(r.problem?.seq).toBe(18);
+    db.close();
+  });
+
+  it('detects a deleted record', async () => {
+    const { db } = await chainWith(40);
+    db.prepare('DELETE FROM audit_records WHERE seq = 23').run();
+    expect((await verifyChain(db, publicJwks)).problem).toEqual({ seq: 23, what: 'record 23 is missing (next is 24)' });
+    db.close();
+  });
+
+  it('detects an inserted record (renumbered to fit) and reordered records', async () => {
+    const { db } = await chainWith(40);
+    // Insert: shift 30.. up by one and put a forged record at 30.
+    db.exec(
+      'UPDATE audit_records SET seq = -seq WHERE seq >= 30; UPDATE audit_records SET seq = -seq + 1 WHERE seq < 0',
+    );
+    db.prepare(
+      "INSERT INTO audit_records SELECT 30, 'forged', at, kind, actor_id, action, decision, body, prev_hash, hash FROM audit_records WHERE seq = 29",
+    ).run();
+    const r1 = await verifyChain(db, publicJwks);
+    expect(r1.ok).toBe(false);
+    expect(r1.problem?.seq).toBe(30);
+    db.close();
+
+    const { db: db2 } = await (async () => {
+      rmSync(join(dir, 'audit.db'));
+      rmSync(join(dir, 'audit.db-wal'), { force: true });
+      rmSync(join(dir, 'audit.db-shm'), { force: true });
+      return chainWith(40);
+    })();
+    // Reorder: swap records 12 and 13.
+    db2.exec(
+      'UPDATE audit_records SET seq = -1 WHERE seq = 12; UPDATE audit_records SET seq = 12 WHERE seq = 13; UPDATE audit_records SET seq = 13 WHERE seq = -1',
+    );
+    const r2 = await verifyChain(db2, publicJwks);
+    expect(r2.ok).toBe(false);
+    expect(r2.problem?.seq).toBe(12);
+    db2.close();
+  });
+
+  it('detects records cut from the end when a checkpoint covered them, and forged checkpoints', async () => {
+    const { db } = await chainWith(40, 10);
+    db.prepare('DELETE FROM audit_records WHERE seq > 35').run();
+    expect((await verifyChain(db, publicJwks)).problem?.what).toMatch(/checkpoint at 40 is beyond the last record/);
+    db.close();
+
+    rmSync(join(dir, 'audit.db'));
+    rmSync(join(dir, 'audit.db-wal'), { force: true });
+    rmSync(join(dir, 'audit.db-shm'), { force: true });
+    const { db: db2 } = await chainWith(30, 10);
+    // A checkpoint signed by another key.
+    const other = await generateKeyPair('ES256', { extractable: true });
+    const forge = await signerFor({ kid: 'audit-1', jwk: await exportJWK(other.privateKey) });
+    const head = db2.prepare('SELECT seq, hash FROM audit_records WHERE seq = 15').get() as {
+      seq: number;
+      hash: string;
+    };
+    const f = await (forge as NonNullable<typeof forge>)({ seq: 15, hash: head.hash, at: 1 });
+    db2
+      .prepare('INSERT INTO audit_checkpoints (seq, hash, at, kid, jws) VALUES (15, ?, 1, ?, ?)')
+      .run(head.hash, f.kid, f.jws);
+    expect((await verifyChain(db2, publicJwks)).problem).toEqual({
+      seq: 15,
+      what: 'checkpoint signature does not verify',
+    });
+    db2.close();
+  });
+
+  it('a restart continues the chain where it ended', async () => {
+    const { db } = await chainWith(12);
+    db.close();
+    const { db: again, chain } = await chainWith(5);
+    expect(chain.current.seq).toBe(17);
+    expect((await verifyChain(again, publicJwks)).ok).toBe(true);
+    again.close();
+  });
+});
+
+describe('AuditLog', () => {
+  const log = { warn: () => undefined, error: () => undefined };
+  const opts = (path: string) => ({
+    path,
+    maxQueue: 1000,
+    flushMs: 2,
+    batchMax: 256,
+    checkpointEvery: 100,
+    checkpointEveryMs: 60_000,
+    failOpen: false,
+    key,
+    log,
+  });
+
+  it('commits through its writer thread in batches; the chain verifies', async () => {
+    const path = join(dir, 'audit.db');
+    const a = await AuditLog.open(opts(path));
+    for (let i = 0; i < 1000; i++) a.record(entry(i));
+    await a.flushed();
+    expect(a.committedSeq).toBe(1000);
+    await a.close();
+    const db = openAuditDb(path);
+    expect(await verifyChain(db, publicJwks)).toMatchObject({ ok: true, records: 1000 });
+    db.close();
+  });
+
+  it('refuses to accept more once the writer fails, and recovers when it can write again', async () => {
+    const path = join(dir, 'audit.db');
+    const a = await AuditLog.open({ ...opts(path), maxQueue: 10, busyTimeoutMs: 20 });
+    a.record(entry(0));
+    await a.flushed();
+    expect(a.accepting).toBe(true);
+    // Another connection holds the write lock: batches fail (busy) until it lets go.
+    const blocker = openAuditDb(path);
+    blocker.pragma('busy_timeout = 0');
+    blocker.exec('BEGIN IMMEDIATE');
+    for (let i = 1; i <= 12; i++) a.record(entry(i));
+    // Wait (bounded) for the writer to report the failure.
+    for (let i = 0; i < 200 && a.state !== 'failing'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(a.state).toBe('failing');
+    expect(a.accepting).toBe(false);
+    blocker.exec('COMMIT');
+    blocker.close();
+    await a.flushed();
+    expect(a.accepting).toBe(true);
+    expect(a.committedSeq).toBe(13);
+    await a.close();
+  });
+});

@@ -1,0 +1,238 @@
+/**
+ * The audit log as the request path sees it: `record()` puts an entry in a bounded queue and
+ * returns; a writer commits queued entries in batches, one durable transaction per batch, on
+ * its own thread (a response never waits for the disk). If the writer cannot keep up or
+ * fails, `accepting` turns false and the gateway refuses new requests with 503 rather than
+ * serve them unaudited — unless the operator chose fail-open.
+ */
+import { Worker } from 'node:worker_threads';
+import type { JWK } from 'jose';
+import type { AuditEntry } from './record.js';
+import { openAuditDb, SqliteChain, signerFor } from './sqlite-chain.js';
+import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+
+export interface AuditOptions {
+  /** SQLite file of the audit chain, or ':memory:' (tests: written on this thread). */
+  path: string;
+  /** Entries that may wait for the writer; beyond this, new requests are refused. */
+  maxQueue: number;
+  /** Longest an entry waits before its batch is written. */
+  flushMs: number;
+  /** Most entries in one batch. */
+  batchMax: number;
+  /** Checkpoint every this many records, or this many ms, whichever first. */
+  checkpointEvery: number;
+  checkpointEveryMs: number;
+  /** How long a batch waits for another writer's lock before it counts as failed. */
+  busyTimeoutMs?: number;
+  /** Serve requests even when the audit log cannot take them (loudly discouraged). */
+  failOpen: boolean;
+  /** The checkpoint signing key (private JWK with kid). */
+  key: { kid: string; jwk: JWK } | null;
+  log: { warn(o: object, msg: string): void; error(o: object, msg: string): void };
+}
+
+interface Sink {
+  append(entries: AuditEntry[]): Promise<number>;
+  close(): Promise<void>;
+}
+
+class InlineSink implements Sink {
+  private constructor(
+    private readonly chain: SqliteChain,
+    private readonly db: ReturnType<typeof openAuditDb>,
+  ) {}
+  static async open(o: AuditOptions): Promise<InlineSink> {
+    const db = openAuditDb(o.path, o.busyTimeoutMs);
+    return new InlineSink(
+      new SqliteChain(db, { every: o.checkpointEvery, everyMs: o.checkpointEveryMs, sign: await signerFor(o.key) }),
+      db,
+    );
+  }
+  append(entries: AuditEntry[]): Promise<number> {
+    return this.chain.append(entries);
+  }
+  async close(): Promise<void> {
+    this.db.close();
+  }
+}
+
+class WorkerSink implements Sink {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
+  private closed: (() => void) | undefined;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on('message', (m: WorkerReply) => {
+      if (m.type === 'committed' || m.type === 'failed') {
+        const p = this.pending.get(m.id);
+        this.pending.delete(m.id);
+        if (m.type === 'committed') p?.resolve(m.through);
+        else p?.reject(new Error(m.error));
+      } else if (m.type === 'closed') this.closed?.();
+    });
+    worker.on('error', (e) => {
+      for (const p of this.pending.values()) p.reject(e);
+      this.pending.clear();
+    });
+  }
+
+  static async open(o: AuditOptions): Promise<WorkerSink> {
+    const init: WorkerInit = {
+      path: o.path,
+      every: o.checkpointEvery,
+      everyMs: o.checkpointEveryMs,
+      key: o.key,
+      busyTimeoutMs: o.busyTimeoutMs ?? 5_000,
+    };
+    // Built code runs worker.js; tests and tsx run the TypeScript source through tsx.
+    const fromSource = import.meta.url.endsWith('.ts');
+    const worker = fromSource
+      ? new Worker(
+          `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); })`,
+          { eval: true, workerData: init },
+        )
+      : new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: WorkerReply) => {
+        if (m.type === 'ready') {
+          worker.off('error', reject);
+          resolve();
+        }
+      };
+      worker.once('message', onMessage);
+      worker.once('error', reject);
+    });
+    return new WorkerSink(worker);
+  }
+
+  append(entries: AuditEntry[]): Promise<number> {
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ type: 'batch', id, entries } satisfies WorkerRequest);
+    });
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.closed = resolve;
+      this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
+      setTimeout(resolve, 2_000).unref();
+    });
+    await this.worker.terminate();
+  }
+}
+
+export class AuditLog {
+  private queue: AuditEntry[] = [];
+  private writing = false;
+  private timer: NodeJS.Timeout | undefined;
+  private failing = false;
+  private retryMs = 0;
+  private enqueued = 0;
+  private committed = 0;
+  private lastSeq = 0;
+  private readonly waiters: { upTo: number; resolve: () => void }[] = [];
+  private closing = false;
+
+  private constructor(
+    private readonly sink: Sink,
+    private readonly o: AuditOptions,
+  ) {}
+
+  static async open(o: AuditOptions): Promise<AuditLog> {
+    const sink = o.path === ':memory:' ? await InlineSink.open(o) : await WorkerSink.open(o);
+    return new AuditLog(sink, o);
+  }
+
+  /** False when new requests must be refused: the writer is failing or too far behind. */
+  get accepting(): boolean {
+    if (this.o.failOpen) return true;
+    return !this.failing && this.queue.length < this.o.maxQueue;
+  }
+
+  /** Why `accepting` is false, for readiness and logs. */
+  get state(): 'ok' | 'failing' | 'backlogged' {
+    return this.failing ? 'failing' : this.queue.length >= this.o.maxQueue ? 'backlogged' : 'ok';
+  }
+
+  /** Sequence number of the last committed record. */
+  get committedSeq(): number {
+    return this.lastSeq;
+  }
+
+  /** Queue an entry; it is committed within `flushMs` (or sooner when a batch fills). */
+  record(e: AuditEntry): void {
+    if (this.closing) return;
+    if (this.queue.length >= this.o.maxQueue * 2) {
+      // Fail-open and far behind: keep memory bounded; the loss is logged.
+      this.o.log.error({ kind: e.kind }, 'audit queue overflow: record dropped');
+      return;
+    }
+    this.queue.push(e);
+    this.enqueued++;
+    if (this.queue.length >= this.o.batchMax) this.kick(0);
+    else if (this.timer === undefined && !this.writing) this.kick(this.o.flushMs);
+  }
+
+  /** Resolves when everything recorded so far is committed. */
+  flushed(): Promise<void> {
+    if (this.committed >= this.enqueued) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.waiters.push({ upTo: this.enqueued, resolve });
+      this.kick(0);
+    });
+  }
+
+  async close(): Promise<void> {
+    // Commit what is queued; a failing writer gets a few seconds, then what is left is reported.
+    await Promise.race([this.flushed(), new Promise((r) => setTimeout(r, 5_000).unref())]);
+    if (this.queue.length > 0) this.o.log.error({ lost: this.queue.length }, 'audit records not committed at shutdown');
+    this.closing = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.sink.close();
+  }
+
+  private kick(ms: number): void {
+    if (this.writing) return;
+    if (this.timer !== undefined) {
+      if (ms > 0) return;
+      clearTimeout(this.timer);
+    }
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.write();
+    }, ms);
+  }
+
+  private async write(): Promise<void> {
+    if (this.writing || this.queue.length === 0) return;
+    this.writing = true;
+    const batch = this.queue.slice(0, this.o.batchMax);
+    try {
+      this.lastSeq = await this.sink.append(batch);
+      this.queue.splice(0, batch.length);
+      this.committed += batch.length;
+      if (this.failing) this.o.log.warn({}, 'audit log writable again');
+      this.failing = false;
+      this.retryMs = 0;
+      for (let i = this.waiters.length - 1; i >= 0; i--) {
+        const w = this.waiters[i] as { upTo: number; resolve: () => void };
+        if (this.committed >= w.upTo) {
+          this.waiters.splice(i, 1);
+          w.resolve();
+        }
+      }
+    } catch (e) {
+      // Nothing of the batch was written; it stays queued and is retried with backoff.
+      if (!this.failing) this.o.log.error({ detail: (e as Error).message }, 'audit log write failed');
+      this.failing = true;
+      this.retryMs = Math.min(30_000, Math.max(100, this.retryMs * 2));
+    } finally {
+      this.writing = false;
+    }
+    if (this.queue.length > 0)
+      this.kick(this.failing ? this.retryMs : this.queue.length >= this.o.batchMax ? 0 : this.o.flushMs);
+  }
+}
