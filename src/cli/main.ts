@@ -8,6 +8,11 @@ import { adminKeysRotate, adminSpCreate, adminSpList, adminSpRevokeSecret, admin
 import { configCheck } from './commands/config-check.js';
 import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { demo } from './commands/demo.js';
+import { login } from './commands/login.js';
+import { logout } from './commands/logout.js';
+import { proxy } from './commands/proxy.js';
+import { token } from './commands/token.js';
+import { whoami } from './commands/whoami.js';
 import { serve } from './commands/serve.js';
 import { sim } from './commands/sim.js';
 import { EXIT, type Output, stdio } from './output.js';
@@ -48,6 +53,39 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .action(async (o: { port: number; simPort: number; dataDir: string; adminEmail: string }) =>
       setCode(await demo(o, out)),
     );
+
+  // The people's commands: sign this terminal in, and use the gateway with its DPoP-bound tokens.
+  const gatewayHelp =
+    'gateway URL (default $KEYGATE_GATEWAY, else the last one logged in to, else http://localhost:8443)';
+  program
+    .command('login')
+    .description('sign in to a gateway: in a browser (loopback redirect + PKCE) or, with --device, on another device')
+    .option('-g, --gateway <url>', gatewayHelp)
+    .option('--device', 'device authorization grant: print a code to enter on any device')
+    .option('--no-browser', 'do not open a browser; print the URL')
+    .action(async (o: { gateway?: string; device?: boolean; browser: boolean }) => setCode(await login(o, out)));
+  program
+    .command('token')
+    .description('print a short-lived bearer token for the gateway (refreshed as needed)')
+    .option('-g, --gateway <url>', gatewayHelp)
+    .option('--dpop', 'print the DPoP-bound access token instead (needs a DPoP proof on every request)')
+    .action(async (o: { gateway?: string; dpop?: boolean }) => setCode(await token(o, out)));
+  program
+    .command('whoami')
+    .description('show who the current token belongs to')
+    .option('-g, --gateway <url>', gatewayHelp)
+    .action(async (o: { gateway?: string }) => setCode(await whoami(o, out)));
+  program
+    .command('logout')
+    .description('revoke the refresh token at the gateway and delete the local credentials')
+    .option('-g, --gateway <url>', gatewayHelp)
+    .action(async (o: { gateway?: string }) => setCode(await logout(o, out)));
+  program
+    .command('proxy')
+    .description('forward 127.0.0.1:PORT to the gateway, signing each request (DATABRICKS_HOST=http://127.0.0.1:PORT)')
+    .option('-p, --port <port>', 'local port (0 = any free port)', port, 0)
+    .option('-g, --gateway <url>', gatewayHelp)
+    .action(async (o: { port: number; gateway?: string }) => setCode(await proxy(o, out)));
 
   const config = program.command('config').description('configuration tools');
   config

@@ -395,6 +395,8 @@ export class OAuthServer {
       ) as never;
     }
     if (details.uid !== uid) throw new KeygateError('NOT_FOUND');
+    // Before any redirect to the login page: the tap that follows must come after this moment.
+    const started = await this.firstSeen(uid);
     const value = readCookie(req.headers.cookie, this.d.sessions.cookieName);
     const resolved = value === undefined ? null : await this.d.sessions.resolve(value);
     const toLogin = () =>
@@ -405,7 +407,7 @@ export class OAuthServer {
     if (resolved === null) return toLogin();
     // The login prompt needs a WebAuthn assertion made after this sign-in request reached the
     // browser: an existing session cannot approve a new token on its own.
-    if (details.prompt.name === 'login' && resolved.session.authTime < (await this.firstSeen(uid))) return toLogin();
+    if (details.prompt.name === 'login' && resolved.session.authTime < started) return toLogin();
     const { session, user } = resolved;
     let result: Record<string, unknown>;
     if (details.prompt.name === 'login') {
