@@ -8,6 +8,9 @@
  * (the benchmark's identity holds the admin role, so with policy on every request is allowed
  * too — through the decision cache).
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/server/gateway.js';
 import { SqliteStore } from '../../src/store/sqlite/index.js';
@@ -20,6 +23,8 @@ const config = parseConfig({
   listen: { host: '127.0.0.1', port: 0 },
   log: logRequests ? { requests: true } : {},
   shutdown: { drainTimeout: '1s' },
+  // A real file on its writer thread, as deployed (removed with the temporary folder by the OS).
+  audit: { path: join(mkdtempSync(join(tmpdir(), 'kg-bench-audit-')), 'audit.db') },
   upstreams: {
     ws: {
       url: process.env.BENCH_UPSTREAM_URL as string,

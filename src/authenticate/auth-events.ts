@@ -84,6 +84,9 @@ export interface EventDetails {
   uv?: boolean | null;
   backupEligible?: boolean | null;
   backedUp?: boolean | null;
+  /** For the audit log: a machine's events name it as a service principal, and how it authenticated. */
+  principalType?: 'user' | 'service_principal';
+  via?: string;
 }
 
 export class AuthEvents {
@@ -92,10 +95,19 @@ export class AuthEvents {
     private readonly clock: Clock,
   ) {}
 
+  /** Told of every event once it is stored (the audit log subscribes). */
+  onStored: ((e: AuthEventRecord) => void) | undefined;
+
   async record(kind: AuthEventKind, ctx: EventContext, d: EventDetails): Promise<AuthEventRecord> {
     const e = this.build(kind, ctx, d);
     await this.store.insertAuthEvent(e);
+    this.stored(e);
     return e;
+  }
+
+  /** For events written by another transaction (a login's): report them once committed. */
+  stored(e: AuthEventRecord): void {
+    this.onStored?.(e);
   }
 
   /** The event, not yet written (for writes that must land together with it). */
@@ -116,6 +128,8 @@ export class AuthEvents {
       // Bounded: a user agent is attacker-controlled text.
       ip: ctx.ip.slice(0, 64),
       userAgent: ctx.userAgent.slice(0, 512),
+      ...(d.principalType === undefined ? {} : { principalType: d.principalType }),
+      ...(d.via === undefined ? {} : { via: d.via }),
     };
   }
 }

@@ -5,6 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { adminInvite, adminRecover } from './commands/admin.js';
 import { adminKeysRotate, adminSpCreate, adminSpList, adminSpRevokeSecret, adminSpRotate } from './commands/admin-sp.js';
+import { auditVerify } from './commands/audit.js';
 import { configCheck } from './commands/config-check.js';
 import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { demo } from './commands/demo.js';
@@ -93,6 +94,14 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .description('validate a config file (and the environment it needs); prints the problems or "ok"')
     .argument('[file]', 'config file')
     .action((file: string | undefined) => setCode(configCheck(file, out)));
+
+  const audit = program.command('audit').description('the tamper-evident audit log');
+  audit
+    .command('verify')
+    .description('walk the hash chain and the signed checkpoints; exit 1 at the first broken or missing record')
+    .option('-c, --config <file>', 'config file')
+    .option('--file <audit.db>', 'an audit database other than the configured one')
+    .action(async (o: { config?: string; file?: string }) => setCode(await auditVerify(o, out)));
 
   const policy = program.command('policy').description('authorization policy tools');
   policy

@@ -361,6 +361,27 @@ export const configSchema = z
       })
       .prefault({})
       .describe('The built-in OAuth authorization server: token lifetimes, signing keys, workload federation.'),
+    audit: z
+      .strictObject({
+        path: z
+          .string()
+          .min(1)
+          .optional()
+          .describe("The audit chain's SQLite file (default <dataDir>/audit.db); ':memory:' keeps it in memory (tests only)."),
+        failOpen: z
+          .boolean()
+          .default(false)
+          .describe(
+            'Serve requests even when the audit log cannot record them (writer failing or too far behind). Off: such requests get 503. Turning it on is logged loudly at start.',
+          ),
+        maxQueue: z.int().min(100).default(100_000).describe('Records that may wait for the writer before new requests are refused.'),
+        flushInterval: duration('10ms').describe('Longest a record waits before its batch is committed.'),
+        batchMax: z.int().min(1).max(100_000).default(5_000).describe('Most records in one committed batch.'),
+        checkpointEvery: z.int().min(1).default(10_000).describe('A signed checkpoint after this many records…'),
+        checkpointInterval: duration('60s').describe('…or after this long, whichever comes first.'),
+      })
+      .prefault({})
+      .describe('The tamper-evident audit log: one record per proxied request and per authentication event.'),
     shutdown: z
       .strictObject({
         drainTimeout: duration('30s').describe('How long SIGTERM waits for in-flight requests.'),

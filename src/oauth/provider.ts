@@ -305,7 +305,12 @@ async function tokenClaims(
       const ev = await d.events.record(
         'token.issued',
         { ip: d.clientIp(ctx.req), userAgent: String(ctx.req.headers['user-agent'] ?? '') },
-        { outcome: 'success', userId: sp.id },
+        {
+          outcome: 'success',
+          userId: sp.id,
+          principalType: 'service_principal',
+          via: ctx.oidc.client?.clientAuthMethod ?? 'client_credentials',
+        },
       );
       state.kgEventId = ev.id;
     }

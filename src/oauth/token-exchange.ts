@@ -92,10 +92,13 @@ async function refuse(
   reason: AuthFailureReason,
   who: string | null,
 ): Promise<never> {
+  // Federation refusals name the client asking (a service principal); exchange refusals a person.
+  const machine = reason.startsWith('federation_');
   await d.events.record('token.refused', eventContext(d, ctx), {
     outcome: 'failure',
     reason,
     userId: who,
+    principalType: machine ? 'service_principal' : 'user',
   });
   throw new (oidcModule().errors.InvalidGrant)(reason.replaceAll('_', ' '));
 }
@@ -191,6 +194,8 @@ async function federate(
     const event = await d.events.record('token.issued', eventContext(d, ctx), {
       outcome: 'success',
       userId: sp.id,
+      principalType: 'service_principal',
+      via: `federation:${trust.name}`,
     });
     state.kgEventId = event.id;
     const token = new provider.ClientCredentials({ client, scope: resourceScopes(ctx.oidc.params?.scope) });

@@ -5,6 +5,7 @@
  */
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
@@ -32,6 +33,8 @@ import { createCredentialProvider } from '../proxy/credentials/index.js';
 import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
+import { AuditLog } from '../audit/log.js';
+import { actorOf, fromAuthEvent } from '../audit/entries.js';
 import { OAuthServer } from '../oauth/index.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import type { Store } from '../store/types.js';
@@ -152,6 +155,12 @@ function tokenRefusal(identity: Identity, audience: string, c: Classification): 
   });
 }
 
+/** How a refusal that never reached policy is recorded: denied, or an error for a 5xx. */
+function refusalDecision(err: KeygateError): Decision | undefined {
+  if (err.status >= 500) return { effect: 'deny', reasons: [`error:${err.code}`] };
+  return { effect: 'deny', reasons: [err.code] };
+}
+
 export class Gateway {
   readonly config: Config;
   readonly store: Store;
@@ -172,6 +181,7 @@ export class Gateway {
   private identifiers: readonly Identifier[];
   private authentication: Authentication | undefined;
   private oauthServer: OAuthServer | undefined;
+  private auditLog: AuditLog | undefined;
   /** A Databricks upstream exists: Keygate answers the workspace's /oidc/ surface. */
   private readonly databricks: boolean;
   private readonly clock: Clock;
@@ -298,6 +308,33 @@ export class Gateway {
     await store.migrate();
     const gw = new Gateway(opts, store);
     gw.keys = await SigningKeys.load(store, 'assertion', gw.clock);
+    const auditKey = (await SigningKeys.load(store, 'audit', gw.clock)).current();
+    const a = opts.config.audit;
+    if (a.failOpen) {
+      gw.log.warn(
+        {},
+        'AUDIT FAIL-OPEN: requests are served even when the audit log cannot record them (audit.failOpen)',
+      );
+    }
+    gw.auditLog = await AuditLog.open({
+      path:
+        a.path ??
+        `${opts.config.store.path === undefined ? opts.config.dataDir : dirname(opts.config.store.path)}/audit.db`,
+      maxQueue: a.maxQueue,
+      flushMs: a.flushInterval,
+      batchMax: a.batchMax,
+      checkpointEvery: a.checkpointEvery,
+      checkpointEveryMs: a.checkpointInterval,
+      failOpen: a.failOpen,
+      key: { kid: auditKey.kid, jwk: auditKey.jwk },
+      log: gw.log,
+    });
+    gw.auditLog.record({
+      kind: 'audit.started',
+      at: gw.clock.now(),
+      actor: { type: 'system' },
+      detail: { pid: process.pid },
+    });
     gw.authentication = await createAuthentication({
       config: opts.config,
       store,
@@ -319,6 +356,12 @@ export class Gateway {
     });
     // An Authorization header (a Keygate token) is checked first; then the browser session.
     gw.identifiers = [gw.oauthServer.identifier, gw.authentication.identifier, ...gw.identifiers];
+    // Every authentication event also goes to the audit log, once stored.
+    const audit = gw.auditLog;
+    gw.authentication.events.onStored = (e) => {
+      const entry = fromAuthEvent(e);
+      if (entry !== null) audit.record(entry);
+    };
     const auth = gw.authentication;
     const oauth = gw.oauthServer;
     // Keygate's own APIs, each call limited per client address (login and enrollment have
@@ -331,6 +374,11 @@ export class Gateway {
         keyGenerator: (req) => `api:${gw.clientIp(req.raw)}`,
         errorResponseBuilder: (_req, ctx) =>
           new KeygateError('REQUEST_LIMIT_EXCEEDED', { message: `Too many requests; retry in ${ctx.after}.` }),
+      });
+      // Nothing happens unaudited: when the audit log cannot take records, Keygate's own APIs
+      // (logins, tokens, admin) answer 503 too.
+      api.addHook('onRequest', async () => {
+        if (!audit.accepting) throw new KeygateError('TEMPORARILY_UNAVAILABLE', { detail: `audit log ${audit.state}` });
       });
       auth.registerRoutes(api);
       oauth.registerRoutes(api, {
@@ -349,6 +397,7 @@ export class Gateway {
       metrics: gw.metrics,
       upstreams: gw.upstreams,
       isDraining: () => gw.draining,
+      audit: () => audit.state,
     });
     return gw;
   }
@@ -356,6 +405,11 @@ export class Gateway {
   /** People's authentication: sessions, enrollment links, ceremonies. */
   get auth(): Authentication {
     return this.authentication as Authentication;
+  }
+
+  /** The tamper-evident audit log. */
+  get audit(): AuditLog {
+    return this.auditLog as AuditLog;
   }
 
   /** The authorization server: tokens, service principals, revocations. */
@@ -407,6 +461,7 @@ export class Gateway {
     for (const u of this.upstreams) u.credential.close();
     for (const c of this.closers) c();
     this.oauthServer?.close();
+    await this.auditLog?.close();
     await this.store.close();
     this.log.info('stopped');
     flushLogger(this.log);
@@ -444,6 +499,15 @@ export class Gateway {
     res.once('close', () => this.requestClosed());
     if (this.draining) res.setHeader('connection', 'close');
 
+    if (!this.audit.accepting) {
+      const err = new KeygateError('TEMPORARILY_UNAVAILABLE', {
+        message: 'The gateway cannot record requests right now; retry shortly.',
+        detail: `audit log ${this.audit.state}`,
+        headers: { 'retry-after': '5' },
+      });
+      this.fail(req, res, requestId, err, start);
+      return;
+    }
     let target: NormalizedTarget;
     try {
       target = normalizeTarget(req.url ?? '');
@@ -671,6 +735,12 @@ export class Gateway {
       return;
     }
     this.proxiedCount(r.status).inc();
+    this.auditRequest(req, requestId, x.ip, identity, r.status, x.classification, x.decision, {
+      name: up.name,
+      status: r.status,
+      latencyMs: Math.round(r.upstreamMs * 1000) / 1000,
+      bytes: r.bytesOut,
+    });
     if (r.error !== undefined) {
       this.log.warn({ req_id: requestId, upstream: up.name, detail: r.error.detail }, 'upstream response cut short');
     }
@@ -769,6 +839,19 @@ export class Gateway {
     if (hasUnreadBody(req)) linger(req);
     sendError(res, err, requestId);
     this.metrics.requests.inc({ class: 'proxy', status: err.status });
+    if (err.code !== 'TEMPORARILY_UNAVAILABLE' || this.audit.accepting) {
+      this.auditRequest(
+        req,
+        requestId,
+        this.clientIp(req),
+        identity,
+        err.status,
+        undefined,
+        decision ?? refusalDecision(err),
+        undefined,
+        upstream,
+      );
+    }
     const fields = {
       req_id: requestId,
       method: req.method,
@@ -784,6 +867,48 @@ export class Gateway {
     if (err.status >= 500) this.log.error(fields, 'request failed');
     // Refusals are security events (ASVS 16.3.2, 16.3.3): always logged.
     else this.accessLog.info(fields, 'refused');
+  }
+
+  /** One audit record per proxied request: allowed and forwarded, refused, or failed. */
+  private auditRequest(
+    req: IncomingMessage,
+    requestId: string,
+    ip: string,
+    identity: Identity | null | undefined,
+    status: number,
+    classification: Classification | undefined,
+    decision: Decision | undefined,
+    upstream?: { name: string; status: number; latencyMs: number; bytes: number },
+    upstreamName?: string,
+  ): void {
+    const q = (req.url ?? '').indexOf('?');
+    const ua = req.headers['user-agent'];
+    this.audit.record({
+      kind: 'http.request',
+      at: this.clock.now(),
+      actor: actorOf(identity),
+      request: {
+        method: req.method ?? '',
+        // The path only: query strings may carry secrets.
+        path: q === -1 ? (req.url ?? '') : (req.url ?? '').slice(0, q),
+        ...(classification === undefined
+          ? {}
+          : {
+              action: classification.action,
+              resource: `${classification.resource.type}::${classification.resource.id}`,
+            }),
+        ip,
+        ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
+        requestId,
+      },
+      ...(decision === undefined ? {} : { decision: { effect: decision.effect, reasons: [...decision.reasons] } }),
+      ...(upstream === undefined
+        ? upstreamName === undefined
+          ? {}
+          : { detail: { upstream: upstreamName } }
+        : { upstream }),
+      status,
+    });
   }
 
   private requestClosed(): void {

@@ -9,6 +9,8 @@ export interface OpsDeps {
   metrics: Metrics;
   upstreams: readonly UpstreamRuntime[];
   isDraining: () => boolean;
+  /** The audit log's state: 'ok', or why it cannot take records. */
+  audit: () => string;
 }
 
 const CHECK_TIMEOUT_MS = 5_000;
@@ -52,6 +54,9 @@ export function registerOpsRoutes(app: FastifyInstance, deps: OpsDeps): void {
       checks.store = 'failed';
       req.log.error({ detail: (e as Error).message }, 'readiness: store check failed');
     }
+    const audit = deps.audit();
+    checks.audit = audit === 'ok' ? 'ok' : audit;
+    if (audit !== 'ok') ok = false;
     await Promise.all(
       deps.upstreams.map(async (u) => {
         try {

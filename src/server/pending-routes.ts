@@ -30,7 +30,13 @@ export function registerPendingRoutes(app: FastifyInstance, d: PendingDeps): voi
     const p = d.pending.get(idOf(req), s.user.id);
     if (!p) throw new KeygateError('NOT_FOUND', { message: 'Nothing is waiting for approval (it may have expired).' });
     reply.header('cache-control', 'no-store');
-    return { method: p.method, target: p.target, contentType: p.contentType ?? null, body: bodyPreview(p), expiresAt: p.expiresAt };
+    return {
+      method: p.method,
+      target: p.target,
+      contentType: p.contentType ?? null,
+      body: bodyPreview(p),
+      expiresAt: p.expiresAt,
+    };
   });
 
   app.post('/.keygate/api/step-up/pending/:id/replay', async (req, reply) => {

@@ -97,6 +97,10 @@ export interface AuthEventRecord {
   backedUp: boolean | null;
   ip: string;
   userAgent: string;
+  /** Not stored with the event; carried to the audit log: who the principal is. */
+  principalType?: 'user' | 'service_principal';
+  /** Not stored with the event; carried to the audit log: the secret id or federation trust used. */
+  via?: string;
 }
 
 /** One oidc-provider artifact (authorization code, device code, refresh token, grant, …). */

@@ -76,6 +76,8 @@ export async function startGateway(
   const cfg = parseConfig({
     listen: { host: '127.0.0.1', port: 0 },
     shutdown: { drainTimeout: '5s' },
+    // In memory, like the store: tests that need the audit file set audit.path.
+    audit: { path: ':memory:' },
     ...config,
   });
   const lines = opts.logLines;

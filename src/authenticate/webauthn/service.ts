@@ -374,6 +374,7 @@ export class WebAuthnService {
       endSessionHash: this.d.sessions.endingHash(ctx.previousSession),
     });
     if (!ok) return fail('concurrent_use');
+    this.d.events.stored(event);
     return {
       credential: { ...cred, counter: info.newCounter },
       user,

@@ -121,7 +121,9 @@ describe.skipIf(!hasBrowser)('keygate login, token, whoami, proxy, logout', () =
     running.push(p);
     const [, uri, code] = await p.waitFor(/Open (\S+) and enter the code: (\S+)/);
     expect(uri).toBe(`${gateway}/.keygate/oauth/device`);
-    expect(p.output()).toContain(`Or open ${gateway}/.keygate/oauth/device?user_code=${code}`);
+    // The complete URI is printed on the next line: wait for it rather than race the output.
+    const [, complete] = await p.waitFor(/Or open (\S+)/);
+    expect(complete).toBe(`${gateway}/.keygate/oauth/device?user_code=${code}`);
 
     await page.goto(uri as string);
     await page.fill('input[name="user_code"]', code as string);

@@ -35,7 +35,7 @@ describe('health, readiness and metrics', () => {
       expect(await h.body.json()).toEqual({ status: 'ok' });
       const r = await request(`${g.url}/.keygate/readyz`);
       expect(r.statusCode).toBe(200);
-      expect(await r.body.json()).toEqual({ status: 'ready', checks: { store: 'ok', 'upstream.ws.credential': 'ok' } });
+      expect(await r.body.json()).toEqual({ status: 'ready', checks: { store: 'ok', audit: 'ok', 'upstream.ws.credential': 'ok' } });
     } finally {
       await g.close();
     }
@@ -65,7 +65,7 @@ describe('health, readiness and metrics', () => {
       const body = (await r.body.json()) as { error_code: string; checks: Record<string, string> };
       expect(r.statusCode).toBe(503);
       expect(body.error_code).toBe('TEMPORARILY_UNAVAILABLE');
-      expect(body.checks).toEqual({ store: 'ok', 'upstream.ws.credential': 'failed' });
+      expect(body.checks).toEqual({ store: 'ok', audit: 'ok', 'upstream.ws.credential': 'failed' });
       expect(JSON.stringify(body)).not.toContain('ECONNREFUSED');
       expect(logs.join('')).toContain('readiness: upstream credential check failed');
       expect(logs.join('')).not.toContain('sp-secret-value');
