@@ -405,29 +405,28 @@ export class OAuthServer {
         303,
       ) as never;
     if (resolved === null) return toLogin();
-    // The login prompt needs a WebAuthn assertion made after this sign-in request reached the
-    // browser: an existing session cannot approve a new token on its own.
-    if (details.prompt.name === 'login' && resolved.session.authTime < started) return toLogin();
     const { session, user } = resolved;
+    const login = {
+      accountId: user.id,
+      ts: Math.floor(session.authTime / 1000),
+      amr: ['hwk', ...(session.uv ? ['user'] : [])],
+      remember: false,
+    };
+    // Every authorization needs a WebAuthn assertion made after it reached this browser: an
+    // existing session — Keygate's or the provider's own — never approves a token on its own.
+    // At the consent prompt, the login answered a moment ago in this same request counts.
+    const lastLogin = (details.lastSubmission as { login?: { accountId?: string } } | undefined)?.login;
+    const tappedForThis =
+      session.authTime >= started || (details.prompt.name !== 'login' && lastLogin?.accountId === user.id);
+    if (!tappedForThis) return toLogin();
     let result: Record<string, unknown>;
     if (details.prompt.name === 'login') {
-      result = {
-        login: {
-          accountId: user.id,
-          ts: Math.floor(session.authTime / 1000),
-          amr: ['hwk', ...(session.uv ? ['user'] : [])],
-          remember: false,
-        },
-      };
+      result = { login };
     } else {
       // Consent: Keygate's clients are first-party; the grant covers what was asked, and the
-      // policy still decides every request made with it.
-      if (details.session?.accountId !== user.id) {
-        return reply.redirect(
-          `/.keygate/login?return_to=${encodeURIComponent(`${OAUTH_PREFIX}/interaction/${uid}`)}`,
-          303,
-        ) as never;
-      }
+      // policy still decides every request made with it. If the provider skipped the login
+      // prompt (its own session), the tap just made is submitted as the login too, so the
+      // grant is always the person who tapped.
       const clientId = String(details.params.client_id);
       const grant =
         details.grantId !== undefined
@@ -459,7 +458,7 @@ export class OAuthServer {
         { ip: this.d.clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') },
         { outcome: 'success', userId: user.id, credentialId: session.credentialId, uv: session.uv },
       );
-      result = { consent: { grantId } };
+      result = lastLogin?.accountId === user.id ? { consent: { grantId } } : { login, consent: { grantId } };
     }
     const to = await provider.interactionResult(req.raw, reply.raw, result, { mergeWithLastSubmission: true });
     return reply.redirect(to, 303) as never;

@@ -137,7 +137,7 @@ export function createProvider(issuer: string, d: ProviderDeps): Provider {
       ttl = Math.max(1, Math.min(ttl, Math.floor((state.kgFederation.expiresAt - clock.now()) / 1000)));
     return {
       audience: indicator,
-      scope: resourceScopes(ctx.oidc.params?.scope),
+      scope: resourceScopes(ctx),
       accessTokenTTL: ttl,
       accessTokenFormat: 'jwt',
       jwt: { sign: { alg: 'ES256' } },
@@ -210,6 +210,12 @@ export function createProvider(issuer: string, d: ProviderDeps): Provider {
       };
     },
     interactions: { url: (_ctx, interaction) => `${OAUTH_PREFIX}/interaction/${interaction.uid}` },
+    // Never reuse a grant from the provider's session: every authorization goes through the
+    // consent interaction, which needs a tap made for it (see OAuthServer.interaction).
+    loadExistingGrant: async (ctx) => {
+      const grantId = ctx.oidc.result?.consent?.grantId;
+      return grantId === undefined ? undefined : ctx.oidc.provider.Grant.find(grantId);
+    },
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
@@ -348,10 +354,24 @@ async function tokenClaims(
   };
 }
 
-/** The resource scopes a token may carry: all-apis, and actions (optionally narrowed to a resource glob). */
-export function resourceScopes(requested: unknown): string {
+/** The valid scopes among those asked for: all-apis, and actions (optionally narrowed to a resource glob). */
+export function requestedScopes(requested: unknown): string[] {
   const asked = typeof requested === 'string' ? requested.split(' ').filter((s) => s.length > 0) : [];
-  return [ALL_APIS, ...asked.filter((s) => ACTION_SCOPE.test(s))].join(' ');
+  return [...new Set(asked.filter((s) => s === ALL_APIS || ACTION_SCOPE.test(s)))];
+}
+
+/**
+ * The scopes a resource server offers in this request: all-apis and every valid action scope
+ * the request names — in its `scope` parameter, or (at the token endpoint, where a code, a
+ * device code or a refresh token is redeemed without one) in what was granted then. Without
+ * the latter, a narrowed grant would come back as an unnarrowed token.
+ */
+export function resourceScopes(ctx: KoaContextWithOIDC): string {
+  const entities = ctx.oidc.entities as Record<string, { scope?: string } | undefined>;
+  const granted = ['AuthorizationCode', 'DeviceCode', 'RefreshToken', 'BackchannelAuthenticationRequest']
+    .map((k) => entities[k]?.scope ?? '')
+    .join(' ');
+  return [...new Set([ALL_APIS, ...requestedScopes(ctx.oidc.params?.scope), ...requestedScopes(granted)])].join(' ');
 }
 
 function esc(s: string): string {

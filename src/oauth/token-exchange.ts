@@ -30,7 +30,7 @@ import type { Config } from '../config/schema.js';
 import { isKeygateError } from '../errors/index.js';
 import { globMatch } from '../lib/glob.js';
 import { TOKEN_EXCHANGE } from './adapter.js';
-import { ALL_APIS, CLI_CLIENT_ID, type ProviderDeps, resourceScopes, type TokenState } from './provider.js';
+import { ALL_APIS, CLI_CLIENT_ID, type ProviderDeps, requestedScopes, type TokenState } from './provider.js';
 
 const JWT_TYPES = new Set(['urn:ietf:params:oauth:token-type:jwt', 'urn:ietf:params:oauth:token-type:id_token']);
 const ACCESS_TOKEN_TYPE = 'urn:ietf:params:oauth:token-type:access_token';
@@ -198,7 +198,9 @@ async function federate(
       via: `federation:${trust.name}`,
     });
     state.kgEventId = event.id;
-    const token = new provider.ClientCredentials({ client, scope: resourceScopes(ctx.oidc.params?.scope) });
+    // Exactly the valid scopes asked for (none: not narrowed).
+    const scope = requestedScopes(ctx.oidc.params?.scope).join(' ');
+    const token = new provider.ClientCredentials({ client, ...(scope === '' ? {} : { scope }) });
     token.resourceServer = resourceServer;
     const value = await token.save();
     ctx.body = tokenResponse(value, token.expiration, token.scope);

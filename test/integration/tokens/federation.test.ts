@@ -417,6 +417,19 @@ describe('federation: refusals are invalid_grant and audited with their reason',
     await refused(await platformToken(inline, { jti }), deployer, 'federation_replayed');
   });
 
+  it('a narrowed scope stays narrowed (all-apis is not added)', async () => {
+    const r = await postForm(`${g.url}/.keygate/oauth/token`, {
+      grant_type: TOKEN_EXCHANGE,
+      subject_token: await platformToken(inline),
+      subject_token_type: JWT_TYPE,
+      client_id: deployer,
+      scope: 'serving:invoke/fraud-* not-a-scope',
+    });
+    expect(r.status).toBe(200);
+    const claims = JSON.parse(Buffer.from(String(r.body.access_token).split('.')[1] as string, 'base64url').toString());
+    expect(claims.scope).toBe('serving:invoke/fraud-*');
+  });
+
   it('a request for an unknown resource is invalid_target and does not spend the platform token', async () => {
     const subject = await platformToken(inline);
     const bad = await postForm(`${g.url}/.keygate/oauth/token`, {

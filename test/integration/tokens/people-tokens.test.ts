@@ -102,6 +102,40 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
     expect(seen.length).toBe(before + 1);
   });
 
+  it('a second authorization in the same browser needs its own tap (no silent approval from earlier sessions)', async () => {
+    // The browser holds Keygate's session and the provider's own session from the flows above.
+    const again = await codeFlow(cli, 'openid offline_access');
+    expect(again.logins).toBe(1);
+    const databricksCli = new oidc.Configuration(cli.serverMetadata(), 'databricks-cli', undefined, oidc.None());
+    oidc.allowInsecureRequests(databricksCli);
+    const viaDatabricks = await codeFlow(databricksCli, 'offline_access all-apis', 'http://localhost:8022/');
+    expect(viaDatabricks.logins).toBe(1);
+  });
+
+  it('a grant narrowed by scope gives narrowed tokens, also after a refresh', async () => {
+    const flow = await codeFlow(cli, 'openid offline_access serving:read');
+    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
+    const t = await oidc.authorizationCodeGrant(
+      cli,
+      flow.callback,
+      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+      undefined,
+      { DPoP },
+    );
+    const t2 = await oidc.refreshTokenGrant(cli, t.refresh_token as string, undefined, { DPoP });
+    for (const at of [t.access_token, t2.access_token]) {
+      expect(claimsOf(at).scope).toBe('serving:read');
+      const get = (path: string) =>
+        oidc
+          .fetchProtectedResource(cli, at, new URL(`${g.url}${path}`), 'GET', undefined, undefined, { DPoP })
+          .then((r) => r.status)
+          .catch((e: { status?: number }) => e.status);
+      expect(await get('/api/2.0/serving-endpoints')).toBe(200);
+      // ml-reader may read MLflow, but this token was narrowed to serving:read.
+      expect(await get('/api/2.0/mlflow/experiments/search')).toBe(403);
+    }
+  });
+
   it('PKCE is required and a redirect to a non-loopback address is refused', async () => {
     const noPkce = new URL('/.keygate/oauth/authorize', g.url);
     noPkce.search = new URLSearchParams({
