@@ -68,18 +68,33 @@ export const DPOP_MAX_AGE_S = 60;
 const DPOP_FUTURE_SKEW_S = 5;
 const CACHE_MAX = 10_000;
 
-/** Single use of DPoP proof ids while they can still pass the `iat` window. */
+/**
+ * Single use of DPoP proof ids while they can still pass the `iat` window. Two generations,
+ * each as long as that window, are swapped instead of scanned: a claim is O(1) and memory
+ * holds at most two windows of proofs.
+ */
 export class DpopReplayCache {
-  private readonly seen = new Map<string, number>();
-  constructor(private readonly clock: Clock) {}
+  private current = new Set<string>();
+  private previous = new Set<string>();
+  private rotatedAt: number;
+  constructor(
+    private readonly clock: Clock,
+    private readonly windowMs = (DPOP_MAX_AGE_S + DPOP_FUTURE_SKEW_S) * 1000,
+  ) {
+    this.rotatedAt = clock.now();
+  }
 
   /** True the first time a key is used; false on replay. */
-  claim(key: string, expiresAtMs: number): boolean {
+  claim(key: string): boolean {
     const now = this.clock.now();
-    if (this.seen.size > 100_000) for (const [k, exp] of this.seen) if (exp <= now) this.seen.delete(k);
-    const prev = this.seen.get(key);
-    if (prev !== undefined && prev > now) return false;
-    this.seen.set(key, expiresAtMs);
+    if (now - this.rotatedAt >= this.windowMs) {
+      // A proof older than two windows fails its iat check anyway.
+      this.previous = now - this.rotatedAt >= 2 * this.windowMs ? new Set() : this.current;
+      this.current = new Set();
+      this.rotatedAt = now;
+    }
+    if (this.current.has(key) || this.previous.has(key)) return false;
+    this.current.add(key);
     return true;
   }
 }
@@ -93,8 +108,8 @@ export interface AccessTokenDeps {
   revocations: Revocations;
   replay: DpopReplayCache;
   clock: Clock;
-  /** Origins a DPoP proof's `htu` may name besides the request's own Host. */
-  publicOrigin: () => string;
+  /** The origins a DPoP proof's `htu` may name: the public URL and the listener's own. */
+  origins: () => readonly string[];
 }
 
 function invalidToken(description: string, scheme: 'Bearer' | 'DPoP' = 'Bearer'): KeygateError {
@@ -258,7 +273,7 @@ export class AccessTokens {
     // Single use: a proof id is accepted once while its iat is in the window.
     const jti = payload.jti as string;
     if (jti.length > 256) throw invalidProof('jti too long');
-    if (!this.d.replay.claim(`${thumbprint}:${jti}`, (iat + DPOP_MAX_AGE_S + DPOP_FUTURE_SKEW_S) * 1000)) {
+    if (!this.d.replay.claim(`${thumbprint}:${jti}`)) {
       throw invalidProof('proof replayed');
     }
     return jwk;
@@ -282,17 +297,8 @@ export class AccessTokens {
       return false;
     }
     if (u.pathname !== reqPath) return false;
-    const origins = [this.d.publicOrigin()];
-    const host = req.headers.host;
-    if (host !== undefined) {
-      const proto = (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
-      try {
-        // Normalised like the htu (a default port dropped, the host lower-cased).
-        origins.push(new URL(`${proto}://${host}`).origin);
-      } catch {
-        // A Host that is not a host: only the public origin can match.
-      }
-    }
+    // Never the Host header: a client could name any origin there (RFC 9449 §4.3 step 9).
+    const origins = this.d.origins();
     return origins.includes(u.origin);
   }
 }

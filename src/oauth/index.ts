@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
 import type { AuthEvents } from '../authenticate/auth-events.js';
@@ -69,6 +70,8 @@ export class OAuthServer {
   private provider: Provider | undefined;
   private callback: ((req: IncomingMessage, res: ServerResponse) => void) | undefined;
   private issuerUrl = '';
+  /** The origins DPoP proofs may name: the public URL and the listener's own address. */
+  private origins: string[] = [];
   private cookieKeys: string[] = [];
   private rotationTimer: NodeJS.Timeout | undefined;
 
@@ -94,7 +97,7 @@ export class OAuthServer {
       revocations: s.revocations,
       replay: s.replay,
       clock: d.clock,
-      publicOrigin: () => s.issuerUrl,
+      origins: () => s.origins,
     });
     // Cookie signing keys for the provider's interaction cookies, shared by every replica.
     s.cookieKeys = [await d.store.initMeta('oauth.cookie_key', randomId(32))];
@@ -115,8 +118,9 @@ export class OAuthServer {
   }
 
   /** Build the provider for the public origin (known once the gateway listens). */
-  start(issuer: string): void {
+  start(issuer: string, listenUrl: string): void {
     this.issuerUrl = issuer;
+    this.origins = [...new Set([issuer, new URL(listenUrl).origin])];
     this.build();
     // Scheduled rotation, checked hourly (and on every process start).
     this.rotationTimer = setInterval(() => {
@@ -208,6 +212,9 @@ export class OAuthServer {
   private async postProcess(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
     await next();
     const route = ctx.oidc?.route;
+    // A DPoP proof used at the token endpoint is spent for Keygate's own checks too (the
+    // proxy, the token exchange): oidc-provider keeps its own replay record.
+    if (route === 'token') await this.spendProof(ctx.req.headers.dpop);
     if (route !== 'revocation' && route !== 'introspection') return;
     const body = ctx.body as { error?: string } | undefined;
     const client = ctx.oidc.client;
@@ -260,6 +267,18 @@ export class OAuthServer {
             token_type: c.cnf?.jkt === undefined ? 'Bearer' : 'DPoP',
             ...(c.cnf === undefined ? {} : { cnf: c.cnf }),
           };
+  }
+
+  private async spendProof(header: string | string[] | undefined): Promise<void> {
+    if (typeof header !== 'string') return;
+    try {
+      const { jwk } = decodeProtectedHeader(header) as { jwk?: JWK };
+      const { jti } = decodeJwt(header);
+      if (jwk === undefined || typeof jti !== 'string') return;
+      this.replay.claim(`${await calculateJwkThumbprint(jwk)}:${jti}`);
+    } catch {
+      // Not a JWS: the provider refused it already.
+    }
   }
 
   /** Hand a request to the provider (after Fastify's rate limit). */

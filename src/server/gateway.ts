@@ -432,7 +432,7 @@ export class Gateway {
     this.publicHost = pub.host;
     const keys = this.keys as SigningKeys;
     this.signer = new AssertionSigner(() => keys.current(), this.publicOrigin, this.clock);
-    this.oauth.start(this.publicOrigin);
+    this.oauth.start(this.publicOrigin, this.url);
     return this.url;
   }
 

@@ -434,6 +434,16 @@ describe('access tokens on the proxy', () => {
         await call(api, target, { ...dpopAuth(), dpop: await fresh({ htu: 'https://evil.example/api/things' }) }),
         'htu does not match the request URL',
       );
+      // Naming the same origin in the Host header does not make it ours (RFC 9449 §4.3 step 9).
+      const path = new URL(target).pathname;
+      invalidProof(
+        await call(api, target, {
+          ...dpopAuth(),
+          host: 'evil.example',
+          dpop: await fresh({ htu: `http://evil.example${path}` }),
+        }),
+        'htu does not match the request URL',
+      );
     });
 
     it('a proof for another method (htm) is refused', async () => {

@@ -4,6 +4,8 @@
  * absolute end of a refresh family, and the Databricks CLI's public client on the workspace's
  * own /oidc paths.
  */
+import { randomUUID } from 'node:crypto';
+import { exportJWK, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -358,6 +360,46 @@ describe('trading a DPoP-bound token for a short bearer token (what `keygate tok
     // A revoked family takes its exchanged tokens with it.
     await oidc.tokenRevocation(cli, bound.refresh_token as string);
     expect((await call('GET', '/api/2.0/serving-endpoints', `Bearer ${plain.access_token}`)).status).toBe(401);
+  });
+});
+
+describe('a DPoP proof is spent wherever it was first used', () => {
+  it('a proof seen at the token endpoint (a refresh) cannot be replayed to trade the bound token for a bearer one', async () => {
+    const flow = await codeFlow(cli, 'openid offline_access');
+    const key = await oidc.randomDPoPKeyPair('ES256', { extractable: true });
+    const bound = await oidc.authorizationCodeGrant(
+      cli,
+      flow.callback,
+      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+      undefined,
+      { DPoP: oidc.getDPoPHandle(cli, key) },
+    );
+    const tokenUrl = `${g.url}/.keygate/oauth/token`;
+    const proof = await new SignJWT({
+      htm: 'POST',
+      htu: tokenUrl,
+      iat: Math.floor(Date.now() / 1000),
+      jti: randomUUID(),
+    })
+      .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await exportJWK(key.publicKey) })
+      .sign(key.privateKey);
+    const post = async (form: Record<string, string>) => {
+      const r = await request(tokenUrl, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', dpop: proof },
+        body: new URLSearchParams({ client_id: 'keygate-cli', ...form }).toString(),
+      });
+      return { status: r.statusCode, body: (await r.body.json()) as Record<string, string> };
+    };
+    const refreshed = await post({ grant_type: 'refresh_token', refresh_token: bound.refresh_token as string });
+    expect(refreshed.status).toBe(200);
+    const replayed = await post({
+      grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
+      subject_token: refreshed.body.access_token as string,
+      subject_token_type: 'urn:ietf:params:oauth:token-type:access_token',
+    });
+    expect(replayed.status).toBe(400);
+    expect(replayed.body.error).toBe('invalid_grant');
   });
 });
 
