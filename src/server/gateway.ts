@@ -155,6 +155,9 @@ function tokenRefusal(identity: Identity, audience: string, c: Classification): 
   });
 }
 
+/** The workspace's authentication surface after normalization (case and `;params` ignored). */
+const RESERVED_AUTH_PATH = /^\/+(oidc|\.well-known)(;[^/]*)?(\/|$)/i;
+
 /** How a refusal that never reached policy is recorded: denied, or an error for a 5xx. */
 function refusalDecision(err: KeygateError): Decision | undefined {
   if (err.status >= 500) return { effect: 'deny', reasons: [`error:${err.code}`] };
@@ -515,6 +518,12 @@ export class Gateway {
       this.fail(req, res, requestId, toKeygateError(e), start);
       return;
     }
+    // Keygate's own authentication paths, however spelled (`//oidc`, `/%6fidc`, `/OIDC`,
+    // `/oidc;x`): never proxied, so no client reaches the workspace's token endpoint.
+    if (this.databricks && RESERVED_AUTH_PATH.test(target.path)) {
+      this.fail(req, res, requestId, new KeygateError('NOT_FOUND'), start);
+      return;
+    }
     const up = this.routes.match(target.path);
     if (up === undefined) {
       this.fail(
@@ -788,6 +797,10 @@ export class Gateway {
       target = normalizeTarget(p.target);
     } catch (e) {
       this.fail(req, res, requestId, toKeygateError(e), performance.now(), identity);
+      return;
+    }
+    if (this.databricks && RESERVED_AUTH_PATH.test(target.path)) {
+      this.fail(req, res, requestId, new KeygateError('NOT_FOUND'), performance.now(), identity);
       return;
     }
     const up = this.routes.match(target.path);
