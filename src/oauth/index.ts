@@ -210,7 +210,25 @@ export class OAuthServer {
    * client when it declines, so this only has to check the token and its owner.
    */
   private async postProcess(ctx: KoaContextWithOIDC, next: () => Promise<void>): Promise<void> {
-    await next();
+    try {
+      await next();
+    } catch (e) {
+      // An error the provider did not turn into an OAuth answer — e.g. a device-code form
+      // posted without the provider's session cookie — is the client's request we cannot
+      // process: 400 with a page, never a 500 with a stack on stderr. Logged for the operator.
+      const status =
+        (e as { status?: number; statusCode?: number }).status ?? (e as { statusCode?: number }).statusCode;
+      if (status !== undefined && status < 500) throw e;
+      this.d.log.warn(
+        { path: ctx.path, detail: (e as Error).message },
+        'authorization server could not process a request',
+      );
+      ctx.status = 400;
+      ctx.type = 'html';
+      ctx.set('cache-control', 'no-store');
+      ctx.body = errorPage('invalid_request', 'This request could not be processed. Start again from your tool.');
+      return;
+    }
     const route = ctx.oidc?.route;
     // A DPoP proof used at the token endpoint is spent for Keygate's own checks too (the
     // proxy, the token exchange): oidc-provider keeps its own replay record.

@@ -11,7 +11,7 @@
  */
 import { randomUUID, scrypt, timingSafeEqual } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { JWK } from 'jose';
+import { importJWK, type JWK } from 'jose';
 import { KeygateError } from '../errors/index.js';
 import { randomId, sha256Hex } from '../crypto/random.js';
 import type { Clock } from '../lib/clock.js';
@@ -26,6 +26,11 @@ const scryptAsync = promisify(scrypt) as (
 
 /** OWASP's minimum for scrypt (N=2^17 is their first choice; 2^15 keeps a token request under ~100 ms here). */
 const SCRYPT = { N: 2 ** 15, r: 8, p: 1, keylen: 32 };
+/** Wrong secrets a principal may receive per minute before unknown secrets are refused unhashed. */
+const FAILURES_PER_MINUTE = 10;
+/** scrypt runs at once (each takes 32 MiB and a libuv thread shared with DNS and file I/O). */
+const MAX_CONCURRENT_HASHES = 2;
+
 /** At most this many secrets are live at once: the current one and the one being rotated out. */
 const MAX_LIVE_SECRETS = 2;
 const NAME = /^[a-z0-9][a-z0-9._-]{0,62}$/i;
@@ -60,6 +65,10 @@ export interface CreatedSecret {
 export class ServicePrincipals {
   /** `${spId}:${sha256(secret)}` → the secret record id it matched. */
   private readonly verified = new Map<string, string>();
+  /** Recent wrong secrets per principal: [count, window start ms]. */
+  private readonly failures = new Map<string, [number, number]>();
+  private hashing = 0;
+  private readonly hashQueue: (() => void)[] = [];
 
   constructor(
     private readonly store: Store,
@@ -89,6 +98,17 @@ export class ServicePrincipals {
       throw new KeygateError('BAD_REQUEST', {
         message: 'A service principal name is 1–63 letters, digits, dots, dashes or underscores.',
       });
+    }
+    // Each registered key must be a usable public key now, not an error at its first use.
+    for (const k of o.jwks?.keys ?? []) {
+      try {
+        await importJWK(
+          k,
+          typeof k.alg === 'string' ? k.alg : k.kty === 'RSA' ? 'RS256' : k.kty === 'OKP' ? 'EdDSA' : 'ES256',
+        );
+      } catch {
+        throw new KeygateError('BAD_REQUEST', { message: 'A registered key is not a valid public JWK.' });
+      }
     }
     if (await this.store.getServicePrincipalByName(o.name)) {
       throw new KeygateError('CONFLICT', { message: `A service principal named "${o.name}" exists already.` });
@@ -127,7 +147,6 @@ export class ServicePrincipals {
       await this.store.revokeServicePrincipalSecret(sp.id, old.id, this.clock.now());
       revoked.push(old.id);
     }
-    this.forget(sp.id);
     return { sp, secret, revoked };
   }
 
@@ -157,14 +176,34 @@ export class ServicePrincipals {
     const key = `${spId}:${sha256Hex(secret)}`;
     const remembered = this.verified.get(key);
     if (remembered !== undefined && live.some((s) => s.id === remembered)) return true;
+    // Someone is guessing: secrets already known good still pass (above), unknown ones are
+    // refused without spending scrypt on them until the minute is over.
+    const now = this.clock.now();
+    const f = this.failures.get(spId);
+    if (f !== undefined && now - f[1] < 60_000 && f[0] >= FAILURES_PER_MINUTE) return false;
     for (const s of live) {
-      if (await verifySecretHash(secret, s.hash)) {
+      if (await this.limited(() => verifySecretHash(secret, s.hash))) {
         if (this.verified.size > 10_000) this.verified.clear();
         this.verified.set(key, s.id);
         return true;
       }
     }
+    if (f === undefined || now - f[1] >= 60_000) this.failures.set(spId, [1, now]);
+    else f[0]++;
+    if (this.failures.size > 10_000) this.failures.clear();
     return false;
+  }
+
+  /** Run a hash with at most MAX_CONCURRENT_HASHES in flight; the rest wait their turn. */
+  private async limited<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.hashing >= MAX_CONCURRENT_HASHES) await new Promise<void>((r) => this.hashQueue.push(r));
+    this.hashing++;
+    try {
+      return await fn();
+    } finally {
+      this.hashing--;
+      this.hashQueue.shift()?.();
+    }
   }
 
   private async addSecret(spId: string): Promise<CreatedSecret> {

@@ -245,6 +245,9 @@ async function unbind(
   if (c.client_id !== CLI_CLIENT_ID || c.kg_pt !== 'user') return refuse(d, ctx, 'exchange_subject_invalid', null);
   if (d.revocations.isRevoked(c.jti as string, c.kg_grant))
     return refuse(d, ctx, 'exchange_subject_revoked', c.sub ?? null);
+  // A disabled person gets no new token, even from a token that has not expired yet.
+  const person = await d.store.getUser(c.sub as string);
+  if (!person || person.disabledAt !== null) return refuse(d, ctx, 'exchange_subject_revoked', c.sub ?? null);
   const jkt = c.cnf?.jkt;
   if (jkt === undefined) return refuse(d, ctx, 'exchange_subject_not_bound', c.sub ?? null);
   // The caller proves it holds the key the subject token is bound to (RFC 9449 proof of this request).

@@ -108,6 +108,7 @@ describe('admin API: service principals', () => {
       { name: 'x', roles: ['Not A Role'] },
       { name: 'x', unknown: 1 },
       { name: 'x', jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'a', y: 'b', d: 'secret' }] } },
+      { name: 'x', jwks: { keys: [{ kty: 'EC', x: 5 }] } },
     ]) {
       const r = await admin.post<{ error_code: string }>('/.keygate/api/admin/v1/service-principals', body);
       expect(r.status, JSON.stringify(body)).toBe(400);

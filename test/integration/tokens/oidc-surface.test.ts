@@ -65,3 +65,36 @@ describe('the /oidc surface is never proxied', () => {
     expect(up.seen.length).toBe(before + 1);
   });
 });
+
+describe('bad input to the authorization server is a 4xx, never a 500', () => {
+  it.each([
+    ['POST', '/.keygate/oauth/device', ''],
+    ['POST', '/.keygate/oauth/device', 'xsrf=abc&user_code=WXYZ-WXYZ'],
+    ['POST', '/.keygate/oauth/device', 'abort=yes'],
+    ['POST', '/.keygate/oauth/token', 'grant_type=nonsense'],
+    ['POST', '/.keygate/oauth/token', '%%%'],
+    ['GET', '/.keygate/oauth/authorize?client_id=nope', ''],
+    ['GET', '/.keygate/oauth/interaction/not-a-uid', ''],
+  ])('%s %s %s', async (method, path, body) => {
+    const u = new URL(g.url);
+    const status = await new Promise<number>((resolve, reject) => {
+      const r = httpRequest(
+        {
+          host: u.hostname,
+          port: u.port,
+          method,
+          path,
+          headers: { 'content-type': 'application/x-www-form-urlencoded', origin: g.gw.publicOrigin },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode ?? 0));
+        },
+      );
+      r.on('error', reject);
+      r.end(body === '' ? undefined : body);
+    });
+    expect(status).toBeGreaterThanOrEqual(400);
+    expect(status).toBeLessThan(500);
+  });
+});
