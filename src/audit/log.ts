@@ -157,6 +157,11 @@ export class AuditLog {
     return this.failing ? 'failing' : this.queue.length >= this.o.maxQueue ? 'backlogged' : 'ok';
   }
 
+  /** Entries waiting for the writer. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   /** Sequence number of the last committed record. */
   get committedSeq(): number {
     return this.lastSeq;

@@ -379,6 +379,7 @@ export const configSchema = z
         batchMax: z.int().min(1).max(100_000).default(5_000).describe('Most records in one committed batch.'),
         checkpointEvery: z.int().min(1).default(10_000).describe('A signed checkpoint after this many records…'),
         checkpointInterval: duration('60s').describe('…or after this long, whichever comes first.'),
+        busyTimeout: duration('5s').describe('How long a batch waits for a lock on the audit file before the write counts as failed.'),
       })
       .prefault({})
       .describe('The tamper-evident audit log: one record per proxied request and per authentication event.'),

@@ -329,9 +329,12 @@ export class Gateway {
       checkpointEvery: a.checkpointEvery,
       checkpointEveryMs: a.checkpointInterval,
       failOpen: a.failOpen,
+      busyTimeoutMs: a.busyTimeout,
       key: { kid: auditKey.kid, jwk: auditKey.jwk },
       log: gw.log,
     });
+    const auditLog = gw.auditLog;
+    gw.metrics.auditState = () => ({ committedSeq: auditLog.committedSeq, queued: auditLog.queued });
     gw.auditLog.record({
       kind: 'audit.started',
       at: gw.clock.now(),
@@ -625,7 +628,7 @@ export class Gateway {
         message: denialMessage(c.action, c.resource),
         detail: `${c.action} ${c.resource.type}::${c.resource.id}: ${decision.reasons.join(',')}`,
       });
-      this.fail(req, res, requestId, err, start, identity, x.up.name, decision);
+      this.fail(req, res, requestId, err, start, identity, x.up.name, decision, c);
       return;
     }
     if (decision.effect === 'step_up') {
@@ -682,7 +685,7 @@ export class Gateway {
       },
       detail: `${c.action} ${isSensitive(c.action) ? 'sensitive' : ''} auth age beyond ${maxAge}s`,
     });
-    this.fail(req, res, requestId, err, start, identity, x.up.name, x.decision);
+    this.fail(req, res, requestId, err, start, identity, x.up.name, x.decision, c);
   }
 
   private withCredentials(x: Exchange): void {
@@ -848,6 +851,7 @@ export class Gateway {
     identity?: Identity,
     upstream?: string,
     decision?: Decision,
+    classification?: Classification,
   ): void {
     if (hasUnreadBody(req)) linger(req);
     sendError(res, err, requestId);
@@ -859,7 +863,7 @@ export class Gateway {
         this.clientIp(req),
         identity,
         err.status,
-        undefined,
+        classification,
         decision ?? refusalDecision(err),
         undefined,
         upstream,

@@ -28,6 +28,24 @@ export class Metrics {
     labelNames: ['grant', 'outcome'] as const,
     registers: [this.registry],
   });
+  /** Set by the gateway: the audit log's last committed sequence number and its queue. */
+  auditState: () => { committedSeq: number; queued: number } = () => ({ committedSeq: 0, queued: 0 });
+  readonly auditCommitted = new Gauge({
+    name: 'keygate_audit_committed_seq',
+    help: 'Sequence number of the last audit record committed to disk.',
+    registers: [this.registry],
+    collect: () => {
+      this.auditCommitted.set(this.auditState().committedSeq);
+    },
+  });
+  readonly auditQueued = new Gauge({
+    name: 'keygate_audit_queue_length',
+    help: 'Audit records waiting for the writer.',
+    registers: [this.registry],
+    collect: () => {
+      this.auditQueued.set(this.auditState().queued);
+    },
+  });
   readonly inflight = new Gauge({
     name: 'keygate_inflight_requests',
     help: 'Requests being served right now.',
