@@ -167,11 +167,18 @@ describe('when the audit log cannot be written', () => {
 
 // ---- a real process, killed ------------------------------------------------------------------
 
+/** Every process started here, stopped by its pid in afterAll whatever happened. */
+const started: ChildProcess[] = [];
+afterAll(() => {
+  for (const p of started) if (p.exitCode === null && p.signalCode === null) p.kill('SIGKILL');
+});
+
 function serve(config: string): Promise<{ proc: ChildProcess; url: string }> {
   return new Promise((resolve, reject) => {
     const proc = spawn(process.execPath, [KEYGATE_BIN, 'serve', '--config', config], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME },
     });
+    started.push(proc);
     let err = '';
     const timer = setTimeout(() => reject(new Error(`serve did not start: ${err}`)), 20_000);
     proc.stderr.on('data', (d: Buffer) => {
