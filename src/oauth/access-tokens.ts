@@ -9,10 +9,13 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import {
+  type CryptoKey,
   calculateJwkThumbprint,
   createLocalJWKSet,
   EmbeddedJWK,
+  type FlattenedJWSInput,
   type JSONWebKeySet,
+  type JWSHeaderParameters,
   type JWK,
   type JWTPayload,
   jwtVerify,
@@ -134,6 +137,9 @@ function invalidProof(description: string): KeygateError {
 
 export class AccessTokens {
   private readonly cache = new Map<string, VerifiedToken>();
+  /** Imported DPoP proof keys by algorithm and key members, and key thumbprints by key members. */
+  private readonly proofKeys = new Map<string, CryptoKey>();
+  private readonly thumbprints = new Map<string, string>();
   private keySet: ReturnType<typeof createLocalJWKSet>;
   private lastReload = 0;
 
@@ -242,7 +248,7 @@ export class AccessTokens {
     let payload: JWTPayload;
     let jwk: JWK;
     try {
-      const r = await jwtVerify(header, EmbeddedJWK, {
+      const r = await jwtVerify(header, (h, t) => this.proofKey(h, t), {
         typ: 'dpop+jwt',
         algorithms: ['ES256', 'EdDSA'],
         requiredClaims: ['jti', 'htm', 'htu', 'iat'],
@@ -268,7 +274,7 @@ export class AccessTokens {
       if (payload.ath !== ath) throw invalidProof('ath does not match the access token');
     }
     // Step 12: the key is the one the token is bound to.
-    const thumbprint = await calculateJwkThumbprint(jwk);
+    const thumbprint = await this.thumbprint(jwk);
     if (jkt !== undefined && thumbprint !== jkt) throw invalidProof('proof key is not the key the token is bound to');
     // Single use: a proof id is accepted once while its iat is in the window.
     const jti = payload.jti as string;
@@ -277,6 +283,31 @@ export class AccessTokens {
       throw invalidProof('proof replayed');
     }
     return jwk;
+  }
+
+  /**
+   * A client signs every proof with the same key: import it (jose's EmbeddedJWK, with its
+   * checks — public, `use` sig, `alg` consistent) once per key and algorithm, not per request.
+   */
+  private async proofKey(h: JWSHeaderParameters, t: FlattenedJWSInput): Promise<CryptoKey | Uint8Array> {
+    const id = proofKeyId(h);
+    const hit = this.proofKeys.get(id);
+    if (hit !== undefined) return hit;
+    const key = (await EmbeddedJWK(h, t)) as CryptoKey;
+    if (this.proofKeys.size >= CACHE_MAX) this.proofKeys.delete(this.proofKeys.keys().next().value as string);
+    this.proofKeys.set(id, key);
+    return key;
+  }
+
+  private async thumbprint(jwk: JWK): Promise<string> {
+    const id = jwkId(jwk);
+    let t = this.thumbprints.get(id);
+    if (t === undefined) {
+      t = await calculateJwkThumbprint(jwk);
+      if (this.thumbprints.size >= CACHE_MAX) this.thumbprints.delete(this.thumbprints.keys().next().value as string);
+      this.thumbprints.set(id, t);
+    }
+    return t;
   }
 
   private htuMatches(htu: unknown, req: IncomingMessage): boolean {
@@ -301,6 +332,14 @@ export class AccessTokens {
     const origins = this.d.origins();
     return origins.includes(u.origin);
   }
+}
+
+function jwkId(jwk: JWK | undefined): string {
+  return JSON.stringify([jwk?.kty, jwk?.crv, jwk?.x, jwk?.y, jwk?.n, jwk?.e, jwk?.use, jwk?.alg, jwk?.d !== undefined]);
+}
+
+function proofKeyId(h: JWSHeaderParameters): string {
+  return `${String(h.alg)}|${jwkId(h.jwk as JWK | undefined)}`;
 }
 
 function toVerified(c: KeygateTokenClaims): VerifiedToken {
