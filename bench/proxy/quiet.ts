@@ -3,6 +3,7 @@
  * benchmark pinned. This measures, over one measurement, how much CPU went to processes
  * that are not ours, from /proc (Linux only; elsewhere it reports nothing).
  */
+import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
@@ -56,4 +57,44 @@ export function watchInterference(pids: () => readonly number[]): () => Interfer
       stealPct: pct(after.steal - before.steal),
     };
   };
+}
+
+/** Whether `taskset` can pin processes to cores here. */
+export function hasTaskset(): boolean {
+  try {
+    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Prepare, then measure; when other processes took more than `maxForeignPct` % of a core during
+ * the measurement, wait and do both again, up to `attempts` times, keeping the quietest.
+ */
+export async function measureQuietly<P, T extends object>(
+  what: string,
+  limits: { maxForeignPct: number; attempts: number; pids: () => number[] },
+  prepare: () => Promise<P> | P,
+  run: (p: P) => Promise<T>,
+): Promise<T & { interference?: Interference; attempts: number }> {
+  type Kept = T & { interference?: Interference; attempts: number };
+  let best: Kept | undefined;
+  for (let attempt = 1; ; attempt++) {
+    const p = await prepare();
+    const stop = watchInterference(limits.pids);
+    const result: Kept = { ...(await run(p)), attempts: attempt };
+    const interference = stop();
+    if (interference === undefined) return result;
+    result.interference = interference;
+    if (interference.foreignPct <= limits.maxForeignPct) return result;
+    if (best === undefined || interference.foreignPct < (best.interference?.foreignPct ?? 0)) best = result;
+    if (attempt >= limits.attempts) {
+      console.log(`  ${what}: still ${interference.foreignPct}% foreign CPU; keeping the quietest attempt`);
+      return best;
+    }
+    console.log(`  ${what}: other processes took ${interference.foreignPct}% of a core; measuring again`);
+    await new Promise((r) => setTimeout(r, 5000));
+  }
 }

@@ -29,7 +29,7 @@ import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import type { FixedRateOptions, LatencySummary } from './fixed-rate.js';
 import { nginxConfig } from './nginx.js';
-import { type Interference, watchInterference } from './quiet.js';
+import { hasTaskset, type Interference, measureQuietly } from './quiet.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(HERE, '../..');
@@ -100,14 +100,6 @@ process.once('exit', () => {
 
 // ---- pinning ------------------------------------------------------------------------------
 
-function hasTaskset(): boolean {
-  try {
-    execFileSync('taskset', ['-V'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 const nproc = availableParallelism();
 const pinned = nproc >= 2 && hasTaskset();
 /** Prefix a command with `taskset -c <core>` when pinning is possible. */
@@ -201,23 +193,9 @@ async function wrk(url: string, seconds: number): Promise<WrkResult> {
  * it, wait and measure again, up to --attempts times, keeping the quietest attempt.
  */
 type Guarded<T> = T & { interference?: Interference };
-async function guarded<T extends object>(what: string, run: () => Promise<T>): Promise<Guarded<T>> {
-  let best: Guarded<T> | undefined;
-  for (let attempt = 1; ; attempt++) {
-    const stop = watchInterference(() => [...running].flatMap((c) => (c.pid === undefined ? [] : [c.pid])));
-    const result: Guarded<T> = await run();
-    const interference = stop();
-    if (interference === undefined) return result;
-    result.interference = interference;
-    if (interference.foreignPct <= opts.maxForeignPct) return result;
-    if (best === undefined || interference.foreignPct < (best.interference?.foreignPct ?? 0)) best = result;
-    if (attempt >= opts.attempts) {
-      console.log(`  ${what}: still ${interference.foreignPct}% foreign CPU; keeping the quietest attempt`);
-      return best;
-    }
-    console.log(`  ${what}: other processes took ${interference.foreignPct}% of a core; measuring again`);
-    await new Promise((r) => setTimeout(r, 5000));
-  }
+function guarded<T extends object>(what: string, run: () => Promise<T>): Promise<Guarded<T>> {
+  const pids = () => [...running].flatMap((c) => (c.pid === undefined ? [] : [c.pid]));
+  return measureQuietly(what, { maxForeignPct: opts.maxForeignPct, attempts: opts.attempts, pids }, () => undefined, run);
 }
 
 const median = (xs: number[]): number => {

@@ -12,8 +12,21 @@ function defined<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
   return out as T;
 }
 
+const ANONYMOUS: AuditActor = Object.freeze({ type: 'anonymous' });
+/** Identities are cached objects (per session, per token): build each one's actor once. */
+const actors = new WeakMap<Identity, AuditActor>();
+
 export function actorOf(identity: Identity | null | undefined): AuditActor {
-  if (!identity) return { type: 'anonymous' };
+  if (!identity) return ANONYMOUS;
+  let a = actors.get(identity);
+  if (a === undefined) {
+    a = Object.freeze(buildActor(identity));
+    actors.set(identity, a);
+  }
+  return a;
+}
+
+function buildActor(identity: Identity): AuditActor {
   const p = identity.principal;
   const a = identity.auth;
   return defined<AuditActor>({

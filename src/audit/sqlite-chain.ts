@@ -11,7 +11,7 @@ import { type AuditEntry, type AuditRecord, canonicalJson, chainHash, GENESIS_HA
 export const AUDIT_SCHEMA = `
   CREATE TABLE IF NOT EXISTS audit_records (
     seq        INTEGER PRIMARY KEY,
-    id         TEXT NOT NULL UNIQUE,
+    id         TEXT NOT NULL,           -- a UUID; not indexed (every index costs each write)
     at         INTEGER NOT NULL,
     kind       TEXT NOT NULL,
     actor_id   TEXT,
@@ -23,7 +23,6 @@ export const AUDIT_SCHEMA = `
   ) STRICT;
   CREATE INDEX IF NOT EXISTS audit_records_actor ON audit_records (actor_id, at);
   CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records (kind, at);
-  CREATE INDEX IF NOT EXISTS audit_records_at ON audit_records (at);
   -- Signed checkpoints: a JWS (ES256) over {seq, hash, at} of the chain head.
   CREATE TABLE IF NOT EXISTS audit_checkpoints (
     seq  INTEGER PRIMARY KEY,
@@ -32,6 +31,9 @@ export const AUDIT_SCHEMA = `
     kid  TEXT NOT NULL,
     jws  TEXT NOT NULL
   ) STRICT;`;
+
+/** Rows per multi-row INSERT (10 columns each; SQLite allows 32,766 parameters). */
+const CHUNK = 50;
 
 export interface ChainHead {
   seq: number;
@@ -68,6 +70,8 @@ export function openAuditDb(path: string, busyTimeoutMs = 5_000): Database.Datab
 export class SqliteChain {
   private head: ChainHead;
   private readonly insert: Database.Statement;
+  /** One statement for CHUNK rows: fewer statement runs per batch. */
+  private readonly insertChunk: Database.Statement;
   private readonly insertCheckpoint: Database.Statement;
 
   constructor(
@@ -87,10 +91,10 @@ export class SqliteChain {
       checkpointSeq: cp?.seq ?? 0,
       checkpointAt: cp?.at ?? this.now(),
     };
-    this.insert = db.prepare(
-      `INSERT INTO audit_records (seq, id, at, kind, actor_id, action, decision, body, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    );
+    const columns = 'INSERT INTO audit_records (seq, id, at, kind, actor_id, action, decision, body, prev_hash, hash) VALUES ';
+    const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+    this.insert = db.prepare(columns + one);
+    this.insertChunk = db.prepare(columns + Array.from({ length: CHUNK }, () => one).join(', '));
     this.insertCheckpoint = db.prepare(
       'INSERT INTO audit_checkpoints (seq, hash, at, kid, jws) VALUES (?, ?, ?, ?, ?)',
     );
@@ -142,7 +146,9 @@ export class SqliteChain {
         }
       : undefined;
     this.db.transaction(() => {
-      for (const r of rows) this.insert.run(...r);
+      let i = 0;
+      for (; i + CHUNK <= rows.length; i += CHUNK) this.insertChunk.run(...rows.slice(i, i + CHUNK).flat());
+      for (; i < rows.length; i++) this.insert.run(...(rows[i] as unknown[]));
       if (cp) this.insertCheckpoint.run(cp.seq, cp.hash, cp.at, cp.kid, cp.jws);
     })();
     this.head = {

@@ -918,7 +918,7 @@ export class Gateway {
         ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
         requestId,
       },
-      ...(decision === undefined ? {} : { decision: { effect: decision.effect, reasons: [...decision.reasons] } }),
+      ...(decision === undefined ? {} : { decision: { effect: decision.effect, reasons: decision.reasons as string[] } }),
       ...(upstream === undefined
         ? upstreamName === undefined
           ? {}
