@@ -5,7 +5,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { adminInvite, adminRecover } from './commands/admin.js';
 import { adminKeysRotate, adminSpCreate, adminSpList, adminSpRevokeSecret, adminSpRotate } from './commands/admin-sp.js';
-import { auditVerify } from './commands/audit.js';
+import { auditExport, auditTail, auditVerify } from './commands/audit.js';
 import { configCheck } from './commands/config-check.js';
 import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { demo } from './commands/demo.js';
@@ -102,6 +102,30 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('-c, --config <file>', 'config file')
     .option('--file <audit.db>', 'an audit database other than the configured one')
     .action(async (o: { config?: string; file?: string }) => setCode(await auditVerify(o, out)));
+  audit
+    .command('export')
+    .description('print the records of a time range as JSON Lines (each as hashed, with its hash)')
+    .option('--since <time>', 'from this time (ISO 8601 or epoch ms), inclusive')
+    .option('--until <time>', 'until this time, exclusive')
+    .option('--format <format>', 'jsonl', 'jsonl')
+    .option('-c, --config <file>', 'config file')
+    .option('--file <audit.db>', 'an audit database other than the configured one')
+    .action(async (o: { config?: string; file?: string; since?: string; until?: string; format: string }) =>
+      setCode(await auditExport(o, out)),
+    );
+  audit
+    .command('tail')
+    .description('print the latest records (filtered), and with --follow new ones as they are written')
+    .option('-n, --lines <n>', 'how many', (v) => Number(v), 20)
+    .option('--kind <kind>', 'only this kind, e.g. http.request or auth.login')
+    .option('--actor <id>', 'only this principal id')
+    .option('-f, --follow', 'keep printing new records', false)
+    .option('-c, --config <file>', 'config file')
+    .option('--file <audit.db>', 'an audit database other than the configured one')
+    .action(
+      async (o: { config?: string; file?: string; lines: number; kind?: string; actor?: string; follow: boolean }) =>
+        setCode(await auditTail(o, out)),
+    );
 
   const policy = program.command('policy').description('authorization policy tools');
   policy

@@ -1,6 +1,8 @@
 /**
- * `keygate audit verify`: walk the local audit chain and its signed checkpoints; exit 0 when
- * intact, 1 with the first broken or missing record otherwise.
+ * `keygate audit …` on the local audit log:
+ *   verify  walk the chain and its signed checkpoints; exit 1 at the first broken or missing record
+ *   export  the records of a time range as JSON Lines, each exactly as hashed (plus its hash)
+ *   tail    the latest records, filtered, optionally following new ones
  */
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
@@ -11,20 +13,126 @@ import { SqliteStore } from '../../store/sqlite/index.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
 
-export async function auditVerify(
+function locate(
   o: { config?: string; file?: string },
   out: Output,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<number> {
+  env: NodeJS.ProcessEnv,
+): { storePath: string; path: string } | undefined {
   const loaded = loadOrReport(o.config, out, env);
-  if (!loaded) return EXIT.FAILED;
+  if (!loaded) return undefined;
   const { config } = loaded;
   const storePath = config.store.path ?? `${config.dataDir}/keygate.db`;
   const path = o.file ?? config.audit.path ?? `${dirname(storePath)}/audit.db`;
   if (!existsSync(path)) {
     out.err(`keygate: no audit log at ${path}`);
-    return EXIT.FAILED;
+    return undefined;
   }
+  return { storePath, path };
+}
+
+/** An ISO 8601 time or epoch milliseconds. */
+function timeArg(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+  if (!Number.isFinite(n)) throw new Error(`--${name}: not a time (use ISO 8601, e.g. 2026-11-28T00:00:00Z)`);
+  return n;
+}
+
+interface Row {
+  seq: number;
+  body: string;
+  hash: string;
+}
+
+/** One line per record: the hashed body with its hash added, so a reader can re-check the chain. */
+function line(r: Row): string {
+  return `${r.body.slice(0, -1)},"hash":${JSON.stringify(r.hash)}}`;
+}
+
+export async function auditExport(
+  o: { config?: string; file?: string; since?: string; until?: string; format: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  if (o.format !== 'jsonl') {
+    out.err(`keygate: --format ${o.format}: only jsonl is available`);
+    return EXIT.USAGE;
+  }
+  let since: number | undefined;
+  let until: number | undefined;
+  try {
+    since = timeArg(o.since, 'since');
+    until = timeArg(o.until, 'until');
+  } catch (e) {
+    out.err(`keygate: ${(e as Error).message}`);
+    return EXIT.USAGE;
+  }
+  const where = locate(o, out, env);
+  if (where === undefined) return EXIT.FAILED;
+  const db = openAuditDb(where.path);
+  try {
+    const rows = db
+      .prepare('SELECT seq, body, hash FROM audit_records WHERE at >= ? AND at < ? ORDER BY seq')
+      .iterate(since ?? 0, until ?? Number.MAX_SAFE_INTEGER) as Iterable<Row>;
+    let n = 0;
+    for (const r of rows) {
+      out.out(line(r));
+      n++;
+    }
+    out.err(`${n} records`);
+    return EXIT.OK;
+  } finally {
+    db.close();
+  }
+}
+
+export async function auditTail(
+  o: { config?: string; file?: string; lines: number; kind?: string; actor?: string; follow: boolean; pollMs?: number },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+  stop: AbortSignal = new AbortController().signal,
+): Promise<number> {
+  const where = locate(o, out, env);
+  if (where === undefined) return EXIT.FAILED;
+  const db = openAuditDb(where.path);
+  const filter = `${o.kind === undefined ? '' : ' AND kind = @kind'}${o.actor === undefined ? '' : ' AND actor_id = @actor'}`;
+  const params = {
+    ...(o.kind === undefined ? {} : { kind: o.kind }),
+    ...(o.actor === undefined ? {} : { actor: o.actor }),
+  };
+  try {
+    const last = (
+      db.prepare(`SELECT seq, body, hash FROM audit_records WHERE 1 = 1${filter} ORDER BY seq DESC LIMIT @n`).all({
+        ...params,
+        n: o.lines,
+      }) as Row[]
+    ).reverse();
+    for (const r of last) out.out(line(r));
+    if (!o.follow) return EXIT.OK;
+    let after = (db.prepare('SELECT max(seq) AS s FROM audit_records').get() as { s: number | null }).s ?? 0;
+    const next = db.prepare(
+      `SELECT seq, body, hash FROM audit_records WHERE seq > @after${filter} ORDER BY seq LIMIT 1000`,
+    );
+    const newest = db.prepare('SELECT max(seq) AS s FROM audit_records');
+    while (!stop.aborted) {
+      await new Promise((r) => setTimeout(r, o.pollMs ?? 500));
+      for (const r of next.all({ ...params, after }) as Row[]) out.out(line(r));
+      after = (newest.get() as { s: number | null }).s ?? after;
+    }
+    return EXIT.OK;
+  } finally {
+    db.close();
+  }
+}
+
+export async function auditVerify(
+  o: { config?: string; file?: string },
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  const where = locate(o, out, env);
+  if (where === undefined) return EXIT.FAILED;
+  const { storePath, path } = where;
   // The checkpoint keys are the store's audit keys (all of them, retired ones too).
   const store = new SqliteStore({ path: storePath });
   let keys: JWK[];
