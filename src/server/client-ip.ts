@@ -7,7 +7,8 @@ import proxyaddr from 'proxy-addr';
  * X-Forwarded-* from anyone else is ignored.
  */
 export function clientIpResolver(trustedProxies: readonly string[]): (req: IncomingMessage) => string {
-  if (trustedProxies.length === 0) return (req) => req.socket.remoteAddress ?? '';
+  // A request whose socket is already gone (the client left mid-body) has no address left.
+  if (trustedProxies.length === 0) return (req) => req.socket?.remoteAddress ?? '';
   const trust = proxyaddr.compile([...trustedProxies]);
-  return (req) => proxyaddr(req, trust);
+  return (req) => (req.socket ? proxyaddr(req, trust) : '');
 }
