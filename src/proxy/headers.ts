@@ -7,7 +7,7 @@
  */
 
 /** RFC 9110 §7.6.1 connection-specific fields, plus legacy ones proxies must not forward. */
-const HOP_BY_HOP = new Set([
+export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'connection',
   'keep-alive',
   'proxy-connection',
@@ -118,9 +118,7 @@ export function clientResponseHeaders(
   const connSet =
     conn === undefined
       ? undefined
-      : new Set(
-          (Array.isArray(conn) ? conn.join(',') : conn).split(',').map((t) => t.trim().toLowerCase()),
-        );
+      : new Set((Array.isArray(conn) ? conn.join(',') : conn).split(',').map((t) => t.trim().toLowerCase()));
   const out: string[] = [];
   for (const name in headers) {
     const value = headers[name];

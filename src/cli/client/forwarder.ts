@@ -15,21 +15,10 @@ import { pipeline } from 'node:stream/promises';
 import { type Dispatcher, Pool } from 'undici';
 import type { ErrorCode } from '../../errors/index.js';
 import type { Clock } from '../../lib/clock.js';
+import { HOP_BY_HOP } from '../../proxy/headers.js';
 import { dpopProof } from './dpop.js';
 import type { Fresh, Session } from './session.js';
 
-/** Hop-by-hop (RFC 9110 §7.6.1) and framing headers: each connection has its own. */
-const HOP_BY_HOP = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authenticate',
-  'proxy-authorization',
-  'te',
-  'trailer',
-  'transfer-encoding',
-  'upgrade',
-]);
 /** Request headers the forwarder replaces or drops: the tool's own credential and proof, and Host. */
 const REPLACED = new Set(['authorization', 'dpop', 'host', 'expect']);
 const DRAIN_MS = 10_000;

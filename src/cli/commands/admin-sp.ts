@@ -7,34 +7,11 @@ import { readFileSync } from 'node:fs';
 import type { JWK } from 'jose';
 import type { Config } from '../../config/schema.js';
 import { SigningKeys } from '../../crypto/keys.js';
-import { isKeygateError } from '../../errors/index.js';
 import { systemClock } from '../../lib/clock.js';
 import { ServicePrincipals } from '../../oauth/service-principals.js';
-import { SqliteStore } from '../../store/sqlite/index.js';
 import type { Store } from '../../store/types.js';
 import { EXIT, type Output } from '../output.js';
-import { loadOrReport } from './serve.js';
-
-async function withStore(
-  file: string | undefined,
-  out: Output,
-  env: NodeJS.ProcessEnv,
-  fn: (store: Store, config: Config) => Promise<number>,
-): Promise<number> {
-  const loaded = loadOrReport(file, out, env);
-  if (!loaded) return EXIT.FAILED;
-  const { config } = loaded;
-  const store = new SqliteStore({ path: config.store.path ?? `${config.dataDir}/keygate.db` });
-  try {
-    await store.migrate();
-    return await fn(store, config);
-  } catch (e) {
-    out.err(`keygate: ${isKeygateError(e) ? e.publicMessage : (e as Error).message}`);
-    return EXIT.FAILED;
-  } finally {
-    await store.close();
-  }
-}
+import { withLocalStore } from './admin.js';
 
 const sps = (store: Store, config: Config) => new ServicePrincipals(store, systemClock, config.tokens.secretLifetime);
 
@@ -44,7 +21,7 @@ export async function adminSpCreate(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  return withStore(o.config, out, env, async (store, config) => {
+  return withLocalStore(o.config, out, env, async (store, config) => {
     let jwks: { keys: JWK[] } | undefined;
     if (o.jwks !== undefined) {
       const doc = JSON.parse(readFileSync(o.jwks, 'utf8')) as { keys?: JWK[] } & JWK;
@@ -81,7 +58,7 @@ export async function adminSpRotate(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  return withStore(o.config, out, env, async (store, config) => {
+  return withLocalStore(o.config, out, env, async (store, config) => {
     const r = await sps(store, config).rotate(name);
     out.err(
       `New secret for ${r.sp.name}, valid until ${new Date(r.secret.record.expiresAt).toISOString()}. ` +
@@ -98,7 +75,7 @@ export async function adminSpList(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  return withStore(o.config, out, env, async (store, config) => {
+  return withLocalStore(o.config, out, env, async (store, config) => {
     const s = sps(store, config);
     for (const sp of await store.listServicePrincipals()) {
       const live = await s.liveSecrets(sp.id);
@@ -121,7 +98,7 @@ export async function adminSpRevokeSecret(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  return withStore(o.config, out, env, async (store, config) => {
+  return withLocalStore(o.config, out, env, async (store, config) => {
     if (!(await sps(store, config).revokeSecret(name, secretId))) {
       out.err(`keygate: no live secret ${secretId} for ${name}`);
       return EXIT.FAILED;
@@ -136,7 +113,7 @@ export async function adminKeysRotate(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  return withStore(o.config, out, env, async (store, config) => {
+  return withLocalStore(o.config, out, env, async (store, config) => {
     const now = systemClock.now();
     await store.retireSigningKeys('token', now);
     const keys = await SigningKeys.load(store, 'token', systemClock, {

@@ -4,6 +4,8 @@
  */
 import { Enrollment, isEmail } from '../../authenticate/enrollment.js';
 import type { Config } from '../../config/schema.js';
+import { isKeygateError } from '../../errors/index.js';
+import type { Store } from '../../store/types.js';
 import { systemClock } from '../../lib/clock.js';
 import { SqliteStore } from '../../store/sqlite/index.js';
 import { EXIT, type Output } from '../output.js';
@@ -14,11 +16,15 @@ export function publicOriginOf(config: Config): string {
   return `${config.tls ? 'https' : 'http'}://localhost:${config.listen.port}`;
 }
 
-async function withEnrollment(
+/**
+ * Run `fn` on the local store named by the config (migrated first), closing it afterwards; a
+ * failure prints one line and exits 1.
+ */
+export async function withLocalStore(
   file: string | undefined,
   out: Output,
   env: NodeJS.ProcessEnv,
-  fn: (e: Enrollment, origin: string) => Promise<void>,
+  fn: (store: Store, config: Config) => Promise<number>,
 ): Promise<number> {
   const loaded = loadOrReport(file, out, env);
   if (!loaded) return EXIT.FAILED;
@@ -26,11 +32,25 @@ async function withEnrollment(
   const store = new SqliteStore({ path: config.store.path ?? `${config.dataDir}/keygate.db` });
   try {
     await store.migrate();
-    await fn(new Enrollment(store, systemClock, config.enrollment.tokenLifetime), publicOriginOf(config));
-    return EXIT.OK;
+    return await fn(store, config);
+  } catch (e) {
+    out.err(`keygate: ${isKeygateError(e) ? e.publicMessage : (e as Error).message}`);
+    return EXIT.FAILED;
   } finally {
     await store.close();
   }
+}
+
+function withEnrollment(
+  file: string | undefined,
+  out: Output,
+  env: NodeJS.ProcessEnv,
+  fn: (e: Enrollment, origin: string) => Promise<void>,
+): Promise<number> {
+  return withLocalStore(file, out, env, async (store, config) => {
+    await fn(new Enrollment(store, systemClock, config.enrollment.tokenLifetime), publicOriginOf(config));
+    return EXIT.OK;
+  });
 }
 
 export async function adminInvite(
@@ -61,17 +81,12 @@ export async function adminRecover(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  try {
-    return await withEnrollment(o.config, out, env, async (e, origin) => {
-      const link = await e.recover(origin, email, 'cli');
-      out.out(link.url);
-      out.err(
-        `One-time recovery link for ${link.user.email}, valid until ${new Date(link.expiresAt).toISOString()}. ` +
-          'It lets them register a new key; it revokes nothing by itself.',
-      );
-    });
-  } catch (err) {
-    out.err(`keygate: ${(err as Error).message}`);
-    return EXIT.FAILED;
-  }
+  return withEnrollment(o.config, out, env, async (e, origin) => {
+    const link = await e.recover(origin, email, 'cli');
+    out.out(link.url);
+    out.err(
+      `One-time recovery link for ${link.user.email}, valid until ${new Date(link.expiresAt).toISOString()}. ` +
+        'It lets them register a new key; it revokes nothing by itself.',
+    );
+  });
 }

@@ -45,7 +45,13 @@ afterEach(() => {
   vi.useRealTimers();
 });
 
-async function codeFlow(config: oidc.Configuration, scope: string, redirect = REDIRECT, via?: string) {
+async function codeFlow(
+  config: oidc.Configuration,
+  scope: string,
+  redirect = REDIRECT,
+  via?: string,
+  person: { browser: BrowserClient; authenticator: SoftAuthenticator } = { browser, authenticator },
+) {
   const verifier = oidc.randomPKCECodeVerifier();
   const state = oidc.randomState();
   let url = oidc.buildAuthorizationUrl(config, {
@@ -56,8 +62,23 @@ async function codeFlow(config: oidc.Configuration, scope: string, redirect = RE
     state,
   });
   if (via !== undefined) url = new URL(`${via}${url.search}`, g.url);
-  const walk = await walkAuthorization(g, browser, url, authenticator, redirect);
+  const walk = await walkAuthorization(g, person.browser, url, person.authenticator, redirect);
   return { ...walk, verifier, state };
+}
+
+/** A CLI login (code flow, a fresh tap) redeemed with a new DPoP key: the bound tokens. */
+async function cliTokens(scope: string, person?: { browser: BrowserClient; authenticator: SoftAuthenticator }) {
+  const flow = await codeFlow(cli, scope, REDIRECT, undefined, person);
+  const key = await oidc.randomDPoPKeyPair('ES256', { extractable: true });
+  const DPoP = oidc.getDPoPHandle(cli, key);
+  const tokens = await oidc.authorizationCodeGrant(
+    cli,
+    flow.callback,
+    { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
+    undefined,
+    { DPoP },
+  );
+  return { flow, key, DPoP, tokens };
 }
 
 function claimsOf(jwt: string): Record<string, unknown> {
@@ -67,17 +88,9 @@ function claimsOf(jwt: string): Record<string, unknown> {
 describe('authorization code + PKCE for the Keygate CLI', () => {
   it('needs a tap made after the request began, then gives a DPoP-bound token the proxy accepts', async () => {
     // alice has a browser session from enrolling, made before this request: not enough.
-    const flow = await codeFlow(cli, 'openid offline_access');
+    const { flow, DPoP, tokens } = await cliTokens('openid offline_access');
     expect(flow.logins).toBe(1);
     expect(flow.hops[0]?.location).toMatch(/^\/\.keygate\/oauth\/interaction\//);
-    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
-    const tokens = await oidc.authorizationCodeGrant(
-      cli,
-      flow.callback,
-      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
-      undefined,
-      { DPoP },
-    );
     expect(tokens.token_type.toLowerCase()).toBe('dpop');
     expect(tokens.refresh_token).toBeTruthy();
     expect(tokens.expires_in).toBe(600);
@@ -115,15 +128,7 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
   });
 
   it('a grant narrowed by scope gives narrowed tokens, also after a refresh', async () => {
-    const flow = await codeFlow(cli, 'openid offline_access serving:read');
-    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
-    const t = await oidc.authorizationCodeGrant(
-      cli,
-      flow.callback,
-      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
-      undefined,
-      { DPoP },
-    );
+    const { DPoP, tokens: t } = await cliTokens('openid offline_access serving:read');
     const t2 = await oidc.refreshTokenGrant(cli, t.refresh_token as string, undefined, { DPoP });
     for (const at of [t.access_token, t2.access_token]) {
       expect(claimsOf(at).scope).toBe('serving:read');
@@ -169,15 +174,7 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
   });
 
   it('refresh tokens rotate; presenting a used one revokes the whole family, audited, and its access tokens stop working', async () => {
-    const flow = await codeFlow(cli, 'openid offline_access');
-    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
-    const t1 = await oidc.authorizationCodeGrant(
-      cli,
-      flow.callback,
-      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
-      undefined,
-      { DPoP },
-    );
+    const { DPoP, tokens: t1 } = await cliTokens('openid offline_access');
     const t2 = await oidc.refreshTokenGrant(cli, t1.refresh_token as string, undefined, { DPoP });
     expect(t2.refresh_token).not.toBe(t1.refresh_token);
     // The refresh token is bound to the DPoP key: another key cannot use it.
@@ -219,15 +216,7 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
   });
 
   it('logout revokes the refresh token (RFC 7009) and with it the family', async () => {
-    const flow = await codeFlow(cli, 'openid offline_access');
-    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
-    const t = await oidc.authorizationCodeGrant(
-      cli,
-      flow.callback,
-      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
-      undefined,
-      { DPoP },
-    );
+    const { DPoP, tokens: t } = await cliTokens('openid offline_access');
     await oidc.tokenRevocation(cli, t.refresh_token as string, { token_type_hint: 'refresh_token' });
     await expect(oidc.refreshTokenGrant(cli, t.refresh_token as string, undefined, { DPoP })).rejects.toMatchObject({
       error: 'invalid_grant',
@@ -249,15 +238,7 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
   });
 
   it('a refresh family ends 12 h after the login that started it', async () => {
-    const flow = await codeFlow(cli, 'openid offline_access');
-    const DPoP = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
-    const t = await oidc.authorizationCodeGrant(
-      cli,
-      flow.callback,
-      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
-      undefined,
-      { DPoP },
-    );
+    const { DPoP, tokens: t } = await cliTokens('openid offline_access');
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(Date.now() + 11 * 3_600_000);
     const t2 = await oidc.refreshTokenGrant(cli, t.refresh_token as string, undefined, { DPoP });
@@ -283,27 +264,7 @@ describe('trading a DPoP-bound token for a short bearer token (what `keygate tok
     const { browser: b2, authenticator: a2 } = await enroll(g, 'dana@example.com', {
       token: await invite(g, 'dana@example.com', ['ml-deployer']),
     });
-    const verifier = oidc.randomPKCECodeVerifier();
-    const state = oidc.randomState();
-    const url = oidc.buildAuthorizationUrl(cli, {
-      redirect_uri: REDIRECT,
-      scope: 'openid offline_access',
-      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-      code_challenge_method: 'S256',
-      state,
-    });
-    const walk = await walkAuthorization(g, b2, url, a2, REDIRECT);
-    const key = await oidc.randomDPoPKeyPair('ES256');
-    const DPoP = oidc.getDPoPHandle(cli, key);
-    const bound = await oidc.authorizationCodeGrant(
-      cli,
-      walk.callback,
-      { pkceCodeVerifier: verifier, expectedState: state },
-      undefined,
-      {
-        DPoP,
-      },
-    );
+    const { DPoP, tokens: bound } = await cliTokens('openid offline_access', { browser: b2, authenticator: a2 });
 
     // Without a proof, or with a proof by another key: refused, and audited.
     await expect(exchange(bound.access_token, undefined)).rejects.toMatchObject({ error: 'invalid_grant' });
@@ -365,15 +326,7 @@ describe('trading a DPoP-bound token for a short bearer token (what `keygate tok
 
 describe('a DPoP proof is spent wherever it was first used', () => {
   it('a proof seen at the token endpoint (a refresh) cannot be replayed to trade the bound token for a bearer one', async () => {
-    const flow = await codeFlow(cli, 'openid offline_access');
-    const key = await oidc.randomDPoPKeyPair('ES256', { extractable: true });
-    const bound = await oidc.authorizationCodeGrant(
-      cli,
-      flow.callback,
-      { pkceCodeVerifier: flow.verifier, expectedState: flow.state },
-      undefined,
-      { DPoP: oidc.getDPoPHandle(cli, key) },
-    );
+    const { key, tokens: bound } = await cliTokens('openid offline_access');
     const tokenUrl = `${g.url}/.keygate/oauth/token`;
     const proof = await new SignJWT({
       htm: 'POST',
