@@ -68,3 +68,20 @@ export async function walkAuthorization(
   }
   throw new Error('too many redirects');
 }
+
+/** A client_credentials token request with client_secret_basic, as a machine sends it. */
+export async function clientCredentials(
+  baseUrl: string,
+  clientId: string,
+  secret: string,
+): Promise<{ status: number; body: Record<string, string> }> {
+  const r = await request(`${baseUrl}/.keygate/oauth/token`, {
+    method: 'POST',
+    headers: {
+      authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`,
+      'content-type': 'application/x-www-form-urlencoded',
+    },
+    body: 'grant_type=client_credentials',
+  });
+  return { status: r.statusCode, body: (await r.body.json()) as Record<string, string> };
+}

@@ -15,6 +15,7 @@ import type { AuditRecord } from '../../../src/audit/record.js';
 import { openAuditDb } from '../../../src/audit/sqlite-chain.js';
 import { KEYGATE_BIN, runCli } from '../../helpers/cli.js';
 import { asUser, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
+import { clientCredentials } from '../../helpers/oauth.js';
 import { enroll, invite, login } from '../../helpers/people.js';
 
 let dir: string;
@@ -211,17 +212,7 @@ describe('a SIGKILL while requests flow', () => {
     const [clientId, secret] = created.stdout.trim().split(':') as [string, string];
 
     const first = await serve(config);
-    const token = async (url: string) => {
-      const r = await request(`${url}/.keygate/oauth/token`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: 'grant_type=client_credentials',
-      });
-      return ((await r.body.json()) as { access_token: string }).access_token;
-    };
+    const token = async (url: string) => (await clientCredentials(url, clientId, secret)).body.access_token as string;
     const at = await token(first.url);
     const get = (url: string, id: string) =>
       request(`${url}/v1/models`, { headers: { authorization: `Bearer ${at}`, 'x-request-id': id } }).then(

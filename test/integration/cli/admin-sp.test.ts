@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Gateway } from '../../../src/server/gateway.js';
 import { runCli } from '../../helpers/cli.js';
 import { startRecordingUpstream } from '../../helpers/index.js';
+import { clientCredentials } from '../../helpers/oauth.js';
 import { parseConfig } from '../../../src/config/load.js';
 import { pino } from 'pino';
 
@@ -51,21 +52,7 @@ async function withGateway<T>(fn: (url: string) => Promise<T>): Promise<T> {
   }
 }
 
-async function token(
-  url: string,
-  clientId: string,
-  secret: string,
-): Promise<{ status: number; body: Record<string, string> }> {
-  const r = await request(`${url}/.keygate/oauth/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: 'grant_type=client_credentials',
-  });
-  return { status: r.statusCode, body: (await r.body.json()) as Record<string, string> };
-}
+const token = clientCredentials;
 
 describe('keygate admin sp', () => {
   it('create prints CLIENT_ID:SECRET once; the secret works and only its hash is stored', async () => {

@@ -3,6 +3,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserClient } from '../../helpers/browser-client.js';
 import { startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
+import { clientCredentials } from '../../helpers/oauth.js';
 import { enroll, invite } from '../../helpers/people.js';
 
 let g: TestGateway;
@@ -23,16 +24,7 @@ afterAll(async () => {
 });
 
 async function tokenStatus(clientId: string, secret: string): Promise<number> {
-  const r = await request(`${g.url}/.keygate/oauth/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: 'grant_type=client_credentials',
-  });
-  await r.body.text();
-  return r.statusCode;
+  return (await clientCredentials(g.url, clientId, secret)).status;
 }
 
 interface Created {
