@@ -9,8 +9,12 @@ import { z } from 'zod';
 import type { ConfigIssue } from './load.js';
 import { configSchema } from './schema.js';
 
-/** Variables that are not settings but are read elsewhere. */
-export const RESERVED_ENV = new Set(['KEYGATE_CONFIG']);
+/**
+ * Variables that are not gateway settings but are read elsewhere: the config file's path, and
+ * the people's CLI (`keygate login|token|proxy`): its folder and the gateway it talks to. The
+ * same shell often runs both kinds of command, so these must not make a config invalid.
+ */
+export const RESERVED_ENV = new Set(['KEYGATE_CONFIG', 'KEYGATE_HOME', 'KEYGATE_GATEWAY']);
 
 type Leaf = { path: string[]; kind: 'string' | 'number' | 'integer' | 'boolean' | 'array'; description?: string };
 

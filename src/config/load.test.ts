@@ -54,23 +54,54 @@ describe('config schema', () => {
     [{ listen: { prot: 1 } }, 'listen.prot: unknown key'],
     [{ colour: 'blue' }, 'colour: unknown key'],
     [
-      { upstreams: { a: upstream }, routes: [{ prefix: '/', upstream: 'a' }, { prefix: '/x', upstream: 'a' }, { prefix: '/y', upstream: 'b' }] },
+      {
+        upstreams: { a: upstream },
+        routes: [
+          { prefix: '/', upstream: 'a' },
+          { prefix: '/x', upstream: 'a' },
+          { prefix: '/y', upstream: 'b' },
+        ],
+      },
       'routes[2].upstream: unknown upstream "b"',
     ],
-    [{ upstreams: { ws: { ...upstream, url: 'not a url' } } }, 'upstreams.ws.url: must be a URL (http or https, without credentials)'],
-    [{ upstreams: { ws: { ...upstream, url: 'http://user:pw@host' } } }, 'upstreams.ws.url: must be a URL (http or https, without credentials)'],
+    [
+      { upstreams: { ws: { ...upstream, url: 'not a url' } } },
+      'upstreams.ws.url: must be a URL (http or https, without credentials)',
+    ],
+    [
+      { upstreams: { ws: { ...upstream, url: 'http://user:pw@host' } } },
+      'upstreams.ws.url: must be a URL (http or https, without credentials)',
+    ],
     [{ upstreams: { ws: { url: 'http://a' } } }, 'upstreams.ws.credential: is required'],
-    [{ upstreams: { ws: { ...upstream, credential: { type: 'magic' } } } }, 'upstreams.ws.credential.type: must have type static, databricks-m2m or none'],
-    [{ upstreams: { ws: { ...upstream, credential: { type: 'static' } } } }, 'upstreams.ws.credential: set exactly one of tokenEnv or tokenFile'],
-    [{ upstreams: { ws: { ...upstream, credential: { type: 'static', tokenEnv: 'A', extra: 1 } } } }, 'upstreams.ws.credential.extra: unknown key'],
+    [
+      { upstreams: { ws: { ...upstream, credential: { type: 'magic' } } } },
+      'upstreams.ws.credential.type: must have type static, databricks-m2m or none',
+    ],
+    [
+      { upstreams: { ws: { ...upstream, credential: { type: 'static' } } } },
+      'upstreams.ws.credential: set exactly one of tokenEnv or tokenFile',
+    ],
+    [
+      { upstreams: { ws: { ...upstream, credential: { type: 'static', tokenEnv: 'A', extra: 1 } } } },
+      'upstreams.ws.credential.extra: unknown key',
+    ],
     [{ upstreams: { WS: upstream } }, 'upstreams.WS: upstream names are lowercase letters, digits and -'],
     [{ listen: { port: 70000 } }, 'listen.port: must be at most 65535'],
     [{ listen: { port: 'eighty' } }, 'listen.port: must be a number'],
-    [{ shutdown: { drainTimeout: '5 parsecs' } }, 'shutdown.drainTimeout: must be a duration such as 500ms, 30s, 5m or 1h'],
-    [{ log: { level: 'loud' } }, 'log.level: must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent"'],
+    [
+      { shutdown: { drainTimeout: '5 parsecs' } },
+      'shutdown.drainTimeout: must be a duration such as 500ms, 30s, 5m or 1h',
+    ],
+    [
+      { log: { level: 'loud' } },
+      'log.level: must be one of "trace", "debug", "info", "warn", "error", "fatal", "silent"',
+    ],
     [{ trustedProxies: ['10.0.0.0/33'] }, 'trustedProxies[0]: must be an IP address or CIDR range such as 10.0.0.0/8'],
     [{ routes: [{ prefix: 'api', upstream: 'x' }] }, 'routes[0].prefix: must start with /'],
-    [{ publicUrl: 'http://kg.example', tls: { certFile: 'c', keyFile: 'k' } }, 'publicUrl: must be https when tls is set'],
+    [
+      { publicUrl: 'http://kg.example', tls: { certFile: 'c', keyFile: 'k' } },
+      'publicUrl: must be https when tls is set',
+    ],
   ])('%j → %s', (raw, expected) => {
     expect(issuesOf(raw)).toContain(expected);
   });
@@ -127,6 +158,11 @@ describe('loading', () => {
     );
   });
 
+  it("the people's CLI variables (KEYGATE_HOME, KEYGATE_GATEWAY) do not make a gateway config invalid", () => {
+    const env = { KEYGATE_HOME: '/tmp/kg-home', KEYGATE_GATEWAY: 'https://keygate.example.com' };
+    expect(loadConfig({ file: yamlFile('listen:\n  port: 9201\n'), env }).config.listen.port).toBe(9201);
+  });
+
   it('an override with the wrong type names the setting path', () => {
     expect(() => loadConfig({ file: yamlFile('{}\n'), env: { KEYGATE_LISTEN_PORT: 'high' } })).toThrow(
       'listen.port: must be a number',
@@ -139,7 +175,10 @@ describe('runtime checks', () => {
     const c = parseConfig({
       upstreams: {
         a: upstream,
-        b: { url: 'http://b', credential: { type: 'databricks-m2m', clientId: 'x', clientSecretFile: '/nonexistent/secret' } },
+        b: {
+          url: 'http://b',
+          credential: { type: 'databricks-m2m', clientId: 'x', clientSecretFile: '/nonexistent/secret' },
+        },
       },
     });
     expect(runtimeIssues(c, {})).toEqual([

@@ -624,8 +624,12 @@ export class Gateway {
     x.classification = c;
     x.decision = decision;
     if (decision.effect === 'deny') {
+      // A plain bearer token refused only for being one: say what would work.
+      const bearerOnly = decision.reasons.length === 1 && decision.reasons[0] === 'keygate:device-bound';
       const err = new KeygateError('PERMISSION_DENIED', {
-        message: denialMessage(c.action, c.resource),
+        message: bearerOnly
+          ? `${denialMessage(c.action, c.resource)} It needs a device-bound token: use \`keygate proxy\` (or the browser), not a bearer token from \`keygate token\`.`
+          : denialMessage(c.action, c.resource),
         detail: `${c.action} ${c.resource.type}::${c.resource.id}: ${decision.reasons.join(',')}`,
       });
       this.fail(req, res, requestId, err, start, identity, x.up.name, decision, c);
@@ -918,7 +922,9 @@ export class Gateway {
         ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
         requestId,
       },
-      ...(decision === undefined ? {} : { decision: { effect: decision.effect, reasons: decision.reasons as string[] } }),
+      ...(decision === undefined
+        ? {}
+        : { decision: { effect: decision.effect, reasons: decision.reasons as string[] } }),
       ...(upstream === undefined
         ? upstreamName === undefined
           ? {}

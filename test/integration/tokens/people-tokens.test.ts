@@ -305,6 +305,7 @@ describe('trading a DPoP-bound token for a short bearer token (what `keygate tok
     const denied = await call('POST', '/api/2.0/serving-endpoints', `Bearer ${plain.access_token}`);
     expect(denied.status).toBe(403);
     expect(denied.body.error_code).toBe('PERMISSION_DENIED');
+    expect(denied.body.message).toContain('needs a device-bound token');
     expect(seen.length).toBe(before + 1);
     // The device-bound token may (a fresh login, so no step-up either).
     const ok = await oidc.fetchProtectedResource(
