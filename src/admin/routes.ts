@@ -6,9 +6,14 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
+import { isAuditKind } from '../audit/catalogue.js';
+import { actorOf } from '../audit/entries.js';
+import type { AuditLog } from '../audit/log.js';
+import { type AuditPage, BadCursorError } from '../audit/query.js';
+import type { AuditChange } from '../audit/record.js';
+import { readCookie } from '../authenticate/cookies.js';
 import { isEmail } from '../authenticate/enrollment.js';
 import type { Authentication } from '../authenticate/index.js';
-import { readCookie } from '../authenticate/cookies.js';
 import type { ResolvedSession } from '../authenticate/sessions.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
@@ -38,26 +43,75 @@ const spBody = z.strictObject({
   jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(8) }).optional(),
 });
 const spParams = z.object({ id: z.string().min(1).max(200) });
+/** ISO 8601 or epoch milliseconds. */
+const time = z
+  .string()
+  .max(40)
+  .transform((v, ctx) => {
+    const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
+    if (!Number.isFinite(n)) {
+      ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or epoch milliseconds' });
+      return z.NEVER;
+    }
+    return n;
+  });
+const auditQuery = z.strictObject({
+  actor: z.string().min(1).max(200).optional(),
+  kind: z.string().refine(isAuditKind, 'must be an event code from docs/audit-events.md').optional(),
+  action: z.string().min(1).max(128).optional(),
+  decision: z.enum(['allow', 'deny', 'step_up', 'error']).optional(),
+  since: time.optional(),
+  until: time.optional(),
+  cursor: z.string().min(1).max(64).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 const secretParams = z.object({ id: z.string().min(1).max(200), secretId: z.string().min(1).max(64) });
 
-export function registerAdminRoutes(
-  app: FastifyInstance,
-  auth: Authentication,
-  publicOrigin: () => string,
-  clientIp: (req: FastifyRequest['raw']) => string,
-  sps: ServicePrincipals,
-): void {
-  /** The one authorizing layer for admin calls. */
-  const requireAdmin = async (req: FastifyRequest): Promise<ResolvedSession> => {
+export interface AdminDeps {
+  auth: Authentication;
+  publicOrigin: () => string;
+  clientIp: (req: FastifyRequest['raw']) => string;
+  sps: ServicePrincipals;
+  audit: AuditLog;
+  now: () => number;
+}
+
+export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
+  const { auth, publicOrigin, clientIp, sps, audit } = deps;
+  /** The one authorizing layer for admin calls: changes also need a fresh login; reads do not. */
+  const requireAdmin = async (
+    req: FastifyRequest,
+    o: { fresh: boolean } = { fresh: true },
+  ): Promise<ResolvedSession> => {
     const s = await auth.sessions.resolve(readCookie(req.headers.cookie, auth.sessions.cookieName));
     if (!s) throw new KeygateError('UNAUTHENTICATED', { message: 'Sign in first.' });
     if (!s.user.roles.includes('admin')) {
       throw new KeygateError('PERMISSION_DENIED', { message: 'This needs the admin role.' });
     }
-    if (!auth.sessions.isFresh(s)) throw new KeygateError('FRESH_LOGIN_REQUIRED');
+    if (o.fresh && !auth.sessions.isFresh(s)) throw new KeygateError('FRESH_LOGIN_REQUIRED');
     return s;
   };
   const ctx = (req: FastifyRequest) => ({ ip: clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') });
+  /** An admin.change record: the admin (and the login behind the session), the call, the change. */
+  const changed = (req: FastifyRequest, admin: ResolvedSession, change: AuditChange): void => {
+    const url = req.raw.url ?? '';
+    const q = url.indexOf('?');
+    const ua = req.headers['user-agent'];
+    audit.record({
+      kind: 'admin.change',
+      at: deps.now(),
+      actor: actorOf(admin.identity),
+      request: {
+        method: req.method,
+        path: q === -1 ? url : url.slice(0, q),
+        ip: clientIp(req.raw),
+        ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
+        requestId: req.id,
+      },
+      change,
+      outcome: 'success',
+    });
+  };
 
   app.post('/.keygate/api/admin/v1/invitations', async (req, reply) => {
     const admin = await requireAdmin(req);
@@ -69,6 +123,11 @@ export function registerAdminRoutes(
       ...(b.displayName === undefined ? {} : { displayName: b.displayName }),
     });
     await auth.events.record('auth.enrollment_issued', ctx(req), { outcome: 'success', userId: link.user.id });
+    changed(req, admin, {
+      op: 'invitation.create',
+      target: `user:${link.user.id}`,
+      after: { email: link.user.email, roles: b.roles, expiresAt: link.expiresAt },
+    });
     reply.code(201).header('cache-control', 'no-store');
     return { url: link.url, expiresAt: link.expiresAt, user: { id: link.user.id, email: link.user.email } };
   });
@@ -83,6 +142,11 @@ export function registerAdminRoutes(
       throw new KeygateError('NOT_FOUND', { message: 'No user with that email.' });
     }
     await auth.events.record('auth.recovery_issued', ctx(req), { outcome: 'success', userId: link.user.id });
+    changed(req, admin, {
+      op: 'recovery_link.create',
+      target: `user:${link.user.id}`,
+      after: { email: link.user.email, expiresAt: link.expiresAt },
+    });
     reply.code(201).header('cache-control', 'no-store');
     return { url: link.url, expiresAt: link.expiresAt, user: { id: link.user.id, email: link.user.email } };
   });
@@ -122,9 +186,21 @@ export function registerAdminRoutes(
       ...(b.description === undefined ? {} : { description: b.description }),
       ...(b.jwks === undefined ? {} : { jwks: b.jwks as never }),
     });
+    const view = await spView(sp);
+    changed(req, admin, {
+      op: 'service_principal.create',
+      target: `service_principal:${sp.id}`,
+      after: {
+        name: sp.name,
+        roles: sp.roles,
+        auth: view.auth,
+        // The secret's id, never the secret.
+        secretIds: secret === null ? [] : [secret.record.id],
+      },
+    });
     reply.code(201).header('cache-control', 'no-store');
     return {
-      ...(await spView(sp)),
+      ...view,
       // Shown once: only its hash is kept.
       ...(secret === null
         ? {}
@@ -133,9 +209,16 @@ export function registerAdminRoutes(
   });
 
   app.post('/.keygate/api/admin/v1/service-principals/:id/secrets', async (req, reply) => {
-    await requireAdmin(req);
+    const admin = await requireAdmin(req);
     const { id } = parseInput(spParams, req.params);
+    const before = (await sps.liveSecrets(id)).map((x) => x.id).sort();
     const r = await sps.rotate(id);
+    changed(req, admin, {
+      op: 'service_principal.secret_create',
+      target: `service_principal:${r.sp.id}`,
+      before: { secretIds: before },
+      after: { secretIds: (await sps.liveSecrets(id)).map((x) => x.id).sort() },
+    });
     reply.code(201).header('cache-control', 'no-store');
     return {
       clientId: r.sp.id,
@@ -147,10 +230,44 @@ export function registerAdminRoutes(
   });
 
   app.delete('/.keygate/api/admin/v1/service-principals/:id/secrets/:secretId', async (req, reply) => {
-    await requireAdmin(req);
+    const admin = await requireAdmin(req);
     const { id, secretId } = parseInput(secretParams, req.params);
     if (!(await sps.revokeSecret(id, secretId)))
       throw new KeygateError('NOT_FOUND', { message: 'No such live secret.' });
+    changed(req, admin, {
+      op: 'service_principal.secret_revoke',
+      target: `service_principal:${id}`,
+      before: { secretId },
+    });
     reply.code(204);
+  });
+
+  // ---- audit --------------------------------------------------------------------------------
+  // Records in chain order, filtered, a page at a time: `next` is the cursor for the next page
+  // (null at the end). A page may hold fewer than `limit` records (even none) when the filter
+  // matches rarely: each page examines a bounded number of records; follow `next` until null.
+  app.get('/.keygate/api/admin/v1/audit', async (req, reply) => {
+    await requireAdmin(req, { fresh: false });
+    const q = parseInput(auditQuery, req.query);
+    let page: AuditPage;
+    try {
+      page = audit.query(
+        {
+          ...(q.actor === undefined ? {} : { actor: q.actor }),
+          ...(q.kind === undefined ? {} : { kind: q.kind }),
+          ...(q.action === undefined ? {} : { action: q.action }),
+          ...(q.decision === undefined ? {} : { decision: q.decision }),
+          ...(q.since === undefined ? {} : { since: q.since }),
+          ...(q.until === undefined ? {} : { until: q.until }),
+        },
+        { limit: q.limit, ...(q.cursor === undefined ? {} : { cursor: q.cursor }) },
+      );
+    } catch (e) {
+      if (e instanceof BadCursorError) throw new KeygateError('BAD_REQUEST', { message: `cursor: ${e.message}.` });
+      throw e;
+    }
+    // The records are stored as JSON already: written out as they are.
+    reply.header('cache-control', 'no-store').type('application/json');
+    return `{"records":[${page.lines.join(',')}],"next":${JSON.stringify(page.next)}}`;
   });
 }

@@ -18,6 +18,8 @@ export const AUDIT_KINDS = {
   'token.refused': 'A token request was refused for a reason worth auditing (federation, exchange).',
   'token.reuse_detected': 'A rotated refresh token was presented again: its whole family was revoked.',
   'token.revoked': 'A token or a grant was revoked (RFC 7009, logout).',
+  'admin.change':
+    'An administrator changed a principal or a setting through the admin API: who, what, the target before and after (never secrets).',
   'audit.started': 'A gateway process started writing to the audit log (where the chain continues).',
 } as const;
 

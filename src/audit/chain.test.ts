@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog } from './log.js';
-import { type AuditEntry, canonicalJson } from './record.js';
-import { openAuditDb, SqliteChain, signerFor } from './sqlite-chain.js';
+import { type AuditEntry, canonicalJson, chainStep, encodeEntry } from './record.js';
+import { openAuditDb, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import { verifyChain } from './verify.js';
 
 let dir: string;
@@ -32,7 +32,8 @@ const entry = (i: number): AuditEntry => ({
 async function chainWith(n: number, every = 10) {
   const db = openAuditDb(join(dir, 'audit.db'));
   const chain = new SqliteChain(db, { every, everyMs: 3_600_000, sign: await signerFor(key) });
-  for (let i = 0; i < n; i += 7) await chain.append(Array.from({ length: Math.min(7, n - i) }, (_, k) => entry(i + k)));
+  for (let i = 0; i < n; i += 7)
+    await chain.append(Array.from({ length: Math.min(7, n - i) }, (_, k) => queued(entry(i + k))));
   return { db, chain };
 }
 
@@ -41,6 +42,54 @@ describe('canonical JSON', () => {
     expect(canonicalJson({ b: 1, a: { d: [1, { z: true, y: null }], c: 'x' }, u: undefined })).toBe(
       '{"a":{"c":"x","d":[1,{"y":null,"z":true}]},"b":1}',
     );
+    // Numbers as ECMAScript writes them (RFC 8785); key order by UTF-16 code units; escapes.
+    expect(canonicalJson({ é: 1e21, Z: 0.1, a: -0, b: 'line\n"q"' })).toBe(
+      '{"Z":0.1,"a":0,"b":"line\\n\\"q\\"","é":1e+21}',
+    );
+  });
+
+  it('the per-request encoder writes exactly the canonical JSON, for every member of an entry', () => {
+    // Required<…>: adding a member to AuditEntry breaks this line until the test (and so the
+    // encoder) covers it.
+    const full: Required<AuditEntry> = {
+      kind: 'http.request',
+      at: 1_800_000_000_123,
+      actor: Object.freeze({
+        type: 'user',
+        id: 'u1',
+        email: 'a@example.com',
+        authEventId: 'ev',
+        uv: true,
+        authTime: 1,
+      }),
+      request: { method: 'POST', path: '/x', action: 'serving:invoke', ip: '::1', userAgent: 'ua "q"', requestId: 'r' },
+      decision: { effect: 'deny', reasons: ['b', 'a'] },
+      upstream: { name: 'ws', status: 502, latencyMs: 12.5, bytes: 0 },
+      status: 502,
+      outcome: 'failure',
+      reason: 'upstream_unreachable',
+      detail: { z: 1, a: null, m: 'x', b: false },
+      change: { op: 'x.update', target: 'x:1', before: { roles: ['b', 'a'] }, after: { roles: [], n: 2 } },
+    };
+    expect(encodeEntry(full, 'id-1')).toBe(canonicalJson({ ...full, id: 'id-1' }));
+    // Twice: the second comes from the actor cache.
+    expect(encodeEntry(full, 'id-2')).toBe(canonicalJson({ ...full, id: 'id-2' }));
+    // Random subsets of members.
+    let seed = 7;
+    const rnd = () => {
+      seed = (seed * 1_103_515_245 + 12_345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
+    const keys = Object.keys(full) as (keyof AuditEntry)[];
+    for (let i = 0; i < 300; i++) {
+      const e: Record<string, unknown> = {
+        kind: full.kind,
+        at: Math.floor(rnd() * 2e12),
+        actor: { type: 'anonymous' },
+      };
+      for (const k of keys) if (rnd() < 0.5) e[k] = full[k];
+      expect(encodeEntry(e as unknown as AuditEntry, `id${i}`)).toBe(canonicalJson({ ...e, id: `id${i}` }));
+    }
   });
 });
 
@@ -60,22 +109,42 @@ describe('the hash chain', () => {
     db.prepare('UPDATE audit_records SET body = ? WHERE seq = 17').run(body.replace('"allow"', '"deny"'));
     expect((await verifyChain(db, publicJwks)).problem).toEqual({
       seq: 17,
-      what: 'hash does not match the record (modified)',
+      what: 'hash does not match the record and the one before it (modified, inserted or moved)',
     });
     db.close();
   });
 
   it('detects a modified record whose hash was recomputed (the next link breaks)', async () => {
     const { db } = await chainWith(40);
-    const { chainHash } = await import('./record.js');
     const row = db.prepare('SELECT body FROM audit_records WHERE seq = 17').get() as { body: string };
-    const rec = JSON.parse(row.body.replace('"allow"', '"deny"'));
-    const { body, hash } = chainHash(rec);
-    db.prepare('UPDATE audit_records SET body = ?, hash = ? WHERE seq = 17').run(body, hash);
+    const prev = (db.prepare('SELECT hash FROM audit_records WHERE seq = 16').get() as { hash: string }).hash;
+    const body = row.body.replace('"allow"', '"deny"');
+    db.prepare("UPDATE audit_records SET body = ?, hash = ?, decision = 'deny' WHERE seq = 17").run(
+      body,
+      chainStep(prev, 17, body),
+    );
     const r = await verifyChain(db, publicJwks);
     expect(r.ok).toBe(false);
     expect(r.problem?.seq).toBe(18);
     db.close();
+  });
+
+  it('detects a query column that no longer says what the hashed body says', async () => {
+    const { db } = await chainWith(20);
+    db.prepare("UPDATE audit_records SET actor_id = 'someone-else' WHERE seq = 9").run();
+    expect((await verifyChain(db, publicJwks)).problem).toEqual({
+      seq: 9,
+      what: 'columns do not match the hashed body',
+    });
+    db.close();
+  });
+
+  it('refuses to open a log written in another format', async () => {
+    const path = join(dir, 'old.db');
+    const old = openAuditDb(path);
+    old.pragma('user_version = 1');
+    old.close();
+    expect(() => openAuditDb(path)).toThrow(/holds an audit log in format 1, this Keygate writes format 2/);
   });
 
   it('detects a deleted record', async () => {
@@ -92,7 +161,7 @@ describe('the hash chain', () => {
       'UPDATE audit_records SET seq = -seq WHERE seq >= 30; UPDATE audit_records SET seq = -seq + 1 WHERE seq < 0',
     );
     db.prepare(
-      "INSERT INTO audit_records SELECT 30, 'forged', at, kind, actor_id, action, decision, body, prev_hash, hash FROM audit_records WHERE seq = 29",
+      'INSERT INTO audit_records SELECT 30, at, kind, actor_id, action, decision, body, hash FROM audit_records WHERE seq = 29',
     ).run();
     const r1 = await verifyChain(db, publicJwks);
     expect(r1.ok).toBe(false);

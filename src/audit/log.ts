@@ -6,9 +6,11 @@
  * serve them unaudited — unless the operator chose fail-open.
  */
 import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import type { JWK } from 'jose';
+import { type AuditFilter, type AuditPage, queryAudit } from './query.js';
 import type { AuditEntry } from './record.js';
-import { openAuditDb, SqliteChain, signerFor } from './sqlite-chain.js';
+import { openAuditDb, type QueuedRecord, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
 export interface AuditOptions {
@@ -33,14 +35,16 @@ export interface AuditOptions {
 }
 
 interface Sink {
-  append(entries: AuditEntry[]): Promise<number>;
+  append(records: QueuedRecord[]): Promise<number>;
+  /** A connection to read the log with (queries run on the request thread, bounded per page). */
+  reader(): Database.Database;
   close(): Promise<void>;
 }
 
 class InlineSink implements Sink {
   private constructor(
     private readonly chain: SqliteChain,
-    private readonly db: ReturnType<typeof openAuditDb>,
+    private readonly db: Database.Database,
   ) {}
   static async open(o: AuditOptions): Promise<InlineSink> {
     const db = openAuditDb(o.path, o.busyTimeoutMs);
@@ -49,8 +53,11 @@ class InlineSink implements Sink {
       db,
     );
   }
-  append(entries: AuditEntry[]): Promise<number> {
-    return this.chain.append(entries);
+  append(records: QueuedRecord[]): Promise<number> {
+    return this.chain.append(records);
+  }
+  reader(): Database.Database {
+    return this.db;
   }
   async close(): Promise<void> {
     this.db.close();
@@ -62,7 +69,12 @@ class WorkerSink implements Sink {
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
   private closed: (() => void) | undefined;
 
-  private constructor(private readonly worker: Worker) {
+  private readConnection: Database.Database | undefined;
+
+  private constructor(
+    private readonly worker: Worker,
+    private readonly path: string,
+  ) {
     worker.on('message', (m: WorkerReply) => {
       if (m.type === 'committed' || m.type === 'failed') {
         const p = this.pending.get(m.id);
@@ -103,18 +115,28 @@ class WorkerSink implements Sink {
       worker.once('message', onMessage);
       worker.once('error', reject);
     });
-    return new WorkerSink(worker);
+    return new WorkerSink(worker, o.path);
   }
 
-  append(entries: AuditEntry[]): Promise<number> {
+  append(records: QueuedRecord[]): Promise<number> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'batch', id, entries } satisfies WorkerRequest);
+      this.worker.postMessage({ type: 'batch', id, records } satisfies WorkerRequest);
     });
   }
 
+  reader(): Database.Database {
+    if (this.readConnection === undefined) {
+      const db = new Database(this.path, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 1000');
+      this.readConnection = db;
+    }
+    return this.readConnection;
+  }
+
   async close(): Promise<void> {
+    this.readConnection?.close();
     await new Promise<void>((resolve) => {
       this.closed = resolve;
       this.worker.postMessage({ type: 'close' } satisfies WorkerRequest);
@@ -125,7 +147,7 @@ class WorkerSink implements Sink {
 }
 
 export class AuditLog {
-  private queue: AuditEntry[] = [];
+  private queue: QueuedRecord[] = [];
   private writing = false;
   private timer: NodeJS.Timeout | undefined;
   private failing = false;
@@ -167,7 +189,15 @@ export class AuditLog {
     return this.lastSeq;
   }
 
-  /** Queue an entry; it is committed within `flushMs` (or sooner when a batch fills). */
+  /** One page of records matching a filter, in chain order (see query.ts). */
+  query(f: AuditFilter, o: { limit: number; cursor?: string }): AuditPage {
+    return queryAudit(this.sink.reader(), f, o);
+  }
+
+  /**
+   * Queue an entry; it is committed within `flushMs` (or sooner when a batch fills). It is
+   * encoded here, at once (its id assigned), so the writer thread only hashes and writes.
+   */
   record(e: AuditEntry): void {
     if (this.closing) return;
     if (this.queue.length >= this.o.maxQueue * 2) {
@@ -175,7 +205,7 @@ export class AuditLog {
       this.o.log.error({ kind: e.kind }, 'audit queue overflow: record dropped');
       return;
     }
-    this.queue.push(e);
+    this.queue.push(queued(e));
     this.enqueued++;
     if (this.queue.length >= this.o.batchMax) this.kick(0);
     else if (this.timer === undefined && !this.writing) this.kick(this.o.flushMs);

@@ -1,8 +1,9 @@
 /**
  * Audit records and the hash chain (DESIGN §8). A record's `hash` is SHA-256 over the previous
- * record's hash and the record's canonical JSON (every field except `hash`, keys sorted — for
- * the strings, integers, booleans and nulls records hold this is RFC 8785's form). Changing,
- * removing, inserting or reordering any record changes every hash after it.
+ * record's hash, its sequence number and its canonical JSON (every member but seq, prevHash and
+ * hash, keys sorted — for the strings, numbers, booleans and nulls records hold this is RFC
+ * 8785's form). Changing, removing, inserting or reordering any record changes every hash after
+ * it.
  */
 import { createHash } from 'node:crypto';
 import type { AuditKind } from './catalogue.js';
@@ -40,6 +41,19 @@ export interface AuditRequest {
   requestId?: string;
 }
 
+/** A value in a change's before/after view. */
+export type AuditValue = string | number | boolean | null | string[];
+
+/** An administrative change: what was done to what, and the target before and after (never secrets). */
+export interface AuditChange {
+  /** E.g. `service_principal.create`, `service_principal.secret_revoke`. */
+  op: string;
+  /** `type:id` of what was changed, e.g. `service_principal:sp_…`. */
+  target: string;
+  before?: Record<string, AuditValue>;
+  after?: Record<string, AuditValue>;
+}
+
 /** What the caller hands the audit log; id, seq and hashes are added by the writer. */
 export interface AuditEntry {
   kind: AuditKind;
@@ -55,8 +69,11 @@ export interface AuditEntry {
   reason?: string;
   /** Kind-specific facts (never secrets). */
   detail?: Record<string, string | number | boolean | null>;
+  /** Admin changes. */
+  change?: AuditChange;
 }
 
+/** An entry with its id, as the chain holds it (seq and prevHash frame it; see `chainStep`). */
 export interface AuditRecord extends AuditEntry {
   id: string;
   seq: number;
@@ -67,34 +84,105 @@ export interface ChainedRecord extends AuditRecord {
   hash: string;
 }
 
+/** JSON of a number as JSON.stringify writes it (ECMAScript's shortest form, RFC 8785 §3.2.2.3). */
+const num = (n: number): string => (Number.isFinite(n) ? String(n) : 'null');
+
+/** Quoted keys, remembered: records reuse a few dozen key names. */
+const quotedKeys = new Map<string, string>();
+function quoteKey(k: string): string {
+  let s = quotedKeys.get(k);
+  if (s === undefined) {
+    s = JSON.stringify(k);
+    if (quotedKeys.size < 4096) quotedKeys.set(k, s);
+  }
+  return s;
+}
+
 /** JSON with object keys sorted at every level, and undefined members dropped. */
 export function canonicalJson(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v);
+  switch (typeof v) {
+    case 'string':
+      return JSON.stringify(v);
+    case 'number':
+      return num(v);
+    case 'boolean':
+      return v ? 'true' : 'false';
+    case 'object':
+      break;
+    default:
+      return 'null';
+  }
+  if (v === null) return 'null';
   if (Array.isArray(v)) {
     let out = '[';
     for (let i = 0; i < v.length; i++) {
       if (i > 0) out += ',';
-      out += v[i] === undefined ? 'null' : canonicalJson(v[i]);
+      out += canonicalJson(v[i]);
     }
     return `${out}]`;
   }
   const o = v as Record<string, unknown>;
-  const keys = Object.keys(o).sort();
+  const keys = Object.keys(o);
+  // Sort by UTF-16 code units (RFC 8785 §3.2.3), only when not already in order.
+  for (let i = 1; i < keys.length; i++) {
+    if ((keys[i - 1] as string) > (keys[i] as string)) {
+      keys.sort();
+      break;
+    }
+  }
   let out = '{';
-  let first = true;
   for (const k of keys) {
     const x = o[k];
     if (x === undefined) continue;
-    if (!first) out += ',';
-    first = false;
-    out += `${JSON.stringify(k)}:${canonicalJson(x)}`;
+    if (out.length > 1) out += ',';
+    out += `${quoteKey(k)}:${canonicalJson(x)}`;
   }
   return `${out}}`;
 }
 
-/** The chain step: hash = SHA-256(prev_hash ‖ canonical JSON of the record without its hash). */
+/** Actors are shared objects (one per session or token): each is serialised once. */
+const actorJson = new WeakMap<AuditActor, string>();
+
+/**
+ * The canonical JSON of an entry with its id — exactly `canonicalJson({ ...e, id })`, written
+ * out member by member in sorted order because it runs once per request (a test holds the two
+ * equal for every member of AuditEntry).
+ */
+export function encodeEntry(e: AuditEntry, id: string): string {
+  let actor = actorJson.get(e.actor);
+  if (actor === undefined) {
+    actor = canonicalJson(e.actor);
+    if (Object.isFrozen(e.actor)) actorJson.set(e.actor, actor);
+  }
+  let out = `{"actor":${actor},"at":${num(e.at)}`;
+  if (e.change !== undefined) out += `,"change":${canonicalJson(e.change)}`;
+  if (e.decision !== undefined) out += `,"decision":${canonicalJson(e.decision)}`;
+  if (e.detail !== undefined) out += `,"detail":${canonicalJson(e.detail)}`;
+  out += `,"id":${JSON.stringify(id)},"kind":${JSON.stringify(e.kind)}`;
+  if (e.outcome !== undefined) out += `,"outcome":${JSON.stringify(e.outcome)}`;
+  if (e.reason !== undefined) out += `,"reason":${JSON.stringify(e.reason)}`;
+  if (e.request !== undefined) out += `,"request":${canonicalJson(e.request)}`;
+  if (e.status !== undefined) out += `,"status":${num(e.status)}`;
+  if (e.upstream !== undefined) out += `,"upstream":${canonicalJson(e.upstream)}`;
+  return `${out}}`;
+}
+
+/**
+ * The chain step: hash = SHA-256(prev_hash ‖ "\n" ‖ seq ‖ "\n" ‖ body), hex, where body is the
+ * canonical JSON of the record without seq, prevHash and hash.
+ */
+export function chainStep(prevHash: string, seq: number, body: string): string {
+  return createHash('sha256').update(`${prevHash}\n${seq}\n`).update(body).digest('hex');
+}
+
+/** Re-derive a record's body and hash from the record alone (an export line, say). */
 export function chainHash(record: AuditRecord): { body: string; hash: string } {
-  const body = canonicalJson(record);
-  const hash = createHash('sha256').update(record.prevHash).update('\n').update(body).digest('hex');
-  return { body, hash };
+  const { seq, prevHash, hash: _ignored, ...entry } = record as ChainedRecord;
+  const body = canonicalJson(entry);
+  return { body, hash: chainStep(prevHash, seq, body) };
+}
+
+/** A stored row as the record it is: seq, prevHash and hash first, then the body's members. */
+export function recordLine(seq: number, prevHash: string, hash: string, body: string): string {
+  return `{"seq":${seq},"prevHash":"${prevHash}","hash":"${hash}",${body.slice(1)}`;
 }

@@ -2,27 +2,44 @@
  * The SQLite audit chain: its own database file (audit.db beside keygate.db), so that batch
  * commits (synchronous FULL) never contend with the store's writes. One writer per file: the
  * chain head lives in memory and is read back at start, so a restart continues the chain.
+ * The file's `user_version` is the record format; a file of another format is refused.
  */
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { CompactSign, type JWK, importJWK } from 'jose';
-import { type AuditEntry, type AuditRecord, canonicalJson, chainHash, GENESIS_HASH } from './record.js';
+import { CompactSign, importJWK, type JWK } from 'jose';
+import { type AuditEntry, canonicalJson, chainStep, encodeEntry, GENESIS_HASH } from './record.js';
+
+export const AUDIT_FORMAT = 2;
 
 export const AUDIT_SCHEMA = `
   CREATE TABLE IF NOT EXISTS audit_records (
     seq        INTEGER PRIMARY KEY,
-    id         TEXT NOT NULL,           -- a UUID; not indexed (every index costs each write)
     at         INTEGER NOT NULL,
     kind       TEXT NOT NULL,
     actor_id   TEXT,
     action     TEXT,
     decision   TEXT,
-    body       TEXT NOT NULL,   -- the record's canonical JSON (everything but its hash)
-    prev_hash  TEXT NOT NULL,
-    hash       TEXT NOT NULL
+    body       TEXT NOT NULL,   -- the record's canonical JSON (all but seq, prevHash and hash)
+    hash       TEXT NOT NULL    -- SHA-256(previous hash, seq, body); the link is the previous row
   ) STRICT;
-  CREATE INDEX IF NOT EXISTS audit_records_actor ON audit_records (actor_id, at);
-  CREATE INDEX IF NOT EXISTS audit_records_kind ON audit_records (kind, at);
+  -- Time → seq: the earliest and latest time in each block of 1,024 records. Times grow with
+  -- seq (nearly: entries are stamped when queued), so a time range is a short seq range.
+  CREATE TABLE IF NOT EXISTS audit_time_blocks (
+    block  INTEGER PRIMARY KEY,  -- floor(seq / 1024)
+    min_at INTEGER NOT NULL,
+    max_at INTEGER NOT NULL
+  ) STRICT;
+  -- Per actor, built behind the writer in large sorted runs (see indexIfDue): an index updated
+  -- on every commit costs a page write per distinct actor per batch.
+  CREATE TABLE IF NOT EXISTS audit_actor_index (
+    actor_id TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    PRIMARY KEY (actor_id, seq)
+  ) STRICT, WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS audit_meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  ) STRICT;
   -- Signed checkpoints: a JWS (ES256) over {seq, hash, at} of the chain head.
   CREATE TABLE IF NOT EXISTS audit_checkpoints (
     seq  INTEGER PRIMARY KEY,
@@ -32,8 +49,33 @@ export const AUDIT_SCHEMA = `
     jws  TEXT NOT NULL
   ) STRICT;`;
 
-/** Rows per multi-row INSERT (10 columns each; SQLite allows 32,766 parameters). */
-const CHUNK = 50;
+/** Records per time block: block = floor(seq / BLOCK). */
+export const BLOCK = 1024;
+
+/** Rows per multi-row INSERT (8 columns each; SQLite allows 32,766 parameters). */
+const CHUNK = 64;
+
+/** A record ready for the chain: its body and the columns that queries filter on. */
+export interface QueuedRecord {
+  body: string;
+  at: number;
+  kind: string;
+  actor: string | null;
+  action: string | null;
+  decision: string | null;
+}
+
+/** Encode an entry for the chain (the request thread does this; the writer only hashes). */
+export function queued(e: AuditEntry, id: string = randomUUID()): QueuedRecord {
+  return {
+    body: encodeEntry(e, id),
+    at: e.at,
+    kind: e.kind,
+    actor: e.actor.id ?? null,
+    action: e.request?.action ?? null,
+    decision: e.decision?.effect ?? null,
+  };
+}
 
 export interface ChainHead {
   seq: number;
@@ -59,25 +101,52 @@ export type CheckpointSigner = (payload: {
 
 export function openAuditDb(path: string, busyTimeoutMs = 5_000): Database.Database {
   const db = new Database(path);
+  db.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
   db.pragma('journal_mode = WAL');
   // Every batch commit is durable (fsync), whatever the store's own setting.
   db.pragma('synchronous = FULL');
-  db.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
+  const version = db.pragma('user_version', { simple: true }) as number;
+  const hasRecords = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'audit_records'").get() !== undefined;
+  if (version !== AUDIT_FORMAT && (hasRecords || version > AUDIT_FORMAT)) {
+    db.close();
+    throw new Error(
+      `${path} holds an audit log in format ${version}, this Keygate writes format ${AUDIT_FORMAT}: ` +
+        'verify and export it with the Keygate that wrote it, then move it aside',
+    );
+  }
   db.exec(AUDIT_SCHEMA);
+  if (version !== AUDIT_FORMAT) db.pragma(`user_version = ${AUDIT_FORMAT}`);
   return db;
 }
 
+/** How far behind the writer the actor index may fall before it is brought up to date. */
+export interface IndexPolicy {
+  /** Records not yet indexed that trigger an index run after a commit. */
+  every: number;
+  /** Longest a record stays unindexed (checked after commits and by `indexIfDue`). */
+  maxLagMs: number;
+}
+
+export const DEFAULT_INDEX_POLICY: IndexPolicy = { every: 16_384, maxLagMs: 2_000 };
+
 export class SqliteChain {
   private head: ChainHead;
+  private indexedThrough: number;
+  /** When the oldest unindexed record was committed (0: none waiting). */
+  private unindexedSince = 0;
   private readonly insert: Database.Statement;
   /** One statement for CHUNK rows: fewer statement runs per batch. */
   private readonly insertChunk: Database.Statement;
   private readonly insertCheckpoint: Database.Statement;
+  private readonly indexRange: Database.Statement;
+  private readonly setIndexed: Database.Statement;
+  private readonly widenBlock: Database.Statement;
 
   constructor(
     private readonly db: Database.Database,
     private readonly checkpoint: { every: number; everyMs: number; sign: CheckpointSigner | undefined },
     private readonly now: () => number = Date.now,
+    private readonly indexPolicy: IndexPolicy = DEFAULT_INDEX_POLICY,
   ) {
     const last = db.prepare('SELECT seq, hash FROM audit_records ORDER BY seq DESC LIMIT 1').get() as
       | { seq: number; hash: string }
@@ -91,12 +160,28 @@ export class SqliteChain {
       checkpointSeq: cp?.seq ?? 0,
       checkpointAt: cp?.at ?? this.now(),
     };
-    const columns = 'INSERT INTO audit_records (seq, id, at, kind, actor_id, action, decision, body, prev_hash, hash) VALUES ';
-    const one = '(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)';
+    this.indexedThrough = auditMeta(db, 'indexed_through');
+    if (this.indexedThrough < this.head.seq) this.unindexedSince = this.now();
+    const columns = 'INSERT INTO audit_records (seq, at, kind, actor_id, action, decision, body, hash) VALUES ';
+    const one = '(?, ?, ?, ?, ?, ?, ?, ?)';
     this.insert = db.prepare(columns + one);
     this.insertChunk = db.prepare(columns + Array.from({ length: CHUNK }, () => one).join(', '));
     this.insertCheckpoint = db.prepare(
       'INSERT INTO audit_checkpoints (seq, hash, at, kid, jws) VALUES (?, ?, ?, ?, ?)',
+    );
+    // Sorted by the index key, so each index page is written once per run.
+    this.indexRange = db.prepare(
+      `INSERT OR IGNORE INTO audit_actor_index (actor_id, seq)
+         SELECT actor_id, seq FROM audit_records
+          WHERE seq > ? AND seq <= ? AND actor_id IS NOT NULL
+          ORDER BY actor_id, seq`,
+    );
+    this.widenBlock = db.prepare(
+      `INSERT INTO audit_time_blocks (block, min_at, max_at) VALUES (?, ?, ?)
+         ON CONFLICT (block) DO UPDATE SET min_at = min(min_at, excluded.min_at), max_at = max(max_at, excluded.max_at)`,
+    );
+    this.setIndexed = db.prepare(
+      "INSERT INTO audit_meta (key, value) VALUES ('indexed_through', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     );
   }
 
@@ -104,33 +189,40 @@ export class SqliteChain {
     return this.head;
   }
 
+  /** The last seq the actor index covers; records after it are found by scanning. */
+  get actorIndexedThrough(): number {
+    return this.indexedThrough;
+  }
+
   /**
    * Chain and commit a batch in one durable transaction (with a checkpoint when one is due).
    * Returns the last sequence number written. On failure nothing is written and the head is
    * unchanged, so the same batch can be retried.
    */
-  async append(entries: readonly (AuditEntry & { id?: string })[]): Promise<number> {
-    if (entries.length === 0) return this.head.seq;
+  async append(records: readonly QueuedRecord[]): Promise<number> {
+    if (records.length === 0) return this.head.seq;
     let seq = this.head.seq;
     let prev = this.head.hash;
-    const rows: unknown[][] = [];
-    for (const e of entries) {
+    const args: unknown[] = new Array(records.length * 8);
+    // The time span of each 1,024-record block this batch writes into.
+    const blocks: [block: number, min: number, max: number][] = [];
+    let j = 0;
+    for (const r of records) {
       seq++;
-      const record: AuditRecord = { ...e, id: e.id ?? randomUUID(), seq, prevHash: prev };
-      const { body, hash } = chainHash(record);
-      rows.push([
-        seq,
-        record.id,
-        record.at,
-        record.kind,
-        record.actor.id ?? null,
-        record.request?.action ?? null,
-        record.decision?.effect ?? null,
-        body,
-        prev,
-        hash,
-      ]);
-      prev = hash;
+      const b = blocks.at(-1);
+      const block = Math.floor(seq / BLOCK);
+      if (b === undefined || b[0] !== block) blocks.push([block, r.at, r.at]);
+      else if (r.at < b[1]) b[1] = r.at;
+      else if (r.at > b[2]) b[2] = r.at;
+      prev = chainStep(prev, seq, r.body);
+      args[j++] = seq;
+      args[j++] = r.at;
+      args[j++] = r.kind;
+      args[j++] = r.actor;
+      args[j++] = r.action;
+      args[j++] = r.decision;
+      args[j++] = r.body;
+      args[j++] = prev;
     }
     const now = this.now();
     const due =
@@ -146,9 +238,11 @@ export class SqliteChain {
         }
       : undefined;
     this.db.transaction(() => {
+      const n = records.length;
       let i = 0;
-      for (; i + CHUNK <= rows.length; i += CHUNK) this.insertChunk.run(...rows.slice(i, i + CHUNK).flat());
-      for (; i < rows.length; i++) this.insert.run(...(rows[i] as unknown[]));
+      for (; i + CHUNK <= n; i += CHUNK) this.insertChunk.run(...args.slice(i * 8, (i + CHUNK) * 8));
+      for (; i < n; i++) this.insert.run(...args.slice(i * 8, i * 8 + 8));
+      for (const b of blocks) this.widenBlock.run(b[0], b[1], b[2]);
       if (cp) this.insertCheckpoint.run(cp.seq, cp.hash, cp.at, cp.kid, cp.jws);
     })();
     this.head = {
@@ -157,8 +251,30 @@ export class SqliteChain {
       checkpointSeq: cp ? cp.seq : this.head.checkpointSeq,
       checkpointAt: cp ? cp.at : this.head.checkpointAt,
     };
+    if (this.unindexedSince === 0) this.unindexedSince = now;
+    this.indexIfDue(now);
     return seq;
   }
+
+  /** Bring the actor index up to date when enough records, or old enough ones, wait for it. */
+  indexIfDue(now: number = this.now()): void {
+    const waiting = this.head.seq - this.indexedThrough;
+    if (waiting <= 0) return;
+    if (waiting < this.indexPolicy.every && now - this.unindexedSince < this.indexPolicy.maxLagMs) return;
+    const through = this.head.seq;
+    this.db.transaction(() => {
+      this.indexRange.run(this.indexedThrough, through);
+      this.setIndexed.run(through);
+    })();
+    this.indexedThrough = through;
+    this.unindexedSince = 0;
+  }
+}
+
+/** An integer kept in audit_meta (0 when unset). */
+export function auditMeta(db: Database.Database, key: string): number {
+  const row = db.prepare('SELECT value FROM audit_meta WHERE key = ?').get(key) as { value: number } | undefined;
+  return row?.value ?? 0;
 }
 
 /** The payload a checkpoint signs. */

@@ -5,8 +5,8 @@
  */
 import type Database from 'better-sqlite3';
 import { compactVerify, createLocalJWKSet, type JSONWebKeySet } from 'jose';
-import { chainHash, GENESIS_HASH, type AuditRecord } from './record.js';
-import { checkpointPayload, type CheckpointRow } from './sqlite-chain.js';
+import { type AuditEntry, chainStep, GENESIS_HASH } from './record.js';
+import { type CheckpointRow, checkpointPayload } from './sqlite-chain.js';
 
 export interface VerifyResult {
   ok: boolean;
@@ -20,11 +20,12 @@ export interface VerifyResult {
 
 interface Row {
   seq: number;
-  id: string;
   at: number;
   kind: string;
+  actor_id: string | null;
+  action: string | null;
+  decision: string | null;
   body: string;
-  prev_hash: string;
   hash: string;
 }
 
@@ -35,9 +36,9 @@ export async function verifyChain(db: Database.Database, keys: JSONWebKeySet): P
   const fail = (seq: number, what: string): VerifyResult => ({ ...result, ok: false, problem: { seq, what } });
 
   let expectedSeq: number | null = null;
-  let prev: string | null = null;
+  let prev = '';
   for (const r of db
-    .prepare('SELECT seq, id, at, kind, body, prev_hash, hash FROM audit_records ORDER BY seq')
+    .prepare('SELECT seq, at, kind, actor_id, action, decision, body, hash FROM audit_records ORDER BY seq')
     .iterate() as Iterable<Row>) {
     if (expectedSeq === null) {
       // The chain starts at 1 from the genesis hash, or (after pruning) where a checkpoint anchors it.
@@ -49,19 +50,26 @@ export async function verifyChain(db: Database.Database, keys: JSONWebKeySet): P
     } else if (r.seq !== expectedSeq) {
       return fail(expectedSeq, `record ${expectedSeq} is missing (next is ${r.seq})`);
     }
-    let record: AuditRecord;
+    // The link: this hash covers the previous one, this seq and these exact bytes.
+    if (chainStep(prev, r.seq, r.body) !== r.hash) {
+      return fail(r.seq, 'hash does not match the record and the one before it (modified, inserted or moved)');
+    }
+    // The columns queries filter on are not hashed: they must say what the hashed body says.
+    let e: AuditEntry;
     try {
-      record = JSON.parse(r.body) as AuditRecord;
+      e = JSON.parse(r.body) as AuditEntry;
     } catch {
       return fail(r.seq, 'body is not JSON');
     }
-    if (record.seq !== r.seq || record.id !== r.id || record.at !== r.at || record.kind !== r.kind) {
+    if (
+      e.at !== r.at ||
+      e.kind !== r.kind ||
+      (e.actor?.id ?? null) !== r.actor_id ||
+      (e.request?.action ?? null) !== r.action ||
+      (e.decision?.effect ?? null) !== r.decision
+    ) {
       return fail(r.seq, 'columns do not match the hashed body');
     }
-    if (r.prev_hash !== prev || record.prevHash !== prev)
-      return fail(r.seq, 'prev_hash does not link to the previous record');
-    const { body, hash } = chainHash(record);
-    if (body !== r.body || hash !== r.hash) return fail(r.seq, 'hash does not match the record (modified)');
     const cp = bySeq.get(r.seq);
     if (cp !== undefined && cp.hash !== r.hash) return fail(r.seq, 'checkpoint names another hash for this record');
     prev = r.hash;
@@ -73,6 +81,8 @@ export async function verifyChain(db: Database.Database, keys: JSONWebKeySet): P
   // Every checkpoint: a valid signature by an audit key, over what it claims.
   const jwks = createLocalJWKSet(keys);
   for (const c of checkpoints) {
+    // A checkpoint beyond the last record: records were cut from the end. (Pruning always
+    // leaves at least one record after the checkpoint that anchors the new start.)
     if (result.lastSeq === null || c.seq > result.lastSeq) {
       return fail(
         c.seq,

@@ -4,8 +4,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import type { JWK } from 'jose';
-import type { AuditEntry } from './record.js';
-import { openAuditDb, SqliteChain, signerFor } from './sqlite-chain.js';
+import { openAuditDb, type QueuedRecord, SqliteChain, signerFor } from './sqlite-chain.js';
 
 export interface WorkerInit {
   path: string;
@@ -15,7 +14,7 @@ export interface WorkerInit {
   busyTimeoutMs: number;
 }
 
-export type WorkerRequest = { type: 'batch'; id: number; entries: AuditEntry[] } | { type: 'close' };
+export type WorkerRequest = { type: 'batch'; id: number; records: QueuedRecord[] } | { type: 'close' };
 export type WorkerReply =
   | { type: 'ready'; seq: number; hash: string }
   | { type: 'committed'; id: number; through: number }
@@ -32,13 +31,24 @@ const reply = (m: WorkerReply) => port.postMessage(m);
 reply({ type: 'ready', seq: chain.current.seq, hash: chain.current.hash });
 
 // One batch at a time: the main thread sends the next only after this one is answered.
+// A quiet log still gets its actor index within the policy's lag.
+const indexTimer = setInterval(() => {
+  try {
+    chain.indexIfDue();
+  } catch {
+    // Busy or failing: the next commit or tick tries again; queries scan what is not indexed.
+  }
+}, 1_000);
+indexTimer.unref();
+
 port.on('message', (m: WorkerRequest) => {
   if (m.type === 'close') {
+    clearInterval(indexTimer);
     db.close();
     reply({ type: 'closed' });
     return;
   }
-  chain.append(m.entries).then(
+  chain.append(m.records).then(
     (through) => reply({ type: 'committed', id: m.id, through }),
     (e: unknown) => reply({ type: 'failed', id: m.id, error: e instanceof Error ? e.message : String(e) }),
   );

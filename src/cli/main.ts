@@ -4,18 +4,24 @@
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { adminInvite, adminRecover } from './commands/admin.js';
-import { adminKeysRotate, adminSpCreate, adminSpList, adminSpRevokeSecret, adminSpRotate } from './commands/admin-sp.js';
-import { auditExport, auditTail, auditVerify } from './commands/audit.js';
+import {
+  adminKeysRotate,
+  adminSpCreate,
+  adminSpList,
+  adminSpRevokeSecret,
+  adminSpRotate,
+} from './commands/admin-sp.js';
+import { auditExport, auditTail, auditVerify, type TailOptions } from './commands/audit.js';
 import { configCheck } from './commands/config-check.js';
-import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { demo } from './commands/demo.js';
 import { login } from './commands/login.js';
 import { logout } from './commands/logout.js';
+import { type PolicyTestOptions, policyTest } from './commands/policy-test.js';
 import { proxy } from './commands/proxy.js';
-import { token } from './commands/token.js';
-import { whoami } from './commands/whoami.js';
 import { serve } from './commands/serve.js';
 import { sim } from './commands/sim.js';
+import { token } from './commands/token.js';
+import { whoami } from './commands/whoami.js';
 import { EXIT, type Output, stdio } from './output.js';
 
 function port(v: string): number {
@@ -104,10 +110,10 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .action(async (o: { config?: string; file?: string }) => setCode(await auditVerify(o, out)));
   audit
     .command('export')
-    .description('print the records of a time range as JSON Lines (each as hashed, with its hash)')
+    .description('print the records of a time range as JSON Lines (each with seq, prevHash and hash) or OCSF')
     .option('--since <time>', 'from this time (ISO 8601 or epoch ms), inclusive')
     .option('--until <time>', 'until this time, exclusive')
-    .option('--format <format>', 'jsonl', 'jsonl')
+    .option('--format <format>', 'jsonl, or ocsf (OCSF 1.4 events, the record kept in unmapped.keygate)', 'jsonl')
     .option('-c, --config <file>', 'config file')
     .option('--file <audit.db>', 'an audit database other than the configured one')
     .action(async (o: { config?: string; file?: string; since?: string; until?: string; format: string }) =>
@@ -119,13 +125,12 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('-n, --lines <n>', 'how many', (v) => Number(v), 20)
     .option('--kind <kind>', 'only this kind, e.g. http.request or auth.login')
     .option('--actor <id>', 'only this principal id')
+    .option('--action <action>', 'only this action, e.g. serving:invoke')
+    .option('--decision <effect>', 'only this decision: allow, deny, step_up or error')
     .option('-f, --follow', 'keep printing new records', false)
     .option('-c, --config <file>', 'config file')
     .option('--file <audit.db>', 'an audit database other than the configured one')
-    .action(
-      async (o: { config?: string; file?: string; lines: number; kind?: string; actor?: string; follow: boolean }) =>
-        setCode(await auditTail(o, out)),
-    );
+    .action(async (o: TailOptions) => setCode(await auditTail(o, out)));
 
   const policy = program.command('policy').description('authorization policy tools');
   policy
@@ -146,7 +151,9 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('-c, --config <file>', 'config file')
     .action(async (o: PolicyTestOptions) => setCode(await policyTest(o, out)));
 
-  const admin = program.command('admin').description('administration on the local store (works before any admin exists)');
+  const admin = program
+    .command('admin')
+    .description('administration on the local store (works before any admin exists)');
   const collect = (v: string, prev: string[] = []) => [...prev, v];
   admin
     .command('invite')
@@ -175,8 +182,10 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('--jwks <file>', 'a public JWK or JWKS file: authenticate with private_key_jwt instead of a secret')
     .option('-c, --config <file>', 'config file')
     .action(
-      async (name: string, o: { role?: string[]; description?: string; secret: boolean; jwks?: string; config?: string }) =>
-        setCode(await adminSpCreate(name, o, out)),
+      async (
+        name: string,
+        o: { role?: string[]; description?: string; secret: boolean; jwks?: string; config?: string },
+      ) => setCode(await adminSpCreate(name, o, out)),
     );
   sp.command('rotate')
     .description('issue a new secret; the previous one stays valid (two at most) until revoked or expired')
@@ -188,7 +197,9 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .argument('<name>', 'name or client id')
     .argument('<secret-id>', 'the secret id')
     .option('-c, --config <file>', 'config file')
-    .action(async (name: string, id: string, o: { config?: string }) => setCode(await adminSpRevokeSecret(name, id, o, out)));
+    .action(async (name: string, id: string, o: { config?: string }) =>
+      setCode(await adminSpRevokeSecret(name, id, o, out)),
+    );
   sp.command('list')
     .description('list service principals, their roles and live secrets')
     .option('-c, --config <file>', 'config file')

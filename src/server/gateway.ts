@@ -391,7 +391,14 @@ export class Gateway {
         databricks: gw.databricks,
         assertionKeys: () => (gw.keys as SigningKeys).jwks().keys,
       });
-      registerAdminRoutes(api, auth, () => gw.publicOrigin, gw.clientIp, oauth.sps);
+      registerAdminRoutes(api, {
+        auth,
+        publicOrigin: () => gw.publicOrigin,
+        clientIp: gw.clientIp,
+        sps: oauth.sps,
+        audit,
+        now: () => gw.clock.now(),
+      });
       registerPendingRoutes(api, {
         auth,
         pending: gw.pending,

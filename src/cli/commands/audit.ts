@@ -1,12 +1,16 @@
 /**
  * `keygate audit …` on the local audit log:
  *   verify  walk the chain and its signed checkpoints; exit 1 at the first broken or missing record
- *   export  the records of a time range as JSON Lines, each exactly as hashed (plus its hash)
+ *   export  the records of a time range as JSON Lines (each record with seq, prevHash and hash,
+ *           so the chain re-checks from the export alone) or as OCSF events
  *   tail    the latest records, filtered, optionally following new ones
  */
 import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { JWK } from 'jose';
+import { toOcsf } from '../../audit/ocsf.js';
+import { exportRange, lineAt } from '../../audit/query.js';
+import type { ChainedRecord } from '../../audit/record.js';
 import { openAuditDb } from '../../audit/sqlite-chain.js';
 import { verifyChain } from '../../audit/verify.js';
 import { SqliteStore } from '../../store/sqlite/index.js';
@@ -38,24 +42,13 @@ function timeArg(v: string | undefined, name: string): number | undefined {
   return n;
 }
 
-interface Row {
-  seq: number;
-  body: string;
-  hash: string;
-}
-
-/** One line per record: the hashed body with its hash added, so a reader can re-check the chain. */
-function line(r: Row): string {
-  return `${r.body.slice(0, -1)},"hash":${JSON.stringify(r.hash)}}`;
-}
-
 export async function auditExport(
   o: { config?: string; file?: string; since?: string; until?: string; format: string },
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  if (o.format !== 'jsonl') {
-    out.err(`keygate: --format ${o.format}: only jsonl is available`);
+  if (o.format !== 'jsonl' && o.format !== 'ocsf') {
+    out.err(`keygate: --format ${o.format}: use jsonl or ocsf`);
     return EXIT.USAGE;
   }
   let since: number | undefined;
@@ -71,12 +64,9 @@ export async function auditExport(
   if (where === undefined) return EXIT.FAILED;
   const db = openAuditDb(where.path);
   try {
-    const rows = db
-      .prepare('SELECT seq, body, hash FROM audit_records WHERE at >= ? AND at < ? ORDER BY seq')
-      .iterate(since ?? 0, until ?? Number.MAX_SAFE_INTEGER) as Iterable<Row>;
     let n = 0;
-    for (const r of rows) {
-      out.out(line(r));
+    for (const line of exportRange(db, since, until)) {
+      out.out(o.format === 'ocsf' ? JSON.stringify(toOcsf(JSON.parse(line) as ChainedRecord)) : line);
       n++;
     }
     out.err(`${n} records`);
@@ -86,8 +76,20 @@ export async function auditExport(
   }
 }
 
+export interface TailOptions {
+  config?: string;
+  file?: string;
+  lines: number;
+  kind?: string;
+  actor?: string;
+  action?: string;
+  decision?: string;
+  follow: boolean;
+  pollMs?: number;
+}
+
 export async function auditTail(
-  o: { config?: string; file?: string; lines: number; kind?: string; actor?: string; follow: boolean; pollMs?: number },
+  o: TailOptions,
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
   stop: AbortSignal = new AbortController().signal,
@@ -95,29 +97,32 @@ export async function auditTail(
   const where = locate(o, out, env);
   if (where === undefined) return EXIT.FAILED;
   const db = openAuditDb(where.path);
-  const filter = `${o.kind === undefined ? '' : ' AND kind = @kind'}${o.actor === undefined ? '' : ' AND actor_id = @actor'}`;
-  const params = {
-    ...(o.kind === undefined ? {} : { kind: o.kind }),
-    ...(o.actor === undefined ? {} : { actor: o.actor }),
-  };
+  const filters: [column: string, value: string | undefined][] = [
+    ['kind', o.kind],
+    ['actor_id', o.actor],
+    ['action', o.action],
+    ['decision', o.decision],
+  ];
+  const params = Object.fromEntries(filters.filter(([, v]) => v !== undefined));
+  const filter = filters.map(([c, v]) => (v === undefined ? '' : ` AND ${c} = @${c}`)).join('');
   try {
     const last = (
-      db.prepare(`SELECT seq, body, hash FROM audit_records WHERE 1 = 1${filter} ORDER BY seq DESC LIMIT @n`).all({
+      db.prepare(`SELECT seq FROM audit_records WHERE 1 = 1${filter} ORDER BY seq DESC LIMIT @n`).all({
         ...params,
         n: o.lines,
-      }) as Row[]
+      }) as { seq: number }[]
     ).reverse();
-    for (const r of last) out.out(line(r));
+    for (const r of last) out.out(lineAt(db, r.seq));
     if (!o.follow) return EXIT.OK;
-    let after = (db.prepare('SELECT max(seq) AS s FROM audit_records').get() as { s: number | null }).s ?? 0;
-    const next = db.prepare(
-      `SELECT seq, body, hash FROM audit_records WHERE seq > @after${filter} ORDER BY seq LIMIT 1000`,
-    );
     const newest = db.prepare('SELECT max(seq) AS s FROM audit_records');
+    let after = (newest.get() as { s: number | null }).s ?? 0;
+    const next = db.prepare(`SELECT seq FROM audit_records WHERE seq > @after${filter} ORDER BY seq LIMIT 1000`);
     while (!stop.aborted) {
       await new Promise((r) => setTimeout(r, o.pollMs ?? 500));
-      for (const r of next.all({ ...params, after }) as Row[]) out.out(line(r));
-      after = (newest.get() as { s: number | null }).s ?? after;
+      const head = (newest.get() as { s: number | null }).s ?? after;
+      for (const r of next.all({ ...params, after }) as { seq: number }[])
+        if (r.seq <= head) out.out(lineAt(db, r.seq));
+      after = head;
     }
     return EXIT.OK;
   } finally {

@@ -3,8 +3,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type AuditEntry, type AuditRecord, chainHash } from '../../../src/audit/record.js';
-import { openAuditDb, SqliteChain } from '../../../src/audit/sqlite-chain.js';
+import { fromOcsf } from '../../../src/audit/ocsf.js';
+import { type AuditEntry, type AuditRecord, type ChainedRecord, chainHash } from '../../../src/audit/record.js';
+import { openAuditDb, queued, SqliteChain } from '../../../src/audit/sqlite-chain.js';
 import { auditExport, auditTail } from '../../../src/cli/commands/audit.js';
 import type { Output } from '../../../src/cli/output.js';
 
@@ -22,7 +23,8 @@ const entry = (i: number): AuditEntry => ({
   kind: i % 3 === 0 ? 'auth.login' : 'http.request',
   at: T0 + i * 60_000,
   actor: { type: 'user', id: i % 2 === 0 ? 'alice' : 'bob' },
-  request: { method: 'GET', path: `/p/${i}`, ip: '127.0.0.1' },
+  request: { method: 'GET', path: `/p/${i}`, ip: '127.0.0.1', ...(i % 5 === 0 ? { action: 'serving:invoke' } : {}) },
+  ...(i % 5 === 0 ? { decision: { effect: i % 2 === 0 ? 'allow' : 'deny', reasons: [] } } : {}),
   status: 200,
 });
 
@@ -32,7 +34,7 @@ beforeAll(async () => {
   writeFileSync(config, `dataDir: ${dir}\n`);
   const db = openAuditDb(join(dir, 'audit.db'));
   await new SqliteChain(db, { every: 1000, everyMs: 3_600_000, sign: undefined }).append(
-    Array.from({ length: 30 }, (_, i) => entry(i)),
+    Array.from({ length: 30 }, (_, i) => queued(entry(i))),
   );
   db.close();
 });
@@ -50,6 +52,26 @@ describe('keygate audit export', () => {
       expect(chainHash(record).hash).toBe(hash);
       prev = hash;
     }
+  });
+
+  it('OCSF round-trip: each event carries its record, and the chain re-checks from the OCSF export alone', async () => {
+    const jsonl = capture();
+    await auditExport({ config, format: 'jsonl' }, jsonl);
+    const o = capture();
+    expect(await auditExport({ config, format: 'ocsf' }, o)).toBe(0);
+    expect(o.lines).toHaveLength(30);
+    let prev = '0'.repeat(64);
+    o.lines.forEach((l, i) => {
+      const event = JSON.parse(l) as { class_uid: number; metadata: { sequence: number } };
+      const record = fromOcsf(event);
+      // The same record as the JSON Lines export, member for member.
+      expect(record).toEqual(JSON.parse(jsonl.lines[i] as string) as ChainedRecord);
+      expect(event.metadata.sequence).toBe(record.seq);
+      expect(event.class_uid).toBe(record.kind === 'auth.login' ? 3002 : 6003);
+      expect(record.prevHash).toBe(prev);
+      expect(chainHash(record).hash).toBe(record.hash);
+      prev = record.hash;
+    });
   });
 
   it('--since (inclusive) and --until (exclusive) select a time range; bad times and formats are refused', async () => {
@@ -76,8 +98,11 @@ describe('keygate audit tail', () => {
     const logins = capture();
     await auditTail({ config, lines: 100, kind: 'auth.login', actor: 'alice', follow: false }, logins);
     const seqs = logins.lines.map((l) => JSON.parse(l) as AuditRecord);
-    expect(seqs.length).toBe(5);
+    expect(seqs.map((r) => r.seq)).toEqual([1, 7, 13, 19, 25]);
     expect(seqs.every((r) => r.kind === 'auth.login' && r.actor.id === 'alice')).toBe(true);
+    const denied = capture();
+    await auditTail({ config, lines: 100, decision: 'deny', action: 'serving:invoke', follow: false }, denied);
+    expect(denied.lines.map((l) => (JSON.parse(l) as AuditRecord).seq)).toEqual([6, 16, 26]);
   });
 
   it('--follow prints records written after it started', async () => {
@@ -86,7 +111,10 @@ describe('keygate audit tail', () => {
     const running = auditTail({ config, lines: 0, follow: true, pollMs: 20 }, o, process.env, stop.signal);
     await new Promise((r) => setTimeout(r, 50));
     const db = openAuditDb(join(dir, 'audit.db'));
-    await new SqliteChain(db, { every: 1000, everyMs: 3_600_000, sign: undefined }).append([entry(30), entry(31)]);
+    await new SqliteChain(db, { every: 1000, everyMs: 3_600_000, sign: undefined }).append([
+      queued(entry(30)),
+      queued(entry(31)),
+    ]);
     db.close();
     for (let i = 0; i < 100 && o.lines.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
     stop.abort();

@@ -33,8 +33,8 @@ afterAll(async () => {
 function records(path: string): AuditRecord[] {
   const db = new Database(path, { readonly: true });
   try {
-    return (db.prepare('SELECT body FROM audit_records ORDER BY seq').all() as { body: string }[]).map(
-      (r) => JSON.parse(r.body) as AuditRecord,
+    return (db.prepare('SELECT seq, body FROM audit_records ORDER BY seq').all() as { seq: number; body: string }[]).map(
+      (r) => ({ ...(JSON.parse(r.body) as AuditRecord), seq: r.seq }),
     );
   } finally {
     db.close();

@@ -1,6 +1,10 @@
-/** The admin API's service principals: who may call it, the secret shown once, rotation, revocation, bad input. */
+/**
+ * The admin API's service principals (who may call it, the secret shown once, rotation,
+ * revocation, bad input) and its audit log: admin.change records, filters, cursor pagination.
+ */
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChainedRecord } from '../../../src/audit/record.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
 import { startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { clientCredentials } from '../../helpers/oauth.js';
@@ -112,5 +116,130 @@ describe('admin API: service principals', () => {
     expect(dup.status).toBe(409);
     expect(dup.body.error_code).toBe('CONFLICT');
     expect((await g.gw.oauth.sps.list()).map((s) => s.name)).not.toContain('sneaky');
+  });
+});
+
+interface AuditPage {
+  records: (ChainedRecord & { change?: { op: string; target: string; after?: Record<string, unknown> } })[];
+  next: string | null;
+}
+
+describe('admin API: audit', () => {
+  it('each change is an admin.change record naming the admin, the session and the change, never the secret', async () => {
+    const r = await admin.post<Created>('/.keygate/api/admin/v1/service-principals', {
+      name: 'audited',
+      roles: ['ml-reader'],
+    });
+    expect(r.status).toBe(201);
+    await g.gw.audit.flushed();
+    const page = await admin.get<AuditPage>('/.keygate/api/admin/v1/audit?kind=admin.change&limit=1000');
+    expect(page.status).toBe(200);
+    expect(page.headers['cache-control']).toBe('no-store');
+    const rec = page.body.records.find((x) => x.change?.target === `service_principal:${r.body.id}`);
+    expect(rec).toMatchObject({
+      kind: 'admin.change',
+      actor: { type: 'user', email: 'root@example.com' },
+      request: { method: 'POST', path: '/.keygate/api/admin/v1/service-principals' },
+      change: {
+        op: 'service_principal.create',
+        after: { name: 'audited', roles: ['ml-reader'], secretIds: [r.body.secretId] },
+      },
+      outcome: 'success',
+    });
+    expect(rec?.actor.sessionId).toBeTruthy();
+    expect(rec?.actor.authEventId).toBeTruthy();
+    expect(JSON.stringify(page.body)).not.toContain(r.body.clientSecret as string);
+    // Rotation and revocation too, with the secret ids before and after.
+    const rot = await admin.post<{ secretId: string }>(
+      `/.keygate/api/admin/v1/service-principals/${r.body.id}/secrets`,
+    );
+    await admin.call('DELETE', `/.keygate/api/admin/v1/service-principals/${r.body.id}/secrets/${r.body.secretId}`);
+    await g.gw.audit.flushed();
+    const later = await admin.get<AuditPage>(
+      `/.keygate/api/admin/v1/audit?kind=admin.change&actor=${rec?.actor.id}&since=${rec?.at}`,
+    );
+    expect(
+      later.body.records.filter((x) => x.change?.target === `service_principal:${r.body.id}`).map((x) => x.change),
+    ).toEqual([
+      expect.objectContaining({ op: 'service_principal.create' }),
+      {
+        op: 'service_principal.secret_create',
+        target: `service_principal:${r.body.id}`,
+        before: { secretIds: [r.body.secretId] },
+        after: { secretIds: [r.body.secretId as string, rot.body.secretId].sort() },
+      },
+      {
+        op: 'service_principal.secret_revoke',
+        target: `service_principal:${r.body.id}`,
+        before: { secretId: r.body.secretId },
+      },
+    ]);
+  });
+
+  it('filters by actor and pages with a cursor: every request exactly once, in chain order', async () => {
+    const sp = await admin.post<Created>('/.keygate/api/admin/v1/service-principals', {
+      name: 'pager',
+      roles: ['admin'],
+    });
+    const token = (await clientCredentials(g.url, sp.body.id, sp.body.clientSecret as string)).body
+      .access_token as string;
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) {
+      const id = `pager-${i}`;
+      ids.push(id);
+      const res = await request(`${g.url}/api/anything`, {
+        headers: { authorization: `Bearer ${token}`, 'x-request-id': id },
+      });
+      await res.body.text();
+    }
+    await g.gw.audit.flushed();
+    const seen: ChainedRecord[] = [];
+    let cursor: string | null = null;
+    let pages = 0;
+    do {
+      const q: string = `/.keygate/api/admin/v1/audit?actor=${sp.body.id}&kind=http.request&limit=3${cursor ? `&cursor=${cursor}` : ''}`;
+      const p = await admin.get<AuditPage>(q);
+      expect(p.status).toBe(200);
+      seen.push(...p.body.records);
+      cursor = p.body.next;
+      pages++;
+    } while (cursor !== null && pages < 10);
+    expect(seen.map((x) => x.request?.requestId)).toEqual(ids);
+    expect(pages).toBe(3);
+    expect(seen.every((x) => x.actor.id === sp.body.id && x.actor.type === 'service_principal')).toBe(true);
+    // Chain order, each record with its chain members.
+    const seqs = seen.map((x) => x.seq);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(seen.every((x) => /^[0-9a-f]{64}$/.test(x.hash) && /^[0-9a-f]{64}$/.test(x.prevHash))).toBe(true);
+    // A time window that ends before the first request holds none of them.
+    const none = await admin.get<AuditPage>(
+      `/.keygate/api/admin/v1/audit?actor=${sp.body.id}&kind=http.request&until=${seen[0]?.at}`,
+    );
+    expect(none.body).toEqual({ records: [], next: null });
+  });
+
+  it('refuses non-admins, anonymous callers and bad parameters with the JSON error shape', async () => {
+    const { browser: user } = await enroll(g, 'reader@example.com', {
+      token: await invite(g, 'reader@example.com', ['ml-engineer']),
+    });
+    const denied = await user.get<{ error_code: string }>('/.keygate/api/admin/v1/audit');
+    expect(denied.status).toBe(403);
+    expect(denied.body.error_code).toBe('PERMISSION_DENIED');
+    const anon = await request(`${g.url}/.keygate/api/admin/v1/audit`);
+    expect(anon.statusCode).toBe(401);
+    await anon.body.text();
+    for (const q of [
+      'cursor=not-a-cursor',
+      'kind=no.such.kind',
+      'limit=0',
+      'limit=5000',
+      'since=yesterday',
+      'decision=maybe',
+      'colour=blue',
+    ]) {
+      const r = await admin.get<{ error_code: string; message: string }>(`/.keygate/api/admin/v1/audit?${q}`);
+      expect(r.status, q).toBe(400);
+      expect(r.body.error_code, q).toBe('BAD_REQUEST');
+    }
   });
 });
