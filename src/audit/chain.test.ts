@@ -222,8 +222,61 @@ describe('the hash chain', () => {
   });
 });
 
+describe('retention', () => {
+  it('prunes up to a signed checkpoint before the cutoff; the rest still verifies, from that anchor', async () => {
+    const db = openAuditDb(join(dir, 'audit.db'));
+    // 100 records, one a second from T; a checkpoint every 10 (stamped with the batch's time).
+    const T = 1_800_000_000_000;
+    let now = T;
+    const chain = new SqliteChain(db, { every: 10, everyMs: 3_600_000, sign: await signerFor(key) }, () => now);
+    for (let i = 0; i < 100; i += 5) {
+      now = T + (i + 4) * 1000;
+      await chain.append(Array.from({ length: 5 }, (_, k) => queued({ ...entry(i + k), at: T + (i + k) * 1000 })));
+    }
+    // Keep what is younger than record 57: the newest checkpoint written before it is at 50.
+    const r = await chain.prune(T + 57_000, 7);
+    expect(r).toEqual({ through: 50, removed: 50 });
+    const left = db.prepare('SELECT min(seq) AS lo, max(seq) AS hi FROM audit_records').get();
+    expect(left).toEqual({ lo: 51, hi: 101 });
+    const v = await verifyChain(db, publicJwks);
+    expect(v).toMatchObject({ ok: true, firstSeq: 51, lastSeq: 101 });
+    // The pruning itself is on the record.
+    const last = JSON.parse(
+      (db.prepare('SELECT body FROM audit_records WHERE seq = 101').get() as { body: string }).body,
+    );
+    expect(last).toMatchObject({ kind: 'audit.pruned', detail: { through: 50, removed: 50 } });
+    // Nothing of the pruned records is left in the indexes.
+    expect(db.prepare('SELECT count(*) AS n FROM audit_actor_index WHERE seq <= 50').get()).toEqual({ n: 0 });
+    expect(db.prepare('SELECT min(seq) AS s FROM audit_checkpoints').get()).toEqual({ s: 50 });
+    // Removing the anchor is detected.
+    db.prepare('DELETE FROM audit_checkpoints WHERE seq = 50').run();
+    expect((await verifyChain(db, publicJwks)).problem).toEqual({
+      seq: 51,
+      what: 'records before 51 are missing and no checkpoint anchors the start',
+    });
+    db.close();
+  });
+
+  it('never removes the head, and does nothing when no checkpoint is old enough', async () => {
+    const db = openAuditDb(join(dir, 'audit.db'));
+    let now = 1_800_000_000_000;
+    const chain = new SqliteChain(db, { every: 10, everyMs: 3_600_000, sign: await signerFor(key) }, () => now);
+    await chain.append(Array.from({ length: 10 }, (_, k) => queued(entry(k))));
+    expect(await chain.prune(now - 1)).toBeNull();
+    // Everything is older than the cutoff, but the only checkpoint is the head: kept.
+    now += 1000;
+    expect(await chain.prune(now + 1)).toBeNull();
+    await chain.append([queued(entry(10))]);
+    now += 1000;
+    const r = await chain.prune(now + 1);
+    expect(r).toEqual({ through: 10, removed: 10 });
+    expect(await verifyChain(db, publicJwks)).toMatchObject({ ok: true, firstSeq: 11, lastSeq: 12 });
+    db.close();
+  });
+});
+
 describe('AuditLog', () => {
-  const log = { warn: () => undefined, error: () => undefined };
+  const log = { info: () => undefined, warn: () => undefined, error: () => undefined };
   const opts = (path: string) => ({
     path,
     maxQueue: 1000,

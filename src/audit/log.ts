@@ -10,6 +10,7 @@ import Database from 'better-sqlite3';
 import type { JWK } from 'jose';
 import { type AuditFilter, type AuditPage, queryAudit } from './query.js';
 import type { AuditEntry } from './record.js';
+import type { SinkOptions } from './sinks.js';
 import { openAuditDb, type QueuedRecord, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
@@ -31,7 +32,16 @@ export interface AuditOptions {
   failOpen: boolean;
   /** The checkpoint signing key (private JWK with kid). */
   key: { kid: string; jwk: JWK } | null;
-  log: { warn(o: object, msg: string): void; error(o: object, msg: string): void };
+  /** Keep records this long (null or absent: forever), pruned every `pruneEveryMs`. */
+  retentionMs?: number | null;
+  pruneEveryMs?: number;
+  /** Copies of committed records for a SIEM. */
+  sinks?: SinkOptions;
+  log: {
+    info(o: object, msg: string): void;
+    warn(o: object, msg: string): void;
+    error(o: object, msg: string): void;
+  };
 }
 
 interface Sink {
@@ -74,8 +84,13 @@ class WorkerSink implements Sink {
   private constructor(
     private readonly worker: Worker,
     private readonly path: string,
+    log: AuditOptions['log'],
   ) {
     worker.on('message', (m: WorkerReply) => {
+      if (m.type === 'log') {
+        log[m.level]({ detail: m.detail }, m.msg);
+        return;
+      }
       if (m.type === 'committed' || m.type === 'failed') {
         const p = this.pending.get(m.id);
         this.pending.delete(m.id);
@@ -96,6 +111,9 @@ class WorkerSink implements Sink {
       everyMs: o.checkpointEveryMs,
       key: o.key,
       busyTimeoutMs: o.busyTimeoutMs ?? 5_000,
+      retentionMs: o.retentionMs ?? null,
+      pruneEveryMs: o.pruneEveryMs ?? 3_600_000,
+      sinks: o.sinks ?? { stdout: false },
     };
     // Built code runs worker.js; tests and tsx run the TypeScript source through tsx.
     const fromSource = import.meta.url.endsWith('.ts');
@@ -115,7 +133,7 @@ class WorkerSink implements Sink {
       worker.once('message', onMessage);
       worker.once('error', reject);
     });
-    return new WorkerSink(worker, o.path);
+    return new WorkerSink(worker, o.path, o.log);
   }
 
   append(records: QueuedRecord[]): Promise<number> {

@@ -35,6 +35,16 @@ function chain(entries: [string, AuditEntry][]): ChainedRecord[] {
 const RECORDS = chain([
   ['0b7e6a52-audit', { kind: 'audit.started', at: T0, actor: { type: 'system' }, detail: { pid: 48213 } }],
   [
+    '0c11-pruned',
+    {
+      kind: 'audit.pruned',
+      at: T0 + 100,
+      actor: { type: 'system' },
+      detail: { through: 40, removed: 40, cutoff: T0 - 86_400_000 },
+      outcome: 'success',
+    },
+  ],
+  [
     '9a1f-admin',
     {
       kind: 'admin.change',
@@ -254,6 +264,7 @@ const EXPECTED: Record<string, [number, number, number]> = {
   'token.revoked': [3002, 2, 1],
   'audit.started': [6002, 3, 1],
   'admin.change': [3004, 1, 1],
+  'audit.pruned': [6002, 99, 1],
 };
 
 /** An event as it comes back from an export file. */

@@ -224,6 +224,9 @@ function classify(r: ChainedRecord): Mapping {
       return m(AUTHENTICATION, 2, 'Logoff');
     case 'audit.started':
       return m(APPLICATION_LIFECYCLE, 3, 'Start');
+    // Retention ran: the application's own housekeeping.
+    case 'audit.pruned':
+      return m(APPLICATION_LIFECYCLE, OTHER, kind);
     // An admin managing a principal (service principal, invitation, secret): Entity Management,
     // with its Create / Update / Delete activity read off the operation's verb.
     case 'admin.change':

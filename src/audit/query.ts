@@ -167,3 +167,14 @@ export function* exportRange(db: Database.Database, since?: number, until?: numb
     prevSeq = r.seq;
   }
 }
+
+/** Every record after `seq`, in chain order, each as its JSON line (a sink catching up). */
+export function* linesAfter(db: Database.Database, seq: number): Generator<string> {
+  let prev: string | null = null;
+  for (const r of db
+    .prepare('SELECT seq, body, hash FROM audit_records WHERE seq > ? ORDER BY seq')
+    .iterate(seq) as Iterable<{ seq: number; body: string; hash: string }>) {
+    yield prev === null ? lineAt(db, r.seq) : recordLine(r.seq, prev, r.hash, r.body);
+    prev = r.hash;
+  }
+}

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { CompactSign, importJWK, type JWK } from 'jose';
-import { type AuditEntry, canonicalJson, chainStep, encodeEntry, GENESIS_HASH } from './record.js';
+import { type AuditEntry, canonicalJson, chainStep, encodeEntry, GENESIS_HASH, recordLine } from './record.js';
 
 export const AUDIT_FORMAT = 2;
 
@@ -141,6 +141,18 @@ export class SqliteChain {
   private readonly indexRange: Database.Statement;
   private readonly setIndexed: Database.Statement;
   private readonly widenBlock: Database.Statement;
+  private readonly findAnchor: Database.Statement;
+  private readonly firstSeq: Database.Statement;
+  private readonly actorsIn: Database.Statement;
+  private readonly unindexActor: Database.Statement;
+  private readonly deleteRecords: Database.Statement;
+  private readonly deleteBlocks: Database.Statement;
+  private readonly deleteCheckpoints: Database.Statement;
+  private tail: Promise<unknown> = Promise.resolve();
+  /** Committed records as JSON lines, for the sinks (set only when there are sinks). */
+  onCommit: ((lines: string[]) => void) | undefined;
+  /** Failures after a commit (index, sinks): reported, never failing the committed batch. */
+  onError: (e: unknown) => void = () => {};
 
   constructor(
     private readonly db: Database.Database,
@@ -180,6 +192,18 @@ export class SqliteChain {
       `INSERT INTO audit_time_blocks (block, min_at, max_at) VALUES (?, ?, ?)
          ON CONFLICT (block) DO UPDATE SET min_at = min(min_at, excluded.min_at), max_at = max(max_at, excluded.max_at)`,
     );
+    this.findAnchor = db.prepare(
+      'SELECT seq FROM audit_checkpoints WHERE at < ? AND seq < ? ORDER BY seq DESC LIMIT 1',
+    );
+    this.firstSeq = db.prepare('SELECT min(seq) AS s FROM audit_records');
+    this.actorsIn = db.prepare(
+      'SELECT DISTINCT actor_id FROM audit_records WHERE seq BETWEEN ? AND ? AND actor_id IS NOT NULL',
+    );
+    this.unindexActor = db.prepare('DELETE FROM audit_actor_index WHERE actor_id = ? AND seq <= ?');
+    this.deleteRecords = db.prepare('DELETE FROM audit_records WHERE seq BETWEEN ? AND ?');
+    // Blocks wholly before the slice's end (block b holds seqs b·1024 … b·1024 + 1023).
+    this.deleteBlocks = db.prepare('DELETE FROM audit_time_blocks WHERE block < ?');
+    this.deleteCheckpoints = db.prepare('DELETE FROM audit_checkpoints WHERE seq < ?');
     this.setIndexed = db.prepare(
       "INSERT INTO audit_meta (key, value) VALUES ('indexed_through', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
     );
@@ -199,10 +223,22 @@ export class SqliteChain {
    * Returns the last sequence number written. On failure nothing is written and the head is
    * unchanged, so the same batch can be retried.
    */
-  async append(records: readonly QueuedRecord[]): Promise<number> {
+  append(records: readonly QueuedRecord[]): Promise<number> {
+    return this.serial(() => this.appendNow(records));
+  }
+
+  /** One chain operation at a time: an append awaits its checkpoint signature mid-way. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn, fn);
+    this.tail = run.catch(() => undefined);
+    return run;
+  }
+
+  private async appendNow(records: readonly QueuedRecord[]): Promise<number> {
     if (records.length === 0) return this.head.seq;
     let seq = this.head.seq;
     let prev = this.head.hash;
+    const lines: string[] | undefined = this.onCommit === undefined ? undefined : [];
     const args: unknown[] = new Array(records.length * 8);
     // The time span of each 1,024-record block this batch writes into.
     const blocks: [block: number, min: number, max: number][] = [];
@@ -214,7 +250,9 @@ export class SqliteChain {
       if (b === undefined || b[0] !== block) blocks.push([block, r.at, r.at]);
       else if (r.at < b[1]) b[1] = r.at;
       else if (r.at > b[2]) b[2] = r.at;
-      prev = chainStep(prev, seq, r.body);
+      const hash = chainStep(prev, seq, r.body);
+      if (lines !== undefined) lines.push(recordLine(seq, prev, hash, r.body));
+      prev = hash;
       args[j++] = seq;
       args[j++] = r.at;
       args[j++] = r.kind;
@@ -251,9 +289,60 @@ export class SqliteChain {
       checkpointSeq: cp ? cp.seq : this.head.checkpointSeq,
       checkpointAt: cp ? cp.at : this.head.checkpointAt,
     };
+    // Committed: from here on nothing may fail the append (a retry would write the batch twice).
+    if (lines !== undefined) this.afterCommit(() => this.onCommit?.(lines));
     if (this.unindexedSince === 0) this.unindexedSince = now;
-    this.indexIfDue(now);
+    this.afterCommit(() => this.indexIfDue(now));
     return seq;
+  }
+
+  private afterCommit(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.onError(e);
+    }
+  }
+
+  /**
+   * Retention: remove records stamped before `cutoff`, up to the newest signed checkpoint that
+   * was written before the cutoff and is not the head. That checkpoint stays and anchors the
+   * new start (verify checks the first remaining record against it), and at least one record
+   * always remains after it. Deletes in slices, one transaction each, so batches are not held
+   * up for long; ends with an `audit.pruned` record. Returns what was removed, or null.
+   */
+  async prune(cutoff: number, slice = 20_000): Promise<{ through: number; removed: number } | null> {
+    const anchor = await this.serial(async () => {
+      const a = this.findAnchor.get(cutoff, this.head.seq) as { seq: number } | undefined;
+      const first = this.firstSeq.get() as { s: number | null };
+      return a === undefined || first.s === null || first.s > a.seq ? null : { through: a.seq, from: first.s };
+    });
+    if (anchor === null) return null;
+    let removed = 0;
+    for (let lo = anchor.from; lo <= anchor.through; lo += slice) {
+      const hi = Math.min(anchor.through, lo + slice - 1);
+      removed += await this.serial(async () => {
+        let n = 0;
+        this.db.transaction(() => {
+          // The actor index, actor by actor (its key starts with the actor).
+          for (const r of this.actorsIn.all(lo, hi) as { actor_id: string }[]) this.unindexActor.run(r.actor_id, hi);
+          n = this.deleteRecords.run(lo, hi).changes;
+          this.deleteBlocks.run(Math.floor((hi + 1) / BLOCK));
+          this.deleteCheckpoints.run(anchor.through);
+        })();
+        return n;
+      });
+    }
+    await this.append([
+      queued({
+        kind: 'audit.pruned',
+        at: this.now(),
+        actor: { type: 'system' },
+        detail: { through: anchor.through, removed, cutoff },
+        outcome: 'success',
+      }),
+    ]);
+    return { through: anchor.through, removed };
   }
 
   /** Bring the actor index up to date when enough records, or old enough ones, wait for it. */

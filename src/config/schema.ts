@@ -35,16 +35,14 @@ const size = (def: string) =>
       return bytes;
     });
 
-const httpUrl = z
-  .string({ error: 'must be a URL' })
-  .refine((s) => {
-    try {
-      const u = new URL(s);
-      return (u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '';
-    } catch {
-      return false;
-    }
-  }, 'must be a URL (http or https, without credentials)');
+const httpUrl = z.string({ error: 'must be a URL' }).refine((s) => {
+  try {
+    const u = new URL(s);
+    return (u.protocol === 'http:' || u.protocol === 'https:') && u.username === '' && u.password === '';
+  } catch {
+    return false;
+  }
+}, 'must be a URL (http or https, without credentials)');
 
 const ipOrCidr = z.string().refine((s) => {
   const [addr, bits, ...rest] = s.split('/');
@@ -114,13 +112,18 @@ export const upstreamSchema = z.strictObject({
   rules: z
     .array(
       z.strictObject({
-        prefix: z.string().startsWith('/', 'must start with /').describe('Path prefix (whole segments, case-insensitive).'),
+        prefix: z
+          .string()
+          .startsWith('/', 'must start with /')
+          .describe('Path prefix (whole segments, case-insensitive).'),
         methods: z.array(z.string().regex(/^[A-Za-z]+$/, 'must be an HTTP method')).optional(),
         action: z.enum(['api:read', 'api:invoke', 'api:manage']),
       }),
     )
     .default([])
-    .describe('Generic preset: prefix and method → action on Api::<upstream name>. Default: reads api:read, POST api:invoke, other api:manage.'),
+    .describe(
+      'Generic preset: prefix and method → action on Api::<upstream name>. Default: reads api:read, POST api:invoke, other api:manage.',
+    ),
   maxRequestBodyBytes: size('256MiB').describe('Largest request body forwarded; larger gets 413.'),
   connections: z.int().min(1).max(4096).default(128).describe('Keep-alive connections in the upstream pool.'),
 });
@@ -174,7 +177,10 @@ export const configSchema = z
       .prefault({})
       .describe('Structured logs. Secrets are redacted; the audit log is the durable record.'),
     upstreams: z
-      .record(z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'upstream names are lowercase letters, digits and -'), upstreamSchema)
+      .record(
+        z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'upstream names are lowercase letters, digits and -'),
+        upstreamSchema,
+      )
       .default({})
       .describe('Named upstream services.'),
     routes: z
@@ -192,7 +198,9 @@ export const configSchema = z
         rpId: z
           .string()
           .optional()
-          .describe('WebAuthn RP ID; default the host name of publicUrl. Must be a registrable suffix of every origin.'),
+          .describe(
+            'WebAuthn RP ID; default the host name of publicUrl. Must be a registrable suffix of every origin.',
+          ),
         origins: z
           .array(httpUrl)
           .default([])
@@ -210,7 +218,11 @@ export const configSchema = z
           .default('none')
           .describe('`direct` verifies the attestation statement (packed, tpm, android-key, apple, fido-u2f).'),
         aaguidAllowList: z
-          .array(z.string().regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a lowercase AAGUID'))
+          .array(
+            z
+              .string()
+              .regex(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/, 'must be a lowercase AAGUID'),
+          )
           .default([])
           .describe('Only these authenticator models may register (empty: any).'),
         allowSyncedPasskeys: z
@@ -229,7 +241,9 @@ export const configSchema = z
           .string()
           .min(1)
           .optional()
-          .describe('PEM root certificate for the BLOB; default the FIDO Alliance root shipped with @simplewebauthn/server.'),
+          .describe(
+            'PEM root certificate for the BLOB; default the FIDO Alliance root shipped with @simplewebauthn/server.',
+          ),
       })
       .prefault({})
       .describe('WebAuthn (security keys, passkeys, platform authenticators).'),
@@ -249,7 +263,11 @@ export const configSchema = z
       .describe('One-time enrollment and recovery links.'),
     rateLimits: z
       .strictObject({
-        perIpPerMinute: z.int().min(1).default(60).describe('Login and enrollment calls per client address per minute.'),
+        perIpPerMinute: z
+          .int()
+          .min(1)
+          .default(60)
+          .describe('Login and enrollment calls per client address per minute.'),
         perAccountPerMinute: z
           .int()
           .min(1)
@@ -259,7 +277,9 @@ export const configSchema = z
           .int()
           .min(1)
           .default(600)
-          .describe("Calls to Keygate's other APIs (devices, session, admin, step-up approvals) per client address per minute."),
+          .describe(
+            "Calls to Keygate's other APIs (devices, session, admin, step-up approvals) per client address per minute.",
+          ),
       })
       .prefault({})
       .describe('Limits on login and enrollment (429 with Retry-After; windows expire, accounts never lock).'),
@@ -308,7 +328,9 @@ export const configSchema = z
             }),
           )
           .default({})
-          .describe('Extra roles, or replacements for the shipped ml-reader, ml-inference, ml-engineer, ml-deployer, admin.'),
+          .describe(
+            'Extra roles, or replacements for the shipped ml-reader, ml-inference, ml-engineer, ml-deployer, admin.',
+          ),
         policyFiles: z
           .array(z.string().min(1))
           .default([])
@@ -342,8 +364,17 @@ export const configSchema = z
           .array(
             z.strictObject({
               name: z.string().min(1).describe('A label for logs and audit.'),
-              issuer: z.url().describe('The `iss` the platform puts in its tokens, e.g. https://token.actions.githubusercontent.com.'),
-              jwksUrl: z.url().optional().describe("Where the issuer's public keys (JWKS) are, e.g. https://token.actions.githubusercontent.com/.well-known/jwks."),
+              issuer: z
+                .url()
+                .describe(
+                  'The `iss` the platform puts in its tokens, e.g. https://token.actions.githubusercontent.com.',
+                ),
+              jwksUrl: z
+                .url()
+                .optional()
+                .describe(
+                  "Where the issuer's public keys (JWKS) are, e.g. https://token.actions.githubusercontent.com/.well-known/jwks.",
+                ),
               jwks: z
                 .strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) })
                 .optional()
@@ -353,11 +384,16 @@ export const configSchema = z
                 .string()
                 .min(1)
                 .describe('The `sub` required; `*` matches any run of characters, e.g. repo:acme/ml:ref:refs/heads/*.'),
-              servicePrincipal: z.string().min(1).describe('Name or id of the service principal the token is exchanged for.'),
+              servicePrincipal: z
+                .string()
+                .min(1)
+                .describe('Name or id of the service principal the token is exchanged for.'),
             }),
           )
           .default([])
-          .describe('Workload identity federation (RFC 8693): platform tokens exchanged for a service principal\'s token.'),
+          .describe(
+            "Workload identity federation (RFC 8693): platform tokens exchanged for a service principal's token.",
+          ),
       })
       .prefault({})
       .describe('The built-in OAuth authorization server: token lifetimes, signing keys, workload federation.'),
@@ -367,19 +403,69 @@ export const configSchema = z
           .string()
           .min(1)
           .optional()
-          .describe("The audit chain's SQLite file (default <dataDir>/audit.db); ':memory:' keeps it in memory (tests only)."),
+          .describe(
+            "The audit chain's SQLite file (default <dataDir>/audit.db); ':memory:' keeps it in memory (tests only).",
+          ),
         failOpen: z
           .boolean()
           .default(false)
           .describe(
             'Serve requests even when the audit log cannot record them (writer failing or too far behind). Off: such requests get 503. Turning it on is logged loudly at start.',
           ),
-        maxQueue: z.int().min(100).default(100_000).describe('Records that may wait for the writer before new requests are refused.'),
+        maxQueue: z
+          .int()
+          .min(100)
+          .default(100_000)
+          .describe('Records that may wait for the writer before new requests are refused.'),
         flushInterval: duration('10ms').describe('Longest a record waits before its batch is committed.'),
         batchMax: z.int().min(1).max(100_000).default(5_000).describe('Most records in one committed batch.'),
         checkpointEvery: z.int().min(1).default(10_000).describe('A signed checkpoint after this many records…'),
         checkpointInterval: duration('60s').describe('…or after this long, whichever comes first.'),
-        busyTimeout: duration('5s').describe('How long a batch waits for a lock on the audit file before the write counts as failed.'),
+        busyTimeout: duration('5s').describe(
+          'How long a batch waits for a lock on the audit file before the write counts as failed.',
+        ),
+        retention: z
+          .union([z.number(), z.string()])
+          .optional()
+          .transform((v, ctx) => {
+            if (v === undefined) return undefined;
+            const ms = parseDuration(v);
+            if (ms === undefined || ms < 3_600_000) {
+              ctx.addIssue({ code: 'custom', message: 'must be a duration of at least 1h, such as 400d' });
+              return z.NEVER;
+            }
+            return ms;
+          })
+          .describe(
+            'Keep records this long (e.g. 400d); older ones are pruned up to a signed checkpoint, which anchors the chain so it still verifies. Unset: keep everything.',
+          ),
+        pruneInterval: duration('1h').describe(
+          'How often records past the retention are pruned (and once 10 s after start).',
+        ),
+        sinks: z
+          .strictObject({
+            file: z
+              .strictObject({
+                path: z
+                  .string()
+                  .min(1)
+                  .describe('JSON Lines file; each line a committed record as `keygate audit export` writes it.'),
+                maxSize: size('100MiB').describe(
+                  'Rotate when the file would grow past this (to <path>.1, <path>.2, …).',
+                ),
+                keep: z.int().min(1).max(1000).default(5).describe('Rotated files kept.'),
+              })
+              .optional()
+              .describe(
+                'A copy of the log for a SIEM to tail. It resumes after its last line at start, so a crash leaves no gap.',
+              ),
+            stdout: z
+              .boolean()
+              .default(false)
+              .describe('Also write each committed record to standard output, one JSON line each.'),
+          })
+          .prefault({})
+          .describe('Copies of committed records for an existing SIEM; the chain in SQLite stays the record of truth.'),
       })
       .prefault({})
       .describe('The tamper-evident audit log: one record per proxied request and per authentication event.'),
@@ -398,11 +484,22 @@ export const configSchema = z
       .describe('Limits on what clients send.'),
   })
   .superRefine((c, ctx) => {
-    const known = new Set([...Object.keys(c.authorization.roles), 'ml-reader', 'ml-inference', 'ml-engineer', 'ml-deployer', 'admin']);
+    const known = new Set([
+      ...Object.keys(c.authorization.roles),
+      'ml-reader',
+      'ml-inference',
+      'ml-engineer',
+      'ml-deployer',
+      'admin',
+    ]);
     c.authorization.bindings.forEach((b, i) => {
       b.roles.forEach((r, j) => {
         if (!known.has(r)) {
-          ctx.addIssue({ code: 'custom', path: ['authorization', 'bindings', i, 'roles', j], message: `unknown role "${r}"` });
+          ctx.addIssue({
+            code: 'custom',
+            path: ['authorization', 'bindings', i, 'roles', j],
+            message: `unknown role "${r}"`,
+          });
         }
       });
     });
@@ -427,11 +524,19 @@ export const configSchema = z
     const trustNames = new Set<string>();
     c.tokens.federation.forEach((t, i) => {
       if (trustNames.has(t.name)) {
-        ctx.addIssue({ code: 'custom', path: ['tokens', 'federation', i, 'name'], message: `duplicate trust name "${t.name}"` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tokens', 'federation', i, 'name'],
+          message: `duplicate trust name "${t.name}"`,
+        });
       }
       trustNames.add(t.name);
       if ((t.jwksUrl === undefined) === (t.jwks === undefined)) {
-        ctx.addIssue({ code: 'custom', path: ['tokens', 'federation', i], message: 'set exactly one of jwksUrl and jwks' });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['tokens', 'federation', i],
+          message: 'set exactly one of jwksUrl and jwks',
+        });
       }
     });
     if (c.tls && c.publicUrl?.startsWith('http:')) {

@@ -7,35 +7,35 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import { dirname } from 'node:path';
 import type { Duplex } from 'node:stream';
+import { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { registerAdminRoutes } from '../admin/routes.js';
-import { type Authentication, createAuthentication } from '../authenticate/index.js';
+import { actorOf, fromAuthEvent } from '../audit/entries.js';
+import { AuditLog } from '../audit/log.js';
 import { identifyRequest } from '../authenticate/identify.js';
-import { Readable } from 'node:stream';
+import type { Identifier, Identity } from '../authenticate/identity.js';
+import { type Authentication, createAuthentication } from '../authenticate/index.js';
 import { isSensitive } from '../authorize/actions.js';
 import { MAX_BODY_FOR_CLASSIFICATION, readBodyField, readBounded } from '../authorize/body-field.js';
-import { type PendingRequest, PendingSteps } from '../authorize/pending.js';
 import { DatabricksClassifier } from '../authorize/classify/databricks.js';
 import { GenericClassifier } from '../authorize/classify/generic.js';
 import type { Classification } from '../authorize/classify/types.js';
 import { Authorizer, type Decision, denialMessage } from '../authorize/engine.js';
-import type { Identifier, Identity } from '../authenticate/identity.js';
+import { type PendingRequest, PendingSteps } from '../authorize/pending.js';
 import type { Config } from '../config/schema.js';
 import { SigningKeys } from '../crypto/keys.js';
 import { KeygateError, toKeygateError } from '../errors/index.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { globMatch } from '../lib/glob.js';
+import { OAuthServer } from '../oauth/index.js';
 import { AssertionSigner } from '../proxy/assertion.js';
 import { createCredentialProvider } from '../proxy/credentials/index.js';
 import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
-import { AuditLog } from '../audit/log.js';
-import { actorOf, fromAuthEvent } from '../audit/entries.js';
-import { OAuthServer } from '../oauth/index.js';
 import { SqliteStore } from '../store/sqlite/index.js';
 import type { Store } from '../store/types.js';
 import { clientIpResolver } from './client-ip.js';
@@ -337,6 +337,14 @@ export class Gateway {
       checkpointEveryMs: a.checkpointInterval,
       failOpen: a.failOpen,
       busyTimeoutMs: a.busyTimeout,
+      retentionMs: a.retention ?? null,
+      pruneEveryMs: a.pruneInterval,
+      sinks: {
+        stdout: a.sinks.stdout,
+        ...(a.sinks.file === undefined
+          ? {}
+          : { file: { path: a.sinks.file.path, maxBytes: a.sinks.file.maxSize, keep: a.sinks.file.keep } }),
+      },
       key: { kid: auditKey.kid, jwk: auditKey.jwk },
       log: gw.log,
     });

@@ -5,7 +5,7 @@
  * never breaks the chain, and the next start continues it.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -33,9 +33,9 @@ afterAll(async () => {
 function records(path: string): AuditRecord[] {
   const db = new Database(path, { readonly: true });
   try {
-    return (db.prepare('SELECT seq, body FROM audit_records ORDER BY seq').all() as { seq: number; body: string }[]).map(
-      (r) => ({ ...(JSON.parse(r.body) as AuditRecord), seq: r.seq }),
-    );
+    return (
+      db.prepare('SELECT seq, body FROM audit_records ORDER BY seq').all() as { seq: number; body: string }[]
+    ).map((r) => ({ ...(JSON.parse(r.body) as AuditRecord), seq: r.seq }));
   } finally {
     db.close();
   }
@@ -205,7 +205,7 @@ describe('a SIGKILL while requests flow', () => {
     const config = join(dir, 'crash.yaml');
     writeFileSync(
       config,
-      `listen: { port: 0 }\npublicUrl: http://localhost:18999\ndataDir: ${data}\nlog: { level: warn }\nrateLimits: { apiPerIpPerMinute: 100000 }\naudit: { flushInterval: 2ms }\nupstreams:\n  ws:\n    url: ${up.url}\n    preset: generic\n    credential: { type: none }\n`,
+      `listen: { port: 0 }\npublicUrl: http://localhost:18999\ndataDir: ${data}\nlog: { level: warn }\nrateLimits: { apiPerIpPerMinute: 100000 }\naudit: { flushInterval: 2ms, sinks: { file: { path: ${join(dir, 'crash.jsonl')} } } }\nupstreams:\n  ws:\n    url: ${up.url}\n    preset: generic\n    credential: { type: none }\n`,
     );
     const created = await runCli(['admin', 'sp', 'create', 'loadgen', '--role', 'ml-reader', '--config', config]);
     expect(created.code, created.stderr).toBe(0);
@@ -243,6 +243,12 @@ describe('a SIGKILL while requests flow', () => {
       first.proc.exitCode !== null || first.proc.signalCode !== null ? r() : first.proc.once('exit', () => r()),
     );
 
+    // The kill can land between a batch's commit and its copy to the sink: make that happen for
+    // sure by cutting the sink's last five lines (and leaving half of one).
+    const sinkPath = join(dir, 'crash.jsonl');
+    const cut = readFileSync(sinkPath, 'utf8').split('\n').slice(0, -6);
+    writeFileSync(sinkPath, `${cut.join('\n')}\n{"seq":${cut.length + 1},"prevHash":"`);
+
     const second = await serve(config);
     try {
       expect(await get(second.url, 'after-restart')).toBe(200);
@@ -266,6 +272,13 @@ describe('a SIGKILL while requests flow', () => {
     expect(restarts).toHaveLength(2);
     expect((restarts[1] as AuditRecord).seq).toBeGreaterThan(committed);
     expect(ids.has('after-restart')).toBe(true);
+
+    // The JSON Lines sink holds exactly what the chain holds: what was committed just before
+    // the kill reached it on the next start (no gap), nothing twice.
+    const exported = await runCli(['audit', 'export', '--config', config]);
+    expect(exported.code).toBe(0);
+    const sink = readFileSync(sinkPath, 'utf8');
+    expect(sink).toBe(exported.stdout);
 
     // And tampering is found: change one committed record.
     const db = new Database(join(data, 'audit.db'));
