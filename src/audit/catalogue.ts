@@ -16,6 +16,8 @@ export const AUDIT_KINDS = {
   'auth.recovery_used': 'A recovery link was used to register a new credential.',
   'token.issued': 'The authorization server issued a token (a person after an OAuth login; a machine per grant).',
   'token.refused': 'A token request was refused for a reason worth auditing (federation, exchange).',
+  'token.refreshed':
+    'A refresh token was exchanged for new tokens (rotation), audited against the login behind its grant.',
   'token.reuse_detected': 'A rotated refresh token was presented again: its whole family was revoked.',
   'token.revoked': 'A token or a grant was revoked (RFC 7009, logout).',
   'admin.change':

@@ -35,6 +35,25 @@ function chain(entries: [string, AuditEntry][]): ChainedRecord[] {
 const RECORDS = chain([
   ['0b7e6a52-audit', { kind: 'audit.started', at: T0, actor: { type: 'system' }, detail: { pid: 48213 } }],
   [
+    '7d3e-refresh',
+    {
+      kind: 'token.refreshed',
+      at: T0 + 200,
+      actor: {
+        type: 'user',
+        id: 'usr_dana',
+        authEventId: 'ev-1',
+        credentialId: 'cred-1',
+        uv: true,
+        authTime: T0 - 3_600_000,
+        deviceBound: true,
+      },
+      request: { method: 'POST', path: '/.keygate/oauth/token', ip: '10.0.0.7' },
+      outcome: 'success',
+      detail: { client: 'keygate-cli', grant: 'grant-1' },
+    },
+  ],
+  [
     '0c11-pruned',
     {
       kind: 'audit.pruned',
@@ -261,6 +280,7 @@ const EXPECTED: Record<string, [number, number, number]> = {
   'token.issued': [3002, 4, 1],
   'token.refused': [3002, 4, 2],
   'token.reuse_detected': [3002, 5, 2],
+  'token.refreshed': [3002, 5, 1],
   'token.revoked': [3002, 2, 1],
   'audit.started': [6002, 3, 1],
   'admin.change': [3004, 1, 1],

@@ -218,6 +218,8 @@ function classify(r: ChainedRecord): Mapping {
     case 'token.issued':
     case 'token.refused':
       return m(AUTHENTICATION, 4, 'Service Ticket Request');
+    case 'token.refreshed':
+      return m(AUTHENTICATION, 5, 'Service Ticket Renew');
     case 'token.reuse_detected':
       return m(AUTHENTICATION, 5, 'Service Ticket Renew');
     case 'token.revoked':

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import type { AuditEntry } from '../audit/record.js';
 import type { AuthEvents } from '../authenticate/auth-events.js';
 import { readCookie } from '../authenticate/cookies.js';
 import type { Identifier } from '../authenticate/identity.js';
@@ -20,16 +21,17 @@ import { KeygateError } from '../errors/index.js';
 import type { Clock } from '../lib/clock.js';
 import type { Store } from '../store/types.js';
 import { AccessTokens, DpopReplayCache } from './access-tokens.js';
+import { loadOidc } from './oidc-module.js';
 import {
   CLI_CLIENT_ID,
   createProvider,
   DATABRICKS_CLI_CLIENT_ID,
   errorPage,
+  loadGrantContext,
   OAUTH_PREFIX,
   ROUTES,
   saveGrantContext,
 } from './provider.js';
-import { loadOidc } from './oidc-module.js';
 import { Revocations } from './revocations.js';
 import { ServicePrincipals } from './service-principals.js';
 
@@ -59,6 +61,8 @@ export interface OAuthDeps {
   audiences: readonly string[];
   /** Counts token endpoint answers by grant and outcome. */
   onTokenOutcome?: (grant: string, outcome: string) => void;
+  /** Audit records that are not authentication events (a refresh). */
+  audit?: (e: AuditEntry) => void;
 }
 
 export class OAuthServer {
@@ -189,6 +193,42 @@ export class OAuthServer {
       return KNOWN_GRANTS.has(g) ? g.replace('urn:ietf:params:oauth:grant-type:', '') : 'other';
     };
     provider.on('grant.success', (ctx) => d.onTokenOutcome?.(grantOf(ctx), 'issued'));
+    // A refresh is no new authentication: it is audited against the login behind its grant.
+    provider.on('grant.success', async (ctx) => {
+      const audit = d.audit;
+      if (ctx.oidc.params?.grant_type !== 'refresh_token' || audit === undefined) return;
+      const rt = ctx.oidc.entities.RefreshToken;
+      const at = d.clock.now();
+      const gc = rt?.grantId === undefined ? null : await loadGrantContext(d.store, rt.grantId, at).catch(() => null);
+      const ua = ctx.req.headers['user-agent'];
+      audit({
+        kind: 'token.refreshed',
+        at,
+        actor: {
+          type: 'user',
+          ...(rt?.accountId === undefined ? {} : { id: rt.accountId }),
+          ...(gc === null
+            ? {}
+            : {
+                authEventId: gc.authEventId,
+                credentialId: gc.credentialId,
+                aaguid: gc.aaguid,
+                uv: gc.uv,
+                authTime: gc.authTime,
+              }),
+          // The provider verified the proof when there is one: the new tokens are bound to it.
+          deviceBound: typeof ctx.req.headers.dpop === 'string',
+        },
+        request: {
+          method: 'POST',
+          path: '/.keygate/oauth/token',
+          ip: d.clientIp(ctx.req),
+          ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
+        },
+        outcome: 'success',
+        detail: { client: ctx.oidc.client?.clientId ?? null, grant: rt?.grantId ?? null },
+      });
+    });
     provider.on('grant.error', (ctx, err) => d.onTokenOutcome?.(grantOf(ctx), String(err.error ?? 'error')));
     provider.on('grant.error', (ctx, err) => {
       // oidc-provider keeps the specific reason in error_detail (the client sees a generic description).

@@ -374,6 +374,7 @@ export class Gateway {
       log: gw.log,
       audiences: gw.upstreams.map((u) => u.audience),
       onTokenOutcome: (grant, outcome) => gw.metrics.tokens.inc({ grant, outcome }),
+      audit: (e) => auditLog.record(e),
     });
     // An Authorization header (a Keygate token) is checked first; then the browser session.
     gw.identifiers = [gw.oauthServer.identifier, gw.authentication.identifier, ...gw.identifiers];

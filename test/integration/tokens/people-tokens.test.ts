@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { request } from 'undici';
+import type { ChainedRecord } from '../../../src/audit/record.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { BrowserClient } from '../../helpers/browser-client.js';
 import { type SeenRequest, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
@@ -177,6 +178,23 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
     const { DPoP, tokens: t1 } = await cliTokens('openid offline_access');
     const t2 = await oidc.refreshTokenGrant(cli, t1.refresh_token as string, undefined, { DPoP });
     expect(t2.refresh_token).not.toBe(t1.refresh_token);
+    // The refresh is audited against the login behind the grant, as device-bound.
+    await g.gw.audit.flushed();
+    const refreshed = g.gw.audit
+      .query({ kind: 'token.refreshed' }, { limit: 1000 })
+      .lines.map((l) => JSON.parse(l) as ChainedRecord)
+      .at(-1);
+    expect(refreshed).toMatchObject({
+      outcome: 'success',
+      actor: {
+        type: 'user',
+        id: claimsOf(t1.access_token).sub,
+        authEventId: claimsOf(t1.access_token).kg_aev,
+        uv: true,
+        deviceBound: true,
+      },
+      detail: { client: 'keygate-cli' },
+    });
     // The refresh token is bound to the DPoP key: another key cannot use it.
     const otherKey = oidc.getDPoPHandle(cli, await oidc.randomDPoPKeyPair('ES256'));
     await expect(
