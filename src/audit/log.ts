@@ -215,18 +215,20 @@ export class AuditLog {
   /**
    * Queue an entry; it is committed within `flushMs` (or sooner when a batch fills). It is
    * encoded here, at once (its id assigned), so the writer thread only hashes and writes.
+   * False when it was not queued (shutting down, or fail-open and far behind).
    */
-  record(e: AuditEntry): void {
-    if (this.closing) return;
+  record(e: AuditEntry, id?: string): boolean {
+    if (this.closing) return false;
     if (this.queue.length >= this.o.maxQueue * 2) {
       // Fail-open and far behind: keep memory bounded; the loss is logged.
       this.o.log.error({ kind: e.kind }, 'audit queue overflow: record dropped');
-      return;
+      return false;
     }
-    this.queue.push(queued(e));
+    this.queue.push(id === undefined ? queued(e) : queued(e, id));
     this.enqueued++;
     if (this.queue.length >= this.o.batchMax) this.kick(0);
     else if (this.timer === undefined && !this.writing) this.kick(this.o.flushMs);
+    return true;
   }
 
   /** Resolves when everything recorded so far is committed. */

@@ -15,6 +15,7 @@ import { Pool } from 'undici';
 import { registerAdminRoutes } from '../admin/routes.js';
 import { actorOf, fromAuthEvent } from '../audit/entries.js';
 import { AuditLog } from '../audit/log.js';
+import { drainOutbox } from '../audit/outbox.js';
 import { identifyRequest } from '../authenticate/identify.js';
 import type { Identifier, Identity } from '../authenticate/identity.js';
 import { type Authentication, createAuthentication } from '../authenticate/index.js';
@@ -356,6 +357,21 @@ export class Gateway {
       actor: { type: 'system' },
       detail: { pid: process.pid },
     });
+    // Changes made with the admin CLI on the local store wait in its outbox for a gateway.
+    let draining = false;
+    const drain = () => {
+      if (draining || !auditLog.accepting) return;
+      draining = true;
+      drainOutbox(store, auditLog, gw.log)
+        .catch((e: unknown) => gw.log.warn({ detail: (e as Error).message }, 'audit outbox not drained; retrying'))
+        .finally(() => {
+          draining = false;
+        });
+    };
+    drain();
+    const outboxTimer = setInterval(drain, 5_000);
+    outboxTimer.unref();
+    gw.closers.push(() => clearInterval(outboxTimer));
     gw.authentication = await createAuthentication({
       config: opts.config,
       store,

@@ -238,7 +238,12 @@ export interface Store {
   /** Inserts unless an unexpired artifact with that id exists; false when one does (single use, race-free). */
   insertOAuthArtifactIfAbsent(a: OAuthArtifactRecord, now: number): Promise<boolean>;
   /** Unexpired artifact by id, user code or interaction uid; null when absent or expired. */
-  findOAuthArtifact(model: string, by: 'id' | 'userCode' | 'uid', value: string, now: number): Promise<OAuthArtifactRecord | null>;
+  findOAuthArtifact(
+    model: string,
+    by: 'id' | 'userCode' | 'uid',
+    value: string,
+    now: number,
+  ): Promise<OAuthArtifactRecord | null>;
   consumeOAuthArtifact(model: string, id: string, at: number): Promise<void>;
   destroyOAuthArtifact(model: string, id: string): Promise<void>;
   /** Deletes every artifact of the grant (any model); returns how many. */
@@ -262,6 +267,12 @@ export interface Store {
   /** Revocations recorded at or after `since` (epoch ms), oldest first. */
   listRevocationsSince(since: number): Promise<RevocationRecord[]>;
   purgeRevocations(now: number): Promise<number>;
+
+  // Audit entries waiting for a gateway to chain them (written by the admin CLI)
+  enqueueAuditEntry(e: { id: string; at: number; entry: string }): Promise<void>;
+  /** The oldest waiting entries. */
+  listAuditOutbox(limit: number): Promise<{ id: string; at: number; entry: string }[]>;
+  deleteAuditOutbox(ids: readonly string[]): Promise<void>;
 
   /** Retire the current signing key of a use (a new one is made on next load). */
   retireSigningKeys(use: SigningKeyRecord['use'], at: number): Promise<void>;

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import type { JWK } from 'jose';
+import { recordCliChange } from '../../audit/outbox.js';
 import type { Config } from '../../config/schema.js';
 import { SigningKeys } from '../../crypto/keys.js';
 import { systemClock } from '../../lib/clock.js';
@@ -35,6 +36,16 @@ export async function adminSpCreate(
       ...(o.description === undefined ? {} : { description: o.description }),
       ...(jwks === undefined ? {} : { jwks }),
     });
+    await recordCliChange(store, 'admin sp create', {
+      op: 'service_principal.create',
+      target: `service_principal:${sp.id}`,
+      after: {
+        name: sp.name,
+        roles: sp.roles,
+        auth: jwks ? 'private_key_jwt' : secret ? 'client_secret_basic' : 'federation',
+        secretIds: secret ? [secret.record.id] : [],
+      },
+    });
     out.err(`Service principal ${sp.name} created; roles: ${sp.roles.join(', ') || '(none)'}.`);
     out.err(`client_id: ${sp.id}`);
     if (secret) {
@@ -60,6 +71,11 @@ export async function adminSpRotate(
 ): Promise<number> {
   return withLocalStore(o.config, out, env, async (store, config) => {
     const r = await sps(store, config).rotate(name);
+    await recordCliChange(store, 'admin sp rotate', {
+      op: 'service_principal.secret_create',
+      target: `service_principal:${r.sp.id}`,
+      after: { secretId: r.secret.record.id, revokedSecretIds: r.revoked },
+    });
     out.err(
       `New secret for ${r.sp.name}, valid until ${new Date(r.secret.record.expiresAt).toISOString()}. ` +
         'The previous secret keeps working until you revoke it' +
@@ -103,6 +119,11 @@ export async function adminSpRevokeSecret(
       out.err(`keygate: no live secret ${secretId} for ${name}`);
       return EXIT.FAILED;
     }
+    await recordCliChange(store, 'admin sp revoke-secret', {
+      op: 'service_principal.secret_revoke',
+      target: `service_principal:${name}`,
+      before: { secretId },
+    });
     out.err(`Secret ${secretId} of ${name} revoked.`);
     return EXIT.OK;
   });
@@ -118,6 +139,11 @@ export async function adminKeysRotate(
     await store.retireSigningKeys('token', now);
     const keys = await SigningKeys.load(store, 'token', systemClock, {
       rotateAfterMs: config.tokens.signingKeyRotation,
+    });
+    await recordCliChange(store, 'admin keys rotate', {
+      op: 'signing_key.rotate',
+      target: 'signing_key:token',
+      after: { kid: keys.current().kid },
     });
     out.err(
       'Token signing key rotated; running gateways switch within a minute. The old public key stays published until its tokens expire.',

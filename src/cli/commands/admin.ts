@@ -2,12 +2,13 @@
  * `keygate admin …` against the local store: works before any admin exists (bootstrap).
  * `invite` prints a one-time enrollment URL; `recover` a one-time recovery URL.
  */
+import { recordCliChange } from '../../audit/outbox.js';
 import { Enrollment, isEmail } from '../../authenticate/enrollment.js';
 import type { Config } from '../../config/schema.js';
 import { isKeygateError } from '../../errors/index.js';
-import type { Store } from '../../store/types.js';
 import { systemClock } from '../../lib/clock.js';
 import { SqliteStore } from '../../store/sqlite/index.js';
+import type { Store } from '../../store/types.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
 
@@ -45,10 +46,10 @@ function withEnrollment(
   file: string | undefined,
   out: Output,
   env: NodeJS.ProcessEnv,
-  fn: (e: Enrollment, origin: string) => Promise<void>,
+  fn: (e: Enrollment, origin: string, store: Store) => Promise<void>,
 ): Promise<number> {
   return withLocalStore(file, out, env, async (store, config) => {
-    await fn(new Enrollment(store, systemClock, config.enrollment.tokenLifetime), publicOriginOf(config));
+    await fn(new Enrollment(store, systemClock, config.enrollment.tokenLifetime), publicOriginOf(config), store);
     return EXIT.OK;
   });
 }
@@ -63,12 +64,17 @@ export async function adminInvite(
     out.err(`keygate: not an email address: ${email}`);
     return EXIT.USAGE;
   }
-  return withEnrollment(o.config, out, env, async (e, origin) => {
+  return withEnrollment(o.config, out, env, async (e, origin, store) => {
     const link = await e.invite(origin, {
       email,
       roles: o.role ?? [],
       createdBy: 'cli',
       ...(o.name === undefined ? {} : { displayName: o.name }),
+    });
+    await recordCliChange(store, 'admin invite', {
+      op: 'invitation.create',
+      target: `user:${link.user.id}`,
+      after: { email: link.user.email, roles: o.role ?? [], expiresAt: link.expiresAt },
     });
     out.out(link.url);
     out.err(`One-time enrollment link for ${link.user.email}, valid until ${new Date(link.expiresAt).toISOString()}.`);
@@ -81,8 +87,13 @@ export async function adminRecover(
   out: Output,
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
-  return withEnrollment(o.config, out, env, async (e, origin) => {
+  return withEnrollment(o.config, out, env, async (e, origin, store) => {
     const link = await e.recover(origin, email, 'cli');
+    await recordCliChange(store, 'admin recover', {
+      op: 'recovery_link.create',
+      target: `user:${link.user.id}`,
+      after: { email: link.user.email, expiresAt: link.expiresAt },
+    });
     out.out(link.url);
     out.err(
       `One-time recovery link for ${link.user.email}, valid until ${new Date(link.expiresAt).toISOString()}. ` +

@@ -160,4 +160,17 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
       CREATE INDEX revocations_at ON revocations (revoked_at);`,
   },
+  {
+    version: 5,
+    name: 'audit_outbox',
+    sqlite: `
+      -- Audit entries written where no gateway runs (the admin CLI on the local store): the
+      -- gateway moves them into the audit chain (at least once; each keeps its own id).
+      CREATE TABLE audit_outbox (
+        id    TEXT PRIMARY KEY,
+        at    INTEGER NOT NULL,
+        entry TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX audit_outbox_at ON audit_outbox (at);`,
+  },
 ];

@@ -608,7 +608,14 @@ export class SqliteStore implements Store {
   async listServicePrincipalSecrets(spId: string): Promise<ServicePrincipalSecretRecord[]> {
     const rows = this.sql('SELECT * FROM service_principal_secrets WHERE sp_id = ? ORDER BY created_at DESC').all(
       spId,
-    ) as { id: string; sp_id: string; hash: string; created_at: number; expires_at: number; revoked_at: number | null }[];
+    ) as {
+      id: string;
+      sp_id: string;
+      hash: string;
+      created_at: number;
+      expires_at: number;
+      revoked_at: number | null;
+    }[];
     return rows.map((r) => ({
       id: r.id,
       spId: r.sp_id,
@@ -648,6 +655,27 @@ export class SqliteStore implements Store {
 
   async purgeRevocations(now: number): Promise<number> {
     return this.sql('DELETE FROM revocations WHERE expires_at <= ?').run(now).changes;
+  }
+
+  // ---- audit outbox --------------------------------------------------------------------------
+
+  async enqueueAuditEntry(e: { id: string; at: number; entry: string }): Promise<void> {
+    this.sql('INSERT INTO audit_outbox (id, at, entry) VALUES (?, ?, ?)').run(e.id, e.at, e.entry);
+  }
+
+  async listAuditOutbox(limit: number): Promise<{ id: string; at: number; entry: string }[]> {
+    return this.sql('SELECT id, at, entry FROM audit_outbox ORDER BY at, id LIMIT ?').all(limit) as {
+      id: string;
+      at: number;
+      entry: string;
+    }[];
+  }
+
+  async deleteAuditOutbox(ids: readonly string[]): Promise<void> {
+    const del = this.sql('DELETE FROM audit_outbox WHERE id = ?');
+    this.db.transaction(() => {
+      for (const id of ids) del.run(id);
+    })();
   }
 
   async retireSigningKeys(use: SigningKeyRecord['use'], at: number): Promise<void> {

@@ -7,14 +7,16 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { decodeProtectedHeader } from 'jose';
+import { pino } from 'pino';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChainedRecord } from '../../../src/audit/record.js';
+import { parseConfig } from '../../../src/config/load.js';
 import { Gateway } from '../../../src/server/gateway.js';
+import { SqliteStore } from '../../../src/store/sqlite/index.js';
 import { runCli } from '../../helpers/cli.js';
 import { startRecordingUpstream } from '../../helpers/index.js';
 import { clientCredentials } from '../../helpers/oauth.js';
-import { parseConfig } from '../../../src/config/load.js';
-import { pino } from 'pino';
 
 let dir: string;
 let cfgFile: string;
@@ -34,7 +36,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function withGateway<T>(fn: (url: string) => Promise<T>): Promise<T> {
+async function withGateway<T>(fn: (url: string, gw: Gateway) => Promise<T>): Promise<T> {
   const config = parseConfig({
     listen: { host: '127.0.0.1', port: 0 },
     // One issuer across the gateway restarts below (the port changes, the public URL does not).
@@ -46,7 +48,7 @@ async function withGateway<T>(fn: (url: string) => Promise<T>): Promise<T> {
   const gw = await Gateway.create({ config, logger: pino({ level: 'silent' }) });
   const url = await gw.listen();
   try {
-    return await fn(url);
+    return await fn(url, gw);
   } finally {
     await gw.close();
   }
@@ -156,6 +158,41 @@ describe('keygate admin keys rotate', () => {
       const old = await request(`${url}/v1/models`, { headers: { authorization: `Bearer ${before}` } });
       expect(old.statusCode).toBe(200);
       await old.body.text();
+    });
+  });
+});
+
+describe('changes made with the admin CLI', () => {
+  it('wait in the store outbox and reach the audit chain once a gateway runs, secrets never included', async () => {
+    const r = await runCli(['admin', 'sp', 'create', 'outboxed', '--role', 'ml-reader', '--config', cfgFile]);
+    expect(r.code, r.stderr).toBe(0);
+    const [id, secret] = r.stdout.trim().split(':') as [string, string];
+    const store = new SqliteStore({ path: join(dir, 'data', 'keygate.db') });
+    await store.migrate();
+    const waiting = await store.listAuditOutbox(1000);
+    await store.close();
+    expect(waiting.map((w) => JSON.parse(w.entry).change?.target)).toContain(`service_principal:${id}`);
+    expect(JSON.stringify(waiting)).not.toContain(secret);
+
+    await withGateway(async (_url, gw) => {
+      // The gateway drains the outbox at start; wait (bounded) until it is empty.
+      for (let i = 0; i < 200 && (await gw.store.listAuditOutbox(1)).length > 0; i++) {
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      expect(await gw.store.listAuditOutbox(1)).toEqual([]);
+      const records = gw.audit
+        .query({ kind: 'admin.change' }, { limit: 1000 })
+        .lines.map((l) => JSON.parse(l) as ChainedRecord);
+      const mine = records.find((x) => x.change?.target === `service_principal:${id}`);
+      expect(mine).toMatchObject({
+        actor: { type: 'system', method: 'cli' },
+        change: { op: 'service_principal.create', after: { name: 'outboxed', roles: ['ml-reader'] } },
+        detail: { via: 'cli', command: 'admin sp create' },
+      });
+      expect(mine?.actor.id).toMatch(/^cli:.+@.+$/);
+      // The id it waited under is the record's id.
+      expect(waiting.map((w) => w.id)).toContain(mine?.id);
+      expect(records.map((x) => JSON.stringify(x)).join('')).not.toContain(secret);
     });
   });
 });
