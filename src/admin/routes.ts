@@ -1,8 +1,8 @@
 /**
  * The first slice of the admin API (issue 7 builds the rest): invitations, recovery links and
  * service principals.
- * Every call passes one authorizing layer: a live session whose user holds the `admin` role,
- * with a login fresh enough for a sensitive change.
+ * Every call passes one authorizing layer: a live session, and Cedar's decision on `admin:read`
+ * or `admin:manage` (sensitive: a recent login) for the area (`Keygate::<area>`).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -15,6 +15,7 @@ import { readCookie } from '../authenticate/cookies.js';
 import { isEmail } from '../authenticate/enrollment.js';
 import type { Authentication } from '../authenticate/index.js';
 import type { ResolvedSession } from '../authenticate/sessions.js';
+import type { Authorizer } from '../authorize/engine.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
 import type { ServicePrincipals } from '../oauth/service-principals.js';
@@ -67,29 +68,54 @@ const auditQuery = z.strictObject({
 });
 const secretParams = z.object({ id: z.string().min(1).max(200), secretId: z.string().min(1).max(64) });
 
+/** The parts of Keygate the admin API manages: the resource `Keygate::<area>` in policies. */
+export type AdminArea = 'invitations' | 'users' | 'service-principals' | 'audit';
+
 export interface AdminDeps {
   auth: Authentication;
   publicOrigin: () => string;
   clientIp: (req: FastifyRequest['raw']) => string;
   sps: ServicePrincipals;
   audit: AuditLog;
+  authorizer: Pick<Authorizer, 'decide'>;
   now: () => number;
 }
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { auth, publicOrigin, clientIp, sps, audit } = deps;
-  /** The one authorizing layer for admin calls: changes also need a fresh login; reads do not. */
-  const requireAdmin = async (
+  /**
+   * The one authorizing layer for admin calls: Cedar decides `admin:read` or `admin:manage` on
+   * `Keygate::<area>` for the caller's session like for any request — roles, group bindings and
+   * custom policies apply, and the decision's reasons are policy ids. `admin:manage` is a
+   * sensitive action: the step-up guard rail asks for a login within `stepUpMaxAge`.
+   */
+  const authorize = async (
     req: FastifyRequest,
-    o: { fresh: boolean } = { fresh: true },
+    action: 'admin:read' | 'admin:manage',
+    area: AdminArea,
   ): Promise<ResolvedSession> => {
     const s = await auth.sessions.resolve(readCookie(req.headers.cookie, auth.sessions.cookieName));
     if (!s) throw new KeygateError('UNAUTHENTICATED', { message: 'Sign in first.' });
-    if (!s.user.roles.includes('admin')) {
-      throw new KeygateError('PERMISSION_DENIED', { message: 'This needs the admin role.' });
+    const url = req.raw.url ?? '';
+    const q = url.indexOf('?');
+    const d = deps.authorizer.decide({
+      identity: s.identity,
+      action,
+      resource: { type: 'Keygate', id: area },
+      ip: clientIp(req.raw),
+      method: req.method,
+      path: q === -1 ? url : url.slice(0, q),
+      now: deps.now(),
+    });
+    if (d.effect === 'allow') return s;
+    if (d.effect === 'step_up') {
+      throw new KeygateError('FRESH_LOGIN_REQUIRED', {
+        message: 'Changes need a login within the last few minutes: tap your security key again, then retry.',
+      });
     }
-    if (o.fresh && !auth.sessions.isFresh(s)) throw new KeygateError('FRESH_LOGIN_REQUIRED');
-    return s;
+    throw new KeygateError('PERMISSION_DENIED', {
+      message: `This needs ${action} on Keygate::${area} (denied by ${d.reasons.join(', ')}).`,
+    });
   };
   const ctx = (req: FastifyRequest) => ({ ip: clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') });
   /** An admin.change record: the admin (and the login behind the session), the call, the change. */
@@ -114,7 +140,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   };
 
   app.post('/.keygate/api/admin/v1/invitations', async (req, reply) => {
-    const admin = await requireAdmin(req);
+    const admin = await authorize(req, 'admin:manage', 'invitations');
     const b = parseInput(inviteBody, req.body);
     const link = await auth.enrollment.invite(publicOrigin(), {
       email: b.email,
@@ -133,7 +159,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.post('/.keygate/api/admin/v1/recovery-links', async (req, reply) => {
-    const admin = await requireAdmin(req);
+    const admin = await authorize(req, 'admin:manage', 'users');
     const b = parseInput(recoverBody, req.body);
     let link: Awaited<ReturnType<typeof auth.enrollment.recover>>;
     try {
@@ -169,14 +195,14 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.get('/.keygate/api/admin/v1/service-principals', async (req, reply) => {
-    await requireAdmin(req);
+    await authorize(req, 'admin:read', 'service-principals');
     reply.header('cache-control', 'no-store');
     const all = await Promise.all((await sps.list()).map(spView));
     return { servicePrincipals: all };
   });
 
   app.post('/.keygate/api/admin/v1/service-principals', async (req, reply) => {
-    const admin = await requireAdmin(req);
+    const admin = await authorize(req, 'admin:manage', 'service-principals');
     const b = parseInput(spBody, req.body);
     const { sp, secret } = await sps.create({
       name: b.name,
@@ -209,7 +235,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.post('/.keygate/api/admin/v1/service-principals/:id/secrets', async (req, reply) => {
-    const admin = await requireAdmin(req);
+    const admin = await authorize(req, 'admin:manage', 'service-principals');
     const { id } = parseInput(spParams, req.params);
     const before = (await sps.liveSecrets(id)).map((x) => x.id).sort();
     const r = await sps.rotate(id);
@@ -230,7 +256,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   });
 
   app.delete('/.keygate/api/admin/v1/service-principals/:id/secrets/:secretId', async (req, reply) => {
-    const admin = await requireAdmin(req);
+    const admin = await authorize(req, 'admin:manage', 'service-principals');
     const { id, secretId } = parseInput(secretParams, req.params);
     if (!(await sps.revokeSecret(id, secretId)))
       throw new KeygateError('NOT_FOUND', { message: 'No such live secret.' });
@@ -247,7 +273,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   // (null at the end). A page may hold fewer than `limit` records (even none) when the filter
   // matches rarely: each page examines a bounded number of records; follow `next` until null.
   app.get('/.keygate/api/admin/v1/audit', async (req, reply) => {
-    await requireAdmin(req, { fresh: false });
+    await authorize(req, 'admin:read', 'audit');
     const q = parseInput(auditQuery, req.query);
     let page: AuditPage;
     try {

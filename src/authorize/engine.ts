@@ -261,7 +261,8 @@ export class Authorizer {
       entities.push({
         uid: { type: input.resource.type, id: input.resource.id },
         attrs: { name: input.resource.id },
-        parents: [{ type: 'Workspace', id: 'workspace' }],
+        // Keygate's own admin areas are not in the workspace.
+        parents: input.resource.type === 'Keygate' ? [] : [{ type: 'Workspace', id: 'workspace' }],
       });
     }
     let answer: cedar.AuthorizationAnswer;

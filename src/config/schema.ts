@@ -317,8 +317,8 @@ export const configSchema = z
                         z
                           .string()
                           .regex(
-                            /^(\*|(Workspace|Endpoint|Model|Job|Api)::[^"\\]+)$/,
-                            'must be "*" or Type::name (Endpoint, Model, Job, Api, Workspace; * is a wildcard)',
+                            /^(\*|(Workspace|Endpoint|Model|Job|Api|Keygate)::[^"\\]+)$/,
+                            'must be "*" or Type::name (Endpoint, Model, Job, Api, Workspace, Keygate; * is a wildcard)',
                           ),
                       )
                       .default(['*']),

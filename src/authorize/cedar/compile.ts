@@ -10,12 +10,12 @@
 import { ACTION_NAMES, type Action, isSensitive } from '../actions.js';
 import type { RoleDef } from '../roles.js';
 
-const RESOURCE = /^(\*|(Workspace|Endpoint|Model|Job|Api)::(.+))$/;
+const RESOURCE = /^(\*|(Workspace|Endpoint|Model|Job|Api|Keygate)::(.+))$/;
 
 /** `Endpoint::fraud-*` → a Cedar condition on the resource (or '' for any). */
 export function resourceCondition(pattern: string): string {
   const m = RESOURCE.exec(pattern);
-  if (!m) throw new Error(`resource "${pattern}" must be "*" or Type::name (Type: Endpoint, Model, Job, Api, Workspace)`);
+  if (!m) throw new Error(`resource "${pattern}" must be "*" or Type::name (Type: Endpoint, Model, Job, Api, Workspace, Keygate)`);
   if (m[1] === '*') return '';
   const type = m[2] as string;
   const name = m[3] as string;

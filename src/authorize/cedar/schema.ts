@@ -8,6 +8,7 @@ entity ServicePrincipal in [Group, Role] { name: String };
 entity Agent in [Group, Role] { name: String };
 entity Workspace;
 entity Endpoint, Model, Job, Api in [Workspace] { name: String };
+entity Keygate { name: String };
 type AuthContext = {
   method: String,
   uv: Bool,
@@ -20,7 +21,7 @@ type AuthContext = {
 type RequestContext = { ip: String, method: String, path: String };
 action ${ACTION_NAMES.map((a) => JSON.stringify(a)).join(', ')} appliesTo {
   principal: [User, ServicePrincipal, Agent],
-  resource: [Workspace, Endpoint, Model, Job, Api],
+  resource: [Workspace, Endpoint, Model, Job, Api, Keygate],
   context: { auth: AuthContext, request: RequestContext },
 };
 `;

@@ -2,7 +2,8 @@ import type { Action } from '../actions.js';
 
 /** A Cedar entity reference, e.g. { type: 'Endpoint', id: 'fraud' }. */
 export interface ResourceRef {
-  type: 'Workspace' | 'Endpoint' | 'Model' | 'Job' | 'Api';
+  /** Keygate: its own admin API (not proxied). */
+  type: 'Workspace' | 'Endpoint' | 'Model' | 'Job' | 'Api' | 'Keygate';
   id: string;
 }
 
