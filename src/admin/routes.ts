@@ -1,6 +1,6 @@
 /**
- * The first slice of the admin API (issue 7 builds the rest): invitations, recovery links and
- * service principals.
+ * The admin API (docs/guides/admin-api.md): users, their keys and sessions, invitations and
+ * recovery links, service principals, the audit log.
  * Every call passes one authorizing layer: a live session, and Cedar's decision on `admin:read`
  * or `admin:manage` (sensitive: a recent login) for the area (`Keygate::<area>`).
  */
@@ -15,11 +15,12 @@ import { readCookie } from '../authenticate/cookies.js';
 import { isEmail } from '../authenticate/enrollment.js';
 import type { Authentication } from '../authenticate/index.js';
 import type { ResolvedSession } from '../authenticate/sessions.js';
+import { authenticatorName } from '../authenticate/webauthn/authenticators.js';
 import type { Authorizer } from '../authorize/engine.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
 import type { ServicePrincipals } from '../oauth/service-principals.js';
-import type { ServicePrincipalRecord } from '../store/types.js';
+import type { CredentialRecord, ServicePrincipalRecord, SessionRecord, Store, UserRecord } from '../store/types.js';
 
 const inviteBody = z.strictObject({
   email: z.string().trim().refine(isEmail, 'must be an email address'),
@@ -44,6 +45,20 @@ const spBody = z.strictObject({
   jwks: z.strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1).max(8) }).optional(),
 });
 const spParams = z.object({ id: z.string().min(1).max(200) });
+const userParams = z.object({ id: z.string().min(1).max(200) });
+const credentialParams = z.object({ id: z.string().min(1).max(200), credentialId: z.string().min(1).max(1024) });
+const sessionParams = z.object({
+  id: z.string().regex(/^[0-9a-f]{64}$/, 'must be a session id from the sessions list'),
+});
+const userList = z.strictObject({
+  q: z.string().max(200).optional(),
+  cursor: z.string().max(400).optional(),
+  limit: z.coerce.number().int().min(1).max(500).default(50),
+});
+const sessionList = z.strictObject({
+  user: z.string().min(1).max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 /** ISO 8601 or epoch milliseconds. */
 const time = z
   .string()
@@ -69,7 +84,7 @@ const auditQuery = z.strictObject({
 const secretParams = z.object({ id: z.string().min(1).max(200), secretId: z.string().min(1).max(64) });
 
 /** The parts of Keygate the admin API manages: the resource `Keygate::<area>` in policies. */
-export type AdminArea = 'invitations' | 'users' | 'service-principals' | 'audit';
+export type AdminArea = 'invitations' | 'users' | 'credentials' | 'sessions' | 'service-principals' | 'audit';
 
 export interface AdminDeps {
   auth: Authentication;
@@ -77,6 +92,7 @@ export interface AdminDeps {
   clientIp: (req: FastifyRequest['raw']) => string;
   sps: ServicePrincipals;
   audit: AuditLog;
+  store: Store;
   authorizer: Pick<Authorizer, 'decide'>;
   now: () => number;
 }
@@ -265,6 +281,150 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       target: `service_principal:${id}`,
       before: { secretId },
     });
+    reply.code(204);
+  });
+
+  // ---- users, their keys and sessions ------------------------------------------------------
+  const userView = (u: UserRecord) => ({
+    id: u.id,
+    email: u.email,
+    displayName: u.displayName,
+    roles: u.roles,
+    createdAt: u.createdAt,
+    disabled: u.disabledAt !== null,
+    disabledAt: u.disabledAt,
+  });
+  const credentialView = (c: CredentialRecord) => ({
+    id: c.id,
+    name: c.name,
+    aaguid: c.aaguid,
+    authenticator: authenticatorName(c.aaguid),
+    // A passkey that may be copied to the person's other devices (backup eligible), and whether it is.
+    synced: c.backedUp,
+    backupEligible: c.backupEligible,
+    attested: c.attested,
+    transports: c.transports,
+    createdAt: c.createdAt,
+    lastUsedAt: c.lastUsedAt,
+    revokedAt: c.revokedAt,
+  });
+  const sessionView = (x: SessionRecord) => ({
+    // The session's id is the hash of its cookie: it names the session, it cannot be used as one.
+    id: x.idHash,
+    userId: x.userId,
+    credentialId: x.credentialId,
+    authEventId: x.authEventId,
+    authTime: x.authTime,
+    createdAt: x.createdAt,
+    lastSeenAt: x.lastSeenAt,
+    expiresAt: x.expiresAt,
+    ip: x.ip,
+    userAgent: x.userAgent,
+  });
+  const userOr404 = async (id: string): Promise<UserRecord> => {
+    const u = await deps.store.getUser(id);
+    if (!u) throw new KeygateError('NOT_FOUND', { message: 'No such user.' });
+    return u;
+  };
+
+  app.get('/.keygate/api/admin/v1/users', async (req, reply) => {
+    await authorize(req, 'admin:read', 'users');
+    const q = parseInput(userList, req.query);
+    const after = q.cursor === undefined ? undefined : Buffer.from(q.cursor, 'base64url').toString();
+    const users = await deps.store.listUsers({
+      ...(q.q === undefined ? {} : { query: q.q }),
+      ...(after === undefined ? {} : { after }),
+      limit: q.limit + 1,
+    });
+    const page = users.slice(0, q.limit);
+    reply.header('cache-control', 'no-store');
+    return {
+      users: page.map(userView),
+      next: users.length > q.limit ? Buffer.from((page.at(-1) as UserRecord).email).toString('base64url') : null,
+    };
+  });
+
+  app.get('/.keygate/api/admin/v1/users/:id', async (req, reply) => {
+    await authorize(req, 'admin:read', 'users');
+    const u = await userOr404(parseInput(userParams, req.params).id);
+    reply.header('cache-control', 'no-store');
+    return {
+      ...userView(u),
+      credentials: (await deps.store.listCredentials(u.id)).map(credentialView),
+      sessions: (await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 1000 })).map(sessionView),
+    };
+  });
+
+  // Disabling ends the person's sessions at once; their tokens stop at the next refresh (the
+  // authorization server refuses a disabled account) and their access tokens within 10 minutes.
+  for (const [verb, disabled] of [
+    ['disable', true],
+    ['enable', false],
+  ] as const) {
+    app.post(`/.keygate/api/admin/v1/users/:id/${verb}`, async (req) => {
+      const admin = await authorize(req, 'admin:manage', 'users');
+      const u = await userOr404(parseInput(userParams, req.params).id);
+      if (disabled && u.id === admin.user.id) {
+        throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
+      }
+      await deps.store.setUserDisabled(u.id, disabled ? deps.now() : null);
+      if (disabled) await auth.sessions.revokeForUser(u.id);
+      changed(req, admin, {
+        op: `user.${verb}`,
+        target: `user:${u.id}`,
+        before: { disabled: u.disabledAt !== null },
+        after: { disabled },
+      });
+      return userView((await deps.store.getUser(u.id)) as UserRecord);
+    });
+  }
+
+  app.delete('/.keygate/api/admin/v1/users/:id/credentials/:credentialId', async (req, reply) => {
+    const admin = await authorize(req, 'admin:manage', 'credentials');
+    const { id, credentialId } = parseInput(credentialParams, req.params);
+    const u = await userOr404(id);
+    const c = (await deps.store.listCredentials(u.id)).find((x) => x.id === credentialId && x.revokedAt === null);
+    if (!c) throw new KeygateError('NOT_FOUND', { message: 'No such live credential for this user.' });
+    await deps.store.revokeCredential(u.id, c.id, deps.now());
+    // Sessions made with that key end with it.
+    await auth.sessions.revokeForCredential(c.id);
+    changed(req, admin, {
+      op: 'credential.revoke',
+      target: `credential:${c.id}`,
+      before: { user: u.id, name: c.name, authenticator: authenticatorName(c.aaguid), revoked: false },
+      after: { revoked: true },
+    });
+    reply.code(204);
+  });
+
+  app.get('/.keygate/api/admin/v1/sessions', async (req, reply) => {
+    await authorize(req, 'admin:read', 'sessions');
+    const q = parseInput(sessionList, req.query);
+    reply.header('cache-control', 'no-store');
+    const list = await deps.store.listSessions({
+      ...(q.user === undefined ? {} : { userId: q.user }),
+      liveAt: deps.now(),
+      limit: q.limit,
+    });
+    return { sessions: list.map(sessionView) };
+  });
+
+  app.delete('/.keygate/api/admin/v1/sessions/:id', async (req, reply) => {
+    const admin = await authorize(req, 'admin:manage', 'sessions');
+    const { id } = parseInput(sessionParams, req.params);
+    const x = await deps.store.getSession(id);
+    if (!x || x.revokedAt !== null) throw new KeygateError('NOT_FOUND', { message: 'No such live session.' });
+    await auth.sessions.revokeByHash(id);
+    changed(req, admin, { op: 'session.revoke', target: `session:${id}`, before: { user: x.userId } });
+    reply.code(204);
+  });
+
+  app.delete('/.keygate/api/admin/v1/users/:id/sessions', async (req, reply) => {
+    const admin = await authorize(req, 'admin:manage', 'sessions');
+    const u = await userOr404(parseInput(userParams, req.params).id);
+    const live = await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 100_000 });
+    await auth.sessions.revokeForUser(u.id);
+    changed(req, admin, { op: 'session.revoke_all', target: `user:${u.id}`, before: { sessions: live.length } });
     reply.code(204);
   });
 

@@ -151,6 +151,12 @@ export class Sessions {
     await this.store.revokeSession(idHash, this.clock.now());
   }
 
+  /** End a session named by its id (the hash of its cookie), as the admin API does. */
+  async revokeByHash(idHash: string): Promise<void> {
+    this.cache.delete(idHash);
+    await this.store.revokeSession(idHash, this.clock.now());
+  }
+
   async revokeForUser(userId: string): Promise<void> {
     this.forget(await this.store.revokeUserSessions(userId, this.clock.now()));
   }
@@ -165,7 +171,13 @@ export class Sessions {
 
   /** Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, Secure and __Host- on https. */
   cookie(value: string): string {
-    const parts = [`${this.cookieName}=${value}`, 'Path=/', 'HttpOnly', 'SameSite=Lax', `Max-Age=${Math.floor(this.s.absoluteMs / 1000)}`];
+    const parts = [
+      `${this.cookieName}=${value}`,
+      'Path=/',
+      'HttpOnly',
+      'SameSite=Lax',
+      `Max-Age=${Math.floor(this.s.absoluteMs / 1000)}`,
+    ];
     if (this.s.secure) parts.push('Secure');
     return parts.join('; ');
   }

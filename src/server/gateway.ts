@@ -429,6 +429,7 @@ export class Gateway {
         clientIp: gw.clientIp,
         sps: oauth.sps,
         audit,
+        store,
         authorizer: gw.authorizer,
         now: () => gw.clock.now(),
       });

@@ -185,6 +185,10 @@ export interface Store {
   getUserByEmail(email: string): Promise<UserRecord | null>;
   getUserByWebauthnId(webauthnId: string): Promise<UserRecord | null>;
   countUsersWithRole(role: string): Promise<number>;
+  /** Users whose email or name contains `query`, in email order, after the email `after`. */
+  listUsers(o: { query?: string; after?: string; limit: number }): Promise<UserRecord[]>;
+  /** Disable (at) or enable (null) a user; false when there is no such user. */
+  setUserDisabled(id: string, at: number | null): Promise<boolean>;
 
   // Credentials
   /** Throws DuplicateCredentialError when the id is registered already (to anyone, revoked or not). */
@@ -227,6 +231,8 @@ export interface Store {
   revokeSession(idHash: string, at: number): Promise<void>;
   /** Revokes every live session of the user; returns the revoked id hashes. */
   revokeUserSessions(userId: string, at: number): Promise<string[]>;
+  /** Live sessions (not revoked, not expired at `liveAt`), most recently seen first. */
+  listSessions(o: { userId?: string; liveAt: number; limit: number }): Promise<SessionRecord[]>;
   /** Revokes every live session that was opened with this credential; returns their id hashes. */
   revokeCredentialSessions(credentialId: string, at: number): Promise<string[]>;
 

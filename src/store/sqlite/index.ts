@@ -187,6 +187,21 @@ export class SqliteStore implements Store {
     );
   }
 
+  async listUsers(o: { query?: string; after?: string; limit: number }): Promise<UserRecord[]> {
+    // Email or name containing the query (case-insensitive), in email order, after a cursor.
+    const like = `%${(o.query ?? '').toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+    const rows = this.sql(
+      `SELECT * FROM users
+        WHERE (lower(email) LIKE ? ESCAPE '\\' OR lower(display_name) LIKE ? ESCAPE '\\') AND email > ?
+        ORDER BY email LIMIT ?`,
+    ).all(like, like, o.after ?? '', o.limit) as UserRow[];
+    return rows.map((r) => this.userFromRow(r) as UserRecord);
+  }
+
+  async setUserDisabled(id: string, at: number | null): Promise<boolean> {
+    return this.sql('UPDATE users SET disabled_at = ? WHERE id = ?').run(at, id).changes === 1;
+  }
+
   async countUsersWithRole(role: string): Promise<number> {
     return (
       this.sql(
@@ -378,8 +393,26 @@ export class SqliteStore implements Store {
     );
   }
 
+  async listSessions(o: { userId?: string; liveAt: number; limit: number }): Promise<SessionRecord[]> {
+    const rows = (
+      o.userId === undefined
+        ? this.sql(
+            'SELECT * FROM sessions WHERE revoked_at IS NULL AND expires_at > ? ORDER BY last_seen_at DESC LIMIT ?',
+          ).all(o.liveAt, o.limit)
+        : this.sql(
+            'SELECT * FROM sessions WHERE user_id = ? AND revoked_at IS NULL AND expires_at > ? ORDER BY last_seen_at DESC LIMIT ?',
+          ).all(o.userId, o.liveAt, o.limit)
+    ) as SessionRow[];
+    return rows.map((r) => this.sessionFromRow(r) as SessionRecord);
+  }
+
   async getSession(idHash: string): Promise<SessionRecord | null> {
-    const r = this.sql('SELECT * FROM sessions WHERE id_hash = ?').get(idHash) as SessionRow | undefined;
+    return this.sessionFromRow(
+      this.sql('SELECT * FROM sessions WHERE id_hash = ?').get(idHash) as SessionRow | undefined,
+    );
+  }
+
+  private sessionFromRow(r: SessionRow | undefined): SessionRecord | null {
     return r
       ? {
           idHash: r.id_hash,
