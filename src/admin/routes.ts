@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { isAuditKind } from '../audit/catalogue.js';
 import { actorOf } from '../audit/entries.js';
 import type { AuditLog } from '../audit/log.js';
+import { type AdminArea, AdminRoutes } from './openapi.js';
 import { type AuditPage, BadCursorError } from '../audit/query.js';
 import type { AuditChange } from '../audit/record.js';
 import { readCookie } from '../authenticate/cookies.js';
@@ -84,7 +85,6 @@ const auditQuery = z.strictObject({
 const secretParams = z.object({ id: z.string().min(1).max(200), secretId: z.string().min(1).max(64) });
 
 /** The parts of Keygate the admin API manages: the resource `Keygate::<area>` in policies. */
-export type AdminArea = 'invitations' | 'users' | 'credentials' | 'sessions' | 'service-principals' | 'audit';
 
 export interface AdminDeps {
   auth: Authentication;
@@ -99,6 +99,7 @@ export interface AdminDeps {
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { auth, publicOrigin, clientIp, sps, audit } = deps;
+  const r = new AdminRoutes(app, '/.keygate/api/admin/v1');
   /**
    * The one authorizing layer for admin calls: Cedar decides `admin:read` or `admin:manage` on
    * `Keygate::<area>` for the caller's session like for any request — roles, group bindings and
@@ -155,43 +156,65 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     });
   };
 
-  app.post('/.keygate/api/admin/v1/invitations', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'invitations');
-    const b = parseInput(inviteBody, req.body);
-    const link = await auth.enrollment.invite(publicOrigin(), {
-      email: b.email,
-      roles: b.roles,
-      createdBy: admin.user.id,
-      ...(b.displayName === undefined ? {} : { displayName: b.displayName }),
-    });
-    await auth.events.record('auth.enrollment_issued', ctx(req), { outcome: 'success', userId: link.user.id });
-    changed(req, admin, {
-      op: 'invitation.create',
-      target: `user:${link.user.id}`,
-      after: { email: link.user.email, roles: b.roles, expiresAt: link.expiresAt },
-    });
-    reply.code(201).header('cache-control', 'no-store');
-    return { url: link.url, expiresAt: link.expiresAt, user: { id: link.user.id, email: link.user.email } };
-  });
+  r.add(
+    'POST',
+    '/invitations',
+    {
+      summary: 'Invite a person: a one-time enrollment link',
+      action: 'admin:manage',
+      area: 'invitations',
+      body: inviteBody,
+      ok: { status: 201, description: 'The link (shown once) and the user.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'invitations');
+      const b = parseInput(inviteBody, req.body);
+      const link = await auth.enrollment.invite(publicOrigin(), {
+        email: b.email,
+        roles: b.roles,
+        createdBy: admin.user.id,
+        ...(b.displayName === undefined ? {} : { displayName: b.displayName }),
+      });
+      await auth.events.record('auth.enrollment_issued', ctx(req), { outcome: 'success', userId: link.user.id });
+      changed(req, admin, {
+        op: 'invitation.create',
+        target: `user:${link.user.id}`,
+        after: { email: link.user.email, roles: b.roles, expiresAt: link.expiresAt },
+      });
+      reply.code(201).header('cache-control', 'no-store');
+      return { url: link.url, expiresAt: link.expiresAt, user: { id: link.user.id, email: link.user.email } };
+    },
+  );
 
-  app.post('/.keygate/api/admin/v1/recovery-links', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'users');
-    const b = parseInput(recoverBody, req.body);
-    let link: Awaited<ReturnType<typeof auth.enrollment.recover>>;
-    try {
-      link = await auth.enrollment.recover(publicOrigin(), b.email, admin.user.id);
-    } catch {
-      throw new KeygateError('NOT_FOUND', { message: 'No user with that email.' });
-    }
-    await auth.events.record('auth.recovery_issued', ctx(req), { outcome: 'success', userId: link.user.id });
-    changed(req, admin, {
-      op: 'recovery_link.create',
-      target: `user:${link.user.id}`,
-      after: { email: link.user.email, expiresAt: link.expiresAt },
-    });
-    reply.code(201).header('cache-control', 'no-store');
-    return { url: link.url, expiresAt: link.expiresAt, user: { id: link.user.id, email: link.user.email } };
-  });
+  r.add(
+    'POST',
+    '/recovery-links',
+    {
+      summary: 'A one-time recovery link for a person who lost their keys',
+      action: 'admin:manage',
+      area: 'users',
+      body: recoverBody,
+      ok: { status: 201, description: 'The link (shown once) and the user.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'users');
+      const b = parseInput(recoverBody, req.body);
+      let link: Awaited<ReturnType<typeof auth.enrollment.recover>>;
+      try {
+        link = await auth.enrollment.recover(publicOrigin(), b.email, admin.user.id);
+      } catch {
+        throw new KeygateError('NOT_FOUND', { message: 'No user with that email.' });
+      }
+      await auth.events.record('auth.recovery_issued', ctx(req), { outcome: 'success', userId: link.user.id });
+      changed(req, admin, {
+        op: 'recovery_link.create',
+        target: `user:${link.user.id}`,
+        after: { email: link.user.email, expiresAt: link.expiresAt },
+      });
+      reply.code(201).header('cache-control', 'no-store');
+      return { url: link.url, expiresAt: link.expiresAt, user: { id: link.user.id, email: link.user.email } };
+    },
+  );
 
   // ---- service principals ------------------------------------------------------------------
   const spView = async (sp: ServicePrincipalRecord) => ({
@@ -210,79 +233,122 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     disabled: sp.disabledAt !== null,
   });
 
-  app.get('/.keygate/api/admin/v1/service-principals', async (req, reply) => {
-    await authorize(req, 'admin:read', 'service-principals');
-    reply.header('cache-control', 'no-store');
-    const all = await Promise.all((await sps.list()).map(spView));
-    return { servicePrincipals: all };
-  });
+  r.add(
+    'GET',
+    '/service-principals',
+    {
+      summary: 'Service principals, their auth method and live secret ids',
+      action: 'admin:read',
+      area: 'service-principals',
+      ok: { status: 200, description: '{ servicePrincipals }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'service-principals');
+      reply.header('cache-control', 'no-store');
+      const all = await Promise.all((await sps.list()).map(spView));
+      return { servicePrincipals: all };
+    },
+  );
 
-  app.post('/.keygate/api/admin/v1/service-principals', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'service-principals');
-    const b = parseInput(spBody, req.body);
-    const { sp, secret } = await sps.create({
-      name: b.name,
-      roles: b.roles,
-      createdBy: admin.user.id,
-      withSecret: b.secret,
-      ...(b.description === undefined ? {} : { description: b.description }),
-      ...(b.jwks === undefined ? {} : { jwks: b.jwks as never }),
-    });
-    const view = await spView(sp);
-    changed(req, admin, {
-      op: 'service_principal.create',
-      target: `service_principal:${sp.id}`,
-      after: {
-        name: sp.name,
-        roles: sp.roles,
-        auth: view.auth,
-        // The secret's id, never the secret.
-        secretIds: secret === null ? [] : [secret.record.id],
-      },
-    });
-    reply.code(201).header('cache-control', 'no-store');
-    return {
-      ...view,
-      // Shown once: only its hash is kept.
-      ...(secret === null
-        ? {}
-        : { clientSecret: secret.secret, secretId: secret.record.id, secretExpiresAt: secret.record.expiresAt }),
-    };
-  });
+  r.add(
+    'POST',
+    '/service-principals',
+    {
+      summary: 'Create a service principal (its secret is in this response only)',
+      action: 'admin:manage',
+      area: 'service-principals',
+      body: spBody,
+      ok: { status: 201, description: 'The principal, and clientSecret once.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'service-principals');
+      const b = parseInput(spBody, req.body);
+      const { sp, secret } = await sps.create({
+        name: b.name,
+        roles: b.roles,
+        createdBy: admin.user.id,
+        withSecret: b.secret,
+        ...(b.description === undefined ? {} : { description: b.description }),
+        ...(b.jwks === undefined ? {} : { jwks: b.jwks as never }),
+      });
+      const view = await spView(sp);
+      changed(req, admin, {
+        op: 'service_principal.create',
+        target: `service_principal:${sp.id}`,
+        after: {
+          name: sp.name,
+          roles: sp.roles,
+          auth: view.auth,
+          // The secret's id, never the secret.
+          secretIds: secret === null ? [] : [secret.record.id],
+        },
+      });
+      reply.code(201).header('cache-control', 'no-store');
+      return {
+        ...view,
+        // Shown once: only its hash is kept.
+        ...(secret === null
+          ? {}
+          : { clientSecret: secret.secret, secretId: secret.record.id, secretExpiresAt: secret.record.expiresAt }),
+      };
+    },
+  );
 
-  app.post('/.keygate/api/admin/v1/service-principals/:id/secrets', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'service-principals');
-    const { id } = parseInput(spParams, req.params);
-    const before = (await sps.liveSecrets(id)).map((x) => x.id).sort();
-    const r = await sps.rotate(id);
-    changed(req, admin, {
-      op: 'service_principal.secret_create',
-      target: `service_principal:${r.sp.id}`,
-      before: { secretIds: before },
-      after: { secretIds: (await sps.liveSecrets(id)).map((x) => x.id).sort() },
-    });
-    reply.code(201).header('cache-control', 'no-store');
-    return {
-      clientId: r.sp.id,
-      clientSecret: r.secret.secret,
-      secretId: r.secret.record.id,
-      secretExpiresAt: r.secret.record.expiresAt,
-      revokedSecretIds: r.revoked,
-    };
-  });
+  r.add(
+    'POST',
+    '/service-principals/:id/secrets',
+    {
+      summary: 'A new secret (two live at most; older ones revoked)',
+      action: 'admin:manage',
+      area: 'service-principals',
+      params: spParams,
+      ok: { status: 201, description: 'clientSecret once, its id and expiry.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'service-principals');
+      const { id } = parseInput(spParams, req.params);
+      const before = (await sps.liveSecrets(id)).map((x) => x.id).sort();
+      const r = await sps.rotate(id);
+      changed(req, admin, {
+        op: 'service_principal.secret_create',
+        target: `service_principal:${r.sp.id}`,
+        before: { secretIds: before },
+        after: { secretIds: (await sps.liveSecrets(id)).map((x) => x.id).sort() },
+      });
+      reply.code(201).header('cache-control', 'no-store');
+      return {
+        clientId: r.sp.id,
+        clientSecret: r.secret.secret,
+        secretId: r.secret.record.id,
+        secretExpiresAt: r.secret.record.expiresAt,
+        revokedSecretIds: r.revoked,
+      };
+    },
+  );
 
-  app.delete('/.keygate/api/admin/v1/service-principals/:id/secrets/:secretId', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'service-principals');
-    const { id, secretId } = parseInput(secretParams, req.params);
-    if (!(await sps.revokeSecret(id, secretId)))
-      throw new KeygateError('NOT_FOUND', { message: 'No such live secret.' });
-    changed(req, admin, {
-      op: 'service_principal.secret_revoke',
-      target: `service_principal:${id}`,
-      before: { secretId },
-    });
-    reply.code(204);
-  });
+  r.add(
+    'DELETE',
+    '/service-principals/:id/secrets/:secretId',
+    {
+      summary: 'Revoke a secret',
+      action: 'admin:manage',
+      area: 'service-principals',
+      params: secretParams,
+      ok: { status: 204, description: 'Revoked.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'service-principals');
+      const { id, secretId } = parseInput(secretParams, req.params);
+      if (!(await sps.revokeSecret(id, secretId)))
+        throw new KeygateError('NOT_FOUND', { message: 'No such live secret.' });
+      changed(req, admin, {
+        op: 'service_principal.secret_revoke',
+        target: `service_principal:${id}`,
+        before: { secretId },
+      });
+      reply.code(204);
+    },
+  );
 
   // ---- users, their keys and sessions ------------------------------------------------------
   const userView = (u: UserRecord) => ({
@@ -327,33 +393,55 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     return u;
   };
 
-  app.get('/.keygate/api/admin/v1/users', async (req, reply) => {
-    await authorize(req, 'admin:read', 'users');
-    const q = parseInput(userList, req.query);
-    const after = q.cursor === undefined ? undefined : Buffer.from(q.cursor, 'base64url').toString();
-    const users = await deps.store.listUsers({
-      ...(q.q === undefined ? {} : { query: q.q }),
-      ...(after === undefined ? {} : { after }),
-      limit: q.limit + 1,
-    });
-    const page = users.slice(0, q.limit);
-    reply.header('cache-control', 'no-store');
-    return {
-      users: page.map(userView),
-      next: users.length > q.limit ? Buffer.from((page.at(-1) as UserRecord).email).toString('base64url') : null,
-    };
-  });
+  r.add(
+    'GET',
+    '/users',
+    {
+      summary: 'Users whose email or name contains q, in email order',
+      action: 'admin:read',
+      area: 'users',
+      query: userList,
+      ok: { status: 200, description: '{ users, next }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'users');
+      const q = parseInput(userList, req.query);
+      const after = q.cursor === undefined ? undefined : Buffer.from(q.cursor, 'base64url').toString();
+      const users = await deps.store.listUsers({
+        ...(q.q === undefined ? {} : { query: q.q }),
+        ...(after === undefined ? {} : { after }),
+        limit: q.limit + 1,
+      });
+      const page = users.slice(0, q.limit);
+      reply.header('cache-control', 'no-store');
+      return {
+        users: page.map(userView),
+        next: users.length > q.limit ? Buffer.from((page.at(-1) as UserRecord).email).toString('base64url') : null,
+      };
+    },
+  );
 
-  app.get('/.keygate/api/admin/v1/users/:id', async (req, reply) => {
-    await authorize(req, 'admin:read', 'users');
-    const u = await userOr404(parseInput(userParams, req.params).id);
-    reply.header('cache-control', 'no-store');
-    return {
-      ...userView(u),
-      credentials: (await deps.store.listCredentials(u.id)).map(credentialView),
-      sessions: (await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 1000 })).map(sessionView),
-    };
-  });
+  r.add(
+    'GET',
+    '/users/:id',
+    {
+      summary: 'A user with their keys and live sessions',
+      action: 'admin:read',
+      area: 'users',
+      params: userParams,
+      ok: { status: 200, description: 'The user, credentials and sessions.' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'users');
+      const u = await userOr404(parseInput(userParams, req.params).id);
+      reply.header('cache-control', 'no-store');
+      return {
+        ...userView(u),
+        credentials: (await deps.store.listCredentials(u.id)).map(credentialView),
+        sessions: (await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 1000 })).map(sessionView),
+      };
+    },
+  );
 
   // Disabling ends the person's sessions at once; their tokens stop at the next refresh (the
   // authorization server refuses a disabled account) and their access tokens within 10 minutes.
@@ -361,99 +449,174 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     ['disable', true],
     ['enable', false],
   ] as const) {
-    app.post(`/.keygate/api/admin/v1/users/:id/${verb}`, async (req) => {
-      const admin = await authorize(req, 'admin:manage', 'users');
-      const u = await userOr404(parseInput(userParams, req.params).id);
-      if (disabled && u.id === admin.user.id) {
-        throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
-      }
-      await deps.store.setUserDisabled(u.id, disabled ? deps.now() : null);
-      if (disabled) await auth.sessions.revokeForUser(u.id);
-      changed(req, admin, {
-        op: `user.${verb}`,
-        target: `user:${u.id}`,
-        before: { disabled: u.disabledAt !== null },
-        after: { disabled },
-      });
-      return userView((await deps.store.getUser(u.id)) as UserRecord);
-    });
+    r.add(
+      'POST',
+      `/users/:id/${verb}`,
+      {
+        summary: disabled
+          ? 'Disable a user: their sessions end, logins and refreshes are refused'
+          : 'Enable a disabled user',
+        action: 'admin:manage',
+        area: 'users',
+        params: userParams,
+        ok: { status: 200, description: 'The user.' },
+      },
+      async (req) => {
+        const admin = await authorize(req, 'admin:manage', 'users');
+        const u = await userOr404(parseInput(userParams, req.params).id);
+        if (disabled && u.id === admin.user.id) {
+          throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
+        }
+        await deps.store.setUserDisabled(u.id, disabled ? deps.now() : null);
+        if (disabled) await auth.sessions.revokeForUser(u.id);
+        changed(req, admin, {
+          op: `user.${verb}`,
+          target: `user:${u.id}`,
+          before: { disabled: u.disabledAt !== null },
+          after: { disabled },
+        });
+        return userView((await deps.store.getUser(u.id)) as UserRecord);
+      },
+    );
   }
 
-  app.delete('/.keygate/api/admin/v1/users/:id/credentials/:credentialId', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'credentials');
-    const { id, credentialId } = parseInput(credentialParams, req.params);
-    const u = await userOr404(id);
-    const c = (await deps.store.listCredentials(u.id)).find((x) => x.id === credentialId && x.revokedAt === null);
-    if (!c) throw new KeygateError('NOT_FOUND', { message: 'No such live credential for this user.' });
-    await deps.store.revokeCredential(u.id, c.id, deps.now());
-    // Sessions made with that key end with it.
-    await auth.sessions.revokeForCredential(c.id);
-    changed(req, admin, {
-      op: 'credential.revoke',
-      target: `credential:${c.id}`,
-      before: { user: u.id, name: c.name, authenticator: authenticatorName(c.aaguid), revoked: false },
-      after: { revoked: true },
-    });
-    reply.code(204);
-  });
+  r.add(
+    'DELETE',
+    '/users/:id/credentials/:credentialId',
+    {
+      summary: 'Revoke a key; the sessions made with it end',
+      action: 'admin:manage',
+      area: 'credentials',
+      params: credentialParams,
+      ok: { status: 204, description: 'Revoked.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'credentials');
+      const { id, credentialId } = parseInput(credentialParams, req.params);
+      const u = await userOr404(id);
+      const c = (await deps.store.listCredentials(u.id)).find((x) => x.id === credentialId && x.revokedAt === null);
+      if (!c) throw new KeygateError('NOT_FOUND', { message: 'No such live credential for this user.' });
+      await deps.store.revokeCredential(u.id, c.id, deps.now());
+      // Sessions made with that key end with it.
+      await auth.sessions.revokeForCredential(c.id);
+      changed(req, admin, {
+        op: 'credential.revoke',
+        target: `credential:${c.id}`,
+        before: { user: u.id, name: c.name, authenticator: authenticatorName(c.aaguid), revoked: false },
+        after: { revoked: true },
+      });
+      reply.code(204);
+    },
+  );
 
-  app.get('/.keygate/api/admin/v1/sessions', async (req, reply) => {
-    await authorize(req, 'admin:read', 'sessions');
-    const q = parseInput(sessionList, req.query);
-    reply.header('cache-control', 'no-store');
-    const list = await deps.store.listSessions({
-      ...(q.user === undefined ? {} : { userId: q.user }),
-      liveAt: deps.now(),
-      limit: q.limit,
-    });
-    return { sessions: list.map(sessionView) };
-  });
+  r.add(
+    'GET',
+    '/sessions',
+    {
+      summary: 'Live sessions, most recently seen first',
+      action: 'admin:read',
+      area: 'sessions',
+      query: sessionList,
+      ok: { status: 200, description: '{ sessions }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'sessions');
+      const q = parseInput(sessionList, req.query);
+      reply.header('cache-control', 'no-store');
+      const list = await deps.store.listSessions({
+        ...(q.user === undefined ? {} : { userId: q.user }),
+        liveAt: deps.now(),
+        limit: q.limit,
+      });
+      return { sessions: list.map(sessionView) };
+    },
+  );
 
-  app.delete('/.keygate/api/admin/v1/sessions/:id', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'sessions');
-    const { id } = parseInput(sessionParams, req.params);
-    const x = await deps.store.getSession(id);
-    if (!x || x.revokedAt !== null) throw new KeygateError('NOT_FOUND', { message: 'No such live session.' });
-    await auth.sessions.revokeByHash(id);
-    changed(req, admin, { op: 'session.revoke', target: `session:${id}`, before: { user: x.userId } });
-    reply.code(204);
-  });
+  r.add(
+    'DELETE',
+    '/sessions/:id',
+    {
+      summary: 'End one session',
+      action: 'admin:manage',
+      area: 'sessions',
+      params: sessionParams,
+      ok: { status: 204, description: 'Ended.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'sessions');
+      const { id } = parseInput(sessionParams, req.params);
+      const x = await deps.store.getSession(id);
+      if (!x || x.revokedAt !== null) throw new KeygateError('NOT_FOUND', { message: 'No such live session.' });
+      await auth.sessions.revokeByHash(id);
+      changed(req, admin, { op: 'session.revoke', target: `session:${id}`, before: { user: x.userId } });
+      reply.code(204);
+    },
+  );
 
-  app.delete('/.keygate/api/admin/v1/users/:id/sessions', async (req, reply) => {
-    const admin = await authorize(req, 'admin:manage', 'sessions');
-    const u = await userOr404(parseInput(userParams, req.params).id);
-    const live = await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 100_000 });
-    await auth.sessions.revokeForUser(u.id);
-    changed(req, admin, { op: 'session.revoke_all', target: `user:${u.id}`, before: { sessions: live.length } });
-    reply.code(204);
-  });
+  r.add(
+    'DELETE',
+    '/users/:id/sessions',
+    {
+      summary: "End all of a user's sessions",
+      action: 'admin:manage',
+      area: 'sessions',
+      params: userParams,
+      ok: { status: 204, description: 'Ended.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'sessions');
+      const u = await userOr404(parseInput(userParams, req.params).id);
+      const live = await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 100_000 });
+      await auth.sessions.revokeForUser(u.id);
+      changed(req, admin, { op: 'session.revoke_all', target: `user:${u.id}`, before: { sessions: live.length } });
+      reply.code(204);
+    },
+  );
 
   // ---- audit --------------------------------------------------------------------------------
   // Records in chain order, filtered, a page at a time: `next` is the cursor for the next page
   // (null at the end). A page may hold fewer than `limit` records (even none) when the filter
   // matches rarely: each page examines a bounded number of records; follow `next` until null.
-  app.get('/.keygate/api/admin/v1/audit', async (req, reply) => {
-    await authorize(req, 'admin:read', 'audit');
-    const q = parseInput(auditQuery, req.query);
-    let page: AuditPage;
-    try {
-      page = audit.query(
-        {
-          ...(q.actor === undefined ? {} : { actor: q.actor }),
-          ...(q.kind === undefined ? {} : { kind: q.kind }),
-          ...(q.action === undefined ? {} : { action: q.action }),
-          ...(q.decision === undefined ? {} : { decision: q.decision }),
-          ...(q.since === undefined ? {} : { since: q.since }),
-          ...(q.until === undefined ? {} : { until: q.until }),
-        },
-        { limit: q.limit, ...(q.cursor === undefined ? {} : { cursor: q.cursor }) },
-      );
-    } catch (e) {
-      if (e instanceof BadCursorError) throw new KeygateError('BAD_REQUEST', { message: `cursor: ${e.message}.` });
-      throw e;
-    }
-    // The records are stored as JSON already: written out as they are.
-    reply.header('cache-control', 'no-store').type('application/json');
-    return `{"records":[${page.lines.join(',')}],"next":${JSON.stringify(page.next)}}`;
+  r.add(
+    'GET',
+    '/audit',
+    {
+      summary: 'Audit records in chain order, filtered, a page at a time',
+      action: 'admin:read',
+      area: 'audit',
+      query: auditQuery,
+      ok: { status: 200, description: '{ records, next } — each record with seq, prevHash and hash' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'audit');
+      const q = parseInput(auditQuery, req.query);
+      let page: AuditPage;
+      try {
+        page = audit.query(
+          {
+            ...(q.actor === undefined ? {} : { actor: q.actor }),
+            ...(q.kind === undefined ? {} : { kind: q.kind }),
+            ...(q.action === undefined ? {} : { action: q.action }),
+            ...(q.decision === undefined ? {} : { decision: q.decision }),
+            ...(q.since === undefined ? {} : { since: q.since }),
+            ...(q.until === undefined ? {} : { until: q.until }),
+          },
+          { limit: q.limit, ...(q.cursor === undefined ? {} : { cursor: q.cursor }) },
+        );
+      } catch (e) {
+        if (e instanceof BadCursorError) throw new KeygateError('BAD_REQUEST', { message: `cursor: ${e.message}.` });
+        throw e;
+      }
+      // The records are stored as JSON already: written out as they are.
+      reply.header('cache-control', 'no-store').type('application/json');
+      return `{"records":[${page.lines.join(',')}],"next":${JSON.stringify(page.next)}}`;
+    },
+  );
+
+  // The API's description, generated from the schemas above (public: it holds no data).
+  const openapi = JSON.stringify(r.document());
+  app.get('/.keygate/api/admin/v1/openapi.json', async (_req, reply) => {
+    reply.type('application/json');
+    return openapi;
   });
 }

@@ -3,6 +3,8 @@
  * (its sessions end with it), disable and enable a person, end one session or all of a user's —
  * each change an admin.change record with before and after; bad input is 400 and unknown ids 404.
  */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChainedRecord } from '../../../src/audit/record.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
@@ -160,5 +162,43 @@ describe('admin API: users', () => {
     for (const q of ['limit=0', 'limit=abc', 'colour=red']) {
       expect((await admin.get(`/.keygate/api/admin/v1/users?${q}`)).status, q).toBe(400);
     }
+  });
+});
+
+describe('the OpenAPI document', () => {
+  it('describes every operation of the guide, each one served (401 without a session, not 404)', async () => {
+    const r = await fetch(`${g.url}/.keygate/api/admin/v1/openapi.json`);
+    expect(r.status).toBe(200);
+    const doc = (await r.json()) as {
+      openapi: string;
+      paths: Record<
+        string,
+        Record<string, { 'x-keygate-policy': { action: string }; parameters?: { name: string }[] }>
+      >;
+    };
+    expect(doc.openapi).toBe('3.1.0');
+    const operations = Object.entries(doc.paths).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    // The guide's table, one operation per row.
+    const guide = readFileSync(join(import.meta.dirname, '../../../docs/guides/admin-api.md'), 'utf8');
+    const documented = [...guide.matchAll(/^\| `(GET|POST|DELETE) ([^`?\s]+)/gm)].map((m) => `${m[1]} ${m[2]}`);
+    expect(new Set(operations)).toEqual(new Set(documented));
+    for (const op of operations) {
+      const [method, path] = op.split(' ') as [string, string];
+      const url = `${g.url}/.keygate/api/admin/v1${path.replace(/\{[^}]+\}/g, 'x')}`;
+      const res = await fetch(
+        url,
+        method === 'POST' ? { method, headers: { 'content-type': 'application/json' }, body: '{}' } : { method },
+      );
+      expect(res.status, op).toBe(401);
+      await res.body?.cancel();
+    }
+    // Schemas come from the handlers' own: the audit query names its filters, and `limit` its bounds.
+    const audit = doc.paths['/audit']?.get;
+    expect(audit?.['x-keygate-policy'].action).toBe('admin:read');
+    expect(audit?.parameters?.map((p) => p.name)).toEqual(
+      expect.arrayContaining(['actor', 'kind', 'action', 'decision', 'since', 'until', 'cursor', 'limit']),
+    );
   });
 });
