@@ -59,7 +59,9 @@ export class AdminRoutes {
     }
     const errors = (codes: number[]) =>
       Object.fromEntries(codes.map((c) => [String(c), { $ref: `#/components/responses/E${c}` }]));
-    (this.paths[openPath] ??= {})[method.toLowerCase()] = {
+    const ops = this.paths[openPath] ?? {};
+    this.paths[openPath] = ops;
+    ops[method.toLowerCase()] = {
       summary: doc.summary,
       operationId: `${method.toLowerCase()}${openPath.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase())}`,
       'x-keygate-policy': { action: doc.action, resource: `Keygate::${doc.area}` },
