@@ -17,6 +17,8 @@ import { isEmail } from '../authenticate/enrollment.js';
 import type { Authentication } from '../authenticate/index.js';
 import type { ResolvedSession } from '../authenticate/sessions.js';
 import { authenticatorName } from '../authenticate/webauthn/authenticators.js';
+import { ACTION_NAMES } from '../authorize/actions.js';
+import { DescribeError, type Evaluation, evaluateDescribed, RESOURCE_REF } from '../authorize/describe.js';
 import type { Authorizer } from '../authorize/engine.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
@@ -56,6 +58,33 @@ const userList = z.strictObject({
   cursor: z.string().max(400).optional(),
   limit: z.coerce.number().int().min(1).max(500).default(50),
 });
+const policyTestBody = z
+  .strictObject({
+    principal: z
+      .string()
+      .max(320)
+      .regex(/^(user|sp|agent):.+$/, 'must be user:EMAIL, sp:ID or agent:ID'),
+    groups: z.array(z.string().min(1).max(256)).max(100).optional(),
+    roles: z
+      .array(z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a role name'))
+      .max(32)
+      .optional(),
+    action: z.enum(ACTION_NAMES).optional(),
+    resource: z
+      .string()
+      .max(512)
+      .regex(RESOURCE_REF, 'must be Type::name (Workspace, Endpoint, Model, Job, Api, Keygate)')
+      .optional(),
+    method: z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']).optional(),
+    path: z.string().max(4096).startsWith('/').optional(),
+    body: z.string().max(65_536).optional(),
+    authAgeSeconds: z.number().int().min(0).max(315_360_000).default(0),
+    uv: z.boolean().default(true),
+  })
+  .refine(
+    (b) => b.action !== undefined || b.path !== undefined,
+    'give an action (and resource), or a path (and method)',
+  );
 const sessionList = z.strictObject({
   user: z.string().min(1).max(200).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -93,7 +122,7 @@ export interface AdminDeps {
   sps: ServicePrincipals;
   audit: AuditLog;
   store: Store;
-  authorizer: Pick<Authorizer, 'decide'>;
+  authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'> & Partial<Pick<Authorizer, 'rolesOf'>>;
   now: () => number;
 }
 
@@ -570,6 +599,72 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       await auth.sessions.revokeForUser(u.id);
       changed(req, admin, { op: 'session.revoke_all', target: `user:${u.id}`, before: { sessions: live.length } });
       reply.code(204);
+    },
+  );
+
+  // ---- policy tester --------------------------------------------------------------------------
+  // "May alice deploy fraud-model now?": the live policies on a described request. A person
+  // named by email who exists is evaluated with their own roles unless roles are given.
+  r.add(
+    'POST',
+    '/policy/test',
+    {
+      summary: 'Evaluate a described request against the live policies',
+      action: 'admin:read',
+      area: 'policy',
+      body: policyTestBody,
+      ok: { status: 200, description: '{ decision, reasons, action, resource, roles, stepUp }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'policy');
+      const b = parseInput(policyTestBody, req.body);
+      const [kind, ...rest] = b.principal.split(':');
+      const who = rest.join(':');
+      const type = kind === 'user' ? 'user' : kind === 'sp' ? 'service_principal' : 'agent';
+      const known = type === 'user' ? await deps.store.getUserByEmail(who) : null;
+      let result: Evaluation;
+      try {
+        result = await evaluateDescribed(
+          deps.authorizer,
+          {
+            principal: {
+              type,
+              id: known?.id ?? who,
+              ...(type === 'user' ? { email: who } : {}),
+              groups: b.groups ?? [],
+              roles: b.roles ?? known?.roles ?? [],
+            },
+            ...(b.action === undefined ? {} : { action: b.action }),
+            ...(b.resource === undefined ? {} : { resource: b.resource }),
+            ...(b.method === undefined ? {} : { method: b.method }),
+            ...(b.path === undefined ? {} : { path: b.path }),
+            ...(b.body === undefined ? {} : { body: b.body }),
+            authAgeS: b.authAgeSeconds,
+            uv: b.uv,
+            ip: clientIp(req.raw),
+          },
+          deps.now(),
+        );
+      } catch (e) {
+        if (e instanceof DescribeError) throw new KeygateError('BAD_REQUEST', { message: `${e.message}.` });
+        throw e;
+      }
+      reply.header('cache-control', 'no-store');
+      if ('refused' in result) {
+        return {
+          decision: 'deny',
+          refusedBeforePolicy: { error_code: result.refused.code, message: result.refused.publicMessage },
+        };
+      }
+      const { classification: c, decision: d } = result;
+      return {
+        decision: d.effect,
+        reasons: d.reasons,
+        action: c.action,
+        resource: `${c.resource.type}::${c.resource.id}`,
+        roles: result.roles,
+        stepUp: { required: d.effect === 'step_up', maxAgeSeconds: result.stepUpMaxAgeS },
+      };
     },
   );
 

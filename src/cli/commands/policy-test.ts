@@ -7,15 +7,8 @@
  *   keygate policy test --principal user:bob@example.com --roles ml-engineer \
  *     --method POST --path /serving-endpoints/chat/completions --body '{"model":"chat-llm"}'
  */
-import { Readable } from 'node:stream';
-import type { IncomingMessage } from 'node:http';
-import type { Identity } from '../../authenticate/identity.js';
-import { type Action, ACTION_NAMES } from '../../authorize/actions.js';
-import { readBodyField } from '../../authorize/body-field.js';
-import { DatabricksClassifier } from '../../authorize/classify/databricks.js';
-import type { Classification, ResourceRef } from '../../authorize/classify/types.js';
+import { DescribeError, type DescribedRequest, type Evaluation, evaluateDescribed } from '../../authorize/describe.js';
 import { Authorizer, PolicyError } from '../../authorize/engine.js';
-import { KeygateError } from '../../errors/index.js';
 import { normalizeTarget } from '../../proxy/path.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
@@ -36,10 +29,17 @@ export interface PolicyTestOptions {
   expect?: string;
 }
 
-const RESOURCE = /^(Workspace|Endpoint|Model|Job|Api)::(.+)$/;
-const list = (s: string | undefined) => (s ?? '').split(',').map((x) => x.trim()).filter((x) => x !== '');
+const list = (s: string | undefined) =>
+  (s ?? '')
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== '');
 
-export async function policyTest(o: PolicyTestOptions, out: Output, env: NodeJS.ProcessEnv = process.env): Promise<number> {
+export async function policyTest(
+  o: PolicyTestOptions,
+  out: Output,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
   const loaded = loadOrReport(o.config, out, env);
   if (!loaded) return EXIT.FAILED;
   let authorizer: Authorizer;
@@ -55,49 +55,20 @@ export async function policyTest(o: PolicyTestOptions, out: Output, env: NodeJS.
 
   const [kind, ...idParts] = o.principal.split(':');
   const who = idParts.join(':');
-  const type = kind === 'user' ? 'user' : kind === 'sp' || kind === 'service_principal' ? 'service_principal' : kind === 'agent' ? 'agent' : undefined;
+  const type =
+    kind === 'user'
+      ? 'user'
+      : kind === 'sp' || kind === 'service_principal'
+        ? 'service_principal'
+        : kind === 'agent'
+          ? 'agent'
+          : undefined;
   if (type === undefined || who === '') {
     out.err('keygate: --principal must be user:EMAIL, sp:ID or agent:ID');
     return EXIT.USAGE;
   }
 
-  let c: Classification;
-  if (o.action !== undefined) {
-    if (!ACTION_NAMES.includes(o.action as Action)) {
-      out.err(`keygate: unknown action ${o.action} (one of ${ACTION_NAMES.join(', ')})`);
-      return EXIT.USAGE;
-    }
-    const m = RESOURCE.exec(o.resource ?? 'Workspace::workspace');
-    if (!m) {
-      out.err('keygate: --resource must be Type::name (Workspace, Endpoint, Model, Job, Api)');
-      return EXIT.USAGE;
-    }
-    c = { action: o.action as Action, resource: { type: m[1] as ResourceRef['type'], id: m[2] as string } };
-  } else if (o.path !== undefined) {
-    try {
-      const t = normalizeTarget(o.path);
-      const r = new DatabricksClassifier().classify(o.method ?? 'GET', t.path, t.query);
-      if ('needsBody' in r) {
-        const req = Readable.from([Buffer.from(o.body ?? '')]) as unknown as IncomingMessage;
-        req.headers = {};
-        const { value } = await readBodyField(req, r.needsBody.field);
-        c = r.needsBody.resolve(value);
-      } else c = r;
-      out.out(`request:  ${(o.method ?? 'GET').toUpperCase()} ${t.path}${t.query}`);
-    } catch (e) {
-      if (e instanceof KeygateError) {
-        out.out(`decision: refused before policy (400 ${e.code}): ${e.publicMessage}${e.detail ? ` [${e.detail}]` : ''}`);
-        return o.expect === undefined || o.expect === 'deny' ? EXIT.OK : EXIT.FAILED;
-      }
-      throw e;
-    }
-  } else {
-    out.err('keygate: give --action (and --resource), or --path (and --method)');
-    return EXIT.USAGE;
-  }
-
-  const now = Date.now();
-  const identity: Identity = {
+  const described: DescribedRequest = {
     principal: {
       type,
       id: who,
@@ -105,15 +76,40 @@ export async function policyTest(o: PolicyTestOptions, out: Output, env: NodeJS.
       groups: list(o.groups),
       roles: list(o.roles),
     },
-    auth: { method: 'webauthn', authEventId: 'policy-test', authTime: now - o.authAge * 1000, uv: o.uv, deviceBound: true },
-    cacheKey: 'policy-test',
+    ...(o.action === undefined ? {} : { action: o.action }),
+    ...(o.resource === undefined ? {} : { resource: o.resource }),
+    ...(o.method === undefined ? {} : { method: o.method }),
+    ...(o.path === undefined ? {} : { path: o.path }),
+    ...(o.body === undefined ? {} : { body: o.body }),
+    authAgeS: o.authAge,
+    uv: o.uv,
+    ip: o.ip,
   };
-  const d = authorizer.decide({ identity, action: c.action, resource: c.resource, ip: o.ip, method: o.method ?? 'GET', path: o.path ?? '/', now });
+  let r: Evaluation;
+  try {
+    r = await evaluateDescribed(authorizer, described, Date.now());
+  } catch (e) {
+    if (e instanceof DescribeError) {
+      out.err(`keygate: ${e.message}`);
+      return EXIT.USAGE;
+    }
+    throw e;
+  }
+  if ('refused' in r) {
+    const e = r.refused;
+    out.out(`decision: refused before policy (400 ${e.code}): ${e.publicMessage}${e.detail ? ` [${e.detail}]` : ''}`);
+    return o.expect === undefined || o.expect === 'deny' ? EXIT.OK : EXIT.FAILED;
+  }
+  const { classification: c, decision: d } = r;
+  if (o.path !== undefined && o.action === undefined) {
+    const t = normalizeTarget(o.path);
+    out.out(`request:  ${(o.method ?? 'GET').toUpperCase()} ${t.path}${t.query}`);
+  }
   const explain =
     d.effect === 'step_up'
-      ? ` (a user-verified login at most ${authorizer.stepUpMaxAgeS} s old is required; this one is ${o.authAge} s old)`
+      ? ` (a user-verified login at most ${r.stepUpMaxAgeS} s old is required; this one is ${o.authAge} s old)`
       : '';
-  out.out(`principal: ${o.principal} (roles: ${authorizer.rolesOf(identity).join(', ') || 'none'})`);
+  out.out(`principal: ${o.principal} (roles: ${r.roles.join(', ') || 'none'})`);
   out.out(`action:   ${c.action}`);
   out.out(`resource: ${c.resource.type}::${c.resource.id}`);
   out.out(`decision: ${d.effect}${explain}`);

@@ -87,3 +87,84 @@ describe('admin API authorization by policy', () => {
     expect(((await anon.json()) as { error_code: string }).error_code).toBe('UNAUTHENTICATED');
   });
 });
+
+describe('the policy tester', () => {
+  it('answers "may this person do that now?" by the live policies, with reasons and step-up', async () => {
+    const admin = await person('tester@example.com', ['admin']);
+    await person('dana@example.com', ['ml-engineer']);
+    const ask = (body: Record<string, unknown>) =>
+      admin.post<{
+        decision: string;
+        reasons: string[];
+        action: string;
+        resource: string;
+        roles: string[];
+        stepUp: { required: boolean };
+      }>('/.keygate/api/admin/v1/policy/test', body);
+    // Dana's own roles (ml-engineer) may query but not deploy the fraud model's endpoint.
+    const deploy = await ask({
+      principal: 'user:dana@example.com',
+      method: 'PUT',
+      path: '/api/2.0/serving-endpoints/fraud-model/config',
+    });
+    expect(deploy.status).toBe(200);
+    expect(deploy.body).toMatchObject({
+      decision: 'deny',
+      action: 'serving:manage',
+      resource: 'Endpoint::fraud-model',
+      roles: ['ml-engineer'],
+    });
+    // As a deployer: allowed with a fresh login, step-up with a 10-minute-old one.
+    const fresh = await ask({
+      principal: 'user:dana@example.com',
+      roles: ['ml-deployer'],
+      action: 'serving:manage',
+      resource: 'Endpoint::fraud-model',
+    });
+    expect(fresh.body).toMatchObject({ decision: 'allow', stepUp: { required: false } });
+    expect(fresh.body.reasons).toEqual(['role:ml-deployer:0']);
+    const stale = await ask({
+      principal: 'user:dana@example.com',
+      roles: ['ml-deployer'],
+      action: 'serving:manage',
+      resource: 'Endpoint::fraud-model',
+      authAgeSeconds: 600,
+    });
+    expect(stale.body).toMatchObject({ decision: 'step_up', stepUp: { required: true } });
+    // The admin API's own actions too: the auditor may read the audit log, not manage users.
+    const audit = await ask({
+      principal: 'user:auditor@example.com',
+      action: 'admin:read',
+      resource: 'Keygate::audit',
+    });
+    expect(audit.body.decision).toBe('allow');
+    const users = await ask({
+      principal: 'user:auditor@example.com',
+      action: 'admin:manage',
+      resource: 'Keygate::users',
+    });
+    expect(users.body.decision).toBe('deny');
+    // Bad descriptions are 400 naming the problem.
+    for (const body of [
+      { principal: 'dana' },
+      { principal: 'user:dana@example.com' },
+      { principal: 'user:dana@example.com', action: 'serving:fly' },
+      { principal: 'user:dana@example.com', action: 'serving:read', resource: 'Galaxy::far' },
+      { principal: 'user:dana@example.com', path: 'no-slash' },
+    ]) {
+      const r = await admin.post<{ error_code: string }>('/.keygate/api/admin/v1/policy/test', body);
+      expect(r.status, JSON.stringify(body)).toBe(400);
+      expect(r.body.error_code).toBe('BAD_REQUEST');
+    }
+    // And it is an admin:read on Keygate::policy: the auditor role does not include it.
+    const auditor = await person('auditor2@example.com');
+    expect(
+      (
+        await auditor.post('/.keygate/api/admin/v1/policy/test', {
+          principal: 'user:x@example.com',
+          action: 'serving:read',
+        })
+      ).status,
+    ).toBe(403);
+  });
+});
