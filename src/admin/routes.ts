@@ -23,7 +23,14 @@ import type { Authorizer } from '../authorize/engine.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
 import type { ServicePrincipals } from '../oauth/service-principals.js';
-import type { CredentialRecord, ServicePrincipalRecord, SessionRecord, Store, UserRecord } from '../store/types.js';
+import type {
+  CredentialRecord,
+  OAuthGrantSummary,
+  ServicePrincipalRecord,
+  SessionRecord,
+  Store,
+  UserRecord,
+} from '../store/types.js';
 
 const inviteBody = z.strictObject({
   email: z.string().trim().refine(isEmail, 'must be an email address'),
@@ -85,6 +92,11 @@ const policyTestBody = z
     (b) => b.action !== undefined || b.path !== undefined,
     'give an action (and resource), or a path (and method)',
   );
+const familyParams = z.object({ id: z.string().min(1).max(200) });
+const familyList = z.strictObject({
+  user: z.string().min(1).max(200).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
 const sessionList = z.strictObject({
   user: z.string().min(1).max(200).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -123,6 +135,8 @@ export interface AdminDeps {
   audit: AuditLog;
   store: Store;
   authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'> & Partial<Pick<Authorizer, 'rolesOf'>>;
+  /** End a token family: its refresh tokens are deleted and its access tokens refused at once. */
+  revokeGrant: (grantId: string) => Promise<void>;
   now: () => number;
 }
 
@@ -497,7 +511,12 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
         }
         await deps.store.setUserDisabled(u.id, disabled ? deps.now() : null);
-        if (disabled) await auth.sessions.revokeForUser(u.id);
+        if (disabled) {
+          await auth.sessions.revokeForUser(u.id);
+          // And every token family: their refresh tokens go, their access tokens are refused.
+          for (const f of await deps.store.listOAuthGrants({ accountId: u.id, now: deps.now(), limit: 10_000 }))
+            await deps.revokeGrant(f.id);
+        }
         changed(req, admin, {
           op: `user.${verb}`,
           target: `user:${u.id}`,
@@ -598,6 +617,61 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const live = await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 100_000 });
       await auth.sessions.revokeForUser(u.id);
       changed(req, admin, { op: 'session.revoke_all', target: `user:${u.id}`, before: { sessions: live.length } });
+      reply.code(204);
+    },
+  );
+
+  // ---- token families (OAuth grants: a person's CLI or SDK logins) -------------------------
+  const familyView = (f: OAuthGrantSummary) => ({
+    id: f.id,
+    userId: f.accountId,
+    client: f.clientId,
+    createdAt: f.createdAt,
+    expiresAt: f.expiresAt,
+  });
+  r.add(
+    'GET',
+    '/token-families',
+    {
+      summary: 'Live token families (a person authorizing a client such as the CLI), newest first',
+      action: 'admin:read',
+      area: 'sessions',
+      query: familyList,
+      ok: { status: 200, description: '{ tokenFamilies }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'sessions');
+      const q = parseInput(familyList, req.query);
+      reply.header('cache-control', 'no-store');
+      const list = await deps.store.listOAuthGrants({
+        ...(q.user === undefined ? {} : { accountId: q.user }),
+        now: deps.now(),
+        limit: q.limit,
+      });
+      return { tokenFamilies: list.map(familyView) };
+    },
+  );
+  r.add(
+    'DELETE',
+    '/token-families/:id',
+    {
+      summary: 'End a token family: its refresh tokens stop, its access tokens are refused at once',
+      action: 'admin:manage',
+      area: 'sessions',
+      params: familyParams,
+      ok: { status: 204, description: 'Ended.' },
+    },
+    async (req, reply) => {
+      const admin = await authorize(req, 'admin:manage', 'sessions');
+      const { id } = parseInput(familyParams, req.params);
+      const f = (await deps.store.listOAuthGrants({ now: deps.now(), limit: 100_000 })).find((x) => x.id === id);
+      if (!f) throw new KeygateError('NOT_FOUND', { message: 'No such live token family.' });
+      await deps.revokeGrant(id);
+      changed(req, admin, {
+        op: 'token_family.revoke',
+        target: `token_family:${id}`,
+        before: { user: f.accountId, client: f.clientId },
+      });
       reply.code(204);
     },
   );

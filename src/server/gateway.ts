@@ -431,6 +431,10 @@ export class Gateway {
         audit,
         store,
         authorizer: gw.authorizer,
+        revokeGrant: async (grantId) => {
+          await oauth.revocations.revokeGrant(grantId);
+          await store.revokeOAuthGrant(grantId);
+        },
         now: () => gw.clock.now(),
       });
       registerPendingRoutes(api, {

@@ -16,6 +16,14 @@ export interface SigningKeyRecord {
   retiresAt: number | null;
 }
 
+export interface OAuthGrantSummary {
+  id: string;
+  accountId: string;
+  clientId: string;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
 export interface UserRecord {
   id: string;
   email: string;
@@ -267,6 +275,9 @@ export interface Store {
   insertServicePrincipalSecret(s: ServicePrincipalSecretRecord): Promise<void>;
   listServicePrincipalSecrets(spId: string): Promise<ServicePrincipalSecretRecord[]>;
   revokeServicePrincipalSecret(spId: string, secretId: string, at: number): Promise<boolean>;
+
+  /** Live grants (token families): a person's authorization of a client, with its refresh tokens. */
+  listOAuthGrants(o: { accountId?: string; now: number; limit: number }): Promise<OAuthGrantSummary[]>;
 
   // Token and grant revocations, read by every replica's proxy
   insertRevocation(r: RevocationRecord): Promise<void>;

@@ -10,6 +10,7 @@ import {
   type EnrollmentTokenRecord,
   type MigrationStatus,
   type OAuthArtifactRecord,
+  type OAuthGrantSummary,
   type RevocationRecord,
   type ServicePrincipalRecord,
   type ServicePrincipalSecretRecord,
@@ -568,6 +569,31 @@ export class SqliteStore implements Store {
 
   async destroyOAuthArtifact(model: string, id: string): Promise<void> {
     this.sql('DELETE FROM oauth_artifacts WHERE model = ? AND id = ?').run(model, id);
+  }
+
+  async listOAuthGrants(o: { accountId?: string; now: number; limit: number }): Promise<OAuthGrantSummary[]> {
+    // oidc-provider's Grant payload: accountId, clientId, iat and exp (seconds).
+    const rows = this.sql(
+      `SELECT id, json_extract(payload, '$.accountId') AS account_id, json_extract(payload, '$.clientId') AS client_id,
+              json_extract(payload, '$.iat') AS iat, expires_at
+         FROM oauth_artifacts
+        WHERE model = 'Grant' AND (expires_at IS NULL OR expires_at > ?)
+          AND (? IS NULL OR json_extract(payload, '$.accountId') = ?)
+        ORDER BY iat DESC LIMIT ?`,
+    ).all(o.now, o.accountId ?? null, o.accountId ?? null, o.limit) as {
+      id: string;
+      account_id: string | null;
+      client_id: string | null;
+      iat: number | null;
+      expires_at: number | null;
+    }[];
+    return rows.map((r) => ({
+      id: r.id,
+      accountId: r.account_id ?? '',
+      clientId: r.client_id ?? '',
+      createdAt: (r.iat ?? 0) * 1000,
+      expiresAt: r.expires_at,
+    }));
   }
 
   async revokeOAuthGrant(grantId: string): Promise<number> {

@@ -8,8 +8,8 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { request } from 'undici';
-import type { ChainedRecord } from '../../../src/audit/record.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { ChainedRecord } from '../../../src/audit/record.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
 import { type SeenRequest, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { walkAuthorization } from '../../helpers/oauth.js';
@@ -420,5 +420,85 @@ describe("the Databricks CLI's browser login on the workspace's own paths", () =
     expect(seen.length).toBe(before + 1);
     // The upstream saw Keygate's identity assertion, never the person's token.
     expect(seen.at(-1)?.url).toBe('/api/2.0/serving-endpoints');
+  });
+});
+
+describe('token families in the admin API', () => {
+  it("lists a person's CLI login; ending it stops its refresh and access tokens at once, audited", async () => {
+    const { browser: admin } = await enroll(g, 'families-admin@example.com', {
+      token: await invite(g, 'families-admin@example.com', ['admin']),
+    });
+    const { DPoP, tokens } = await cliTokens('openid offline_access');
+    const claims = claimsOf(tokens.access_token);
+    const list = await admin.get<{ tokenFamilies: { id: string; userId: string; client: string }[] }>(
+      `/.keygate/api/admin/v1/token-families?user=${claims.sub}`,
+    );
+    expect(list.status).toBe(200);
+    expect(list.body.tokenFamilies).toContainEqual(
+      expect.objectContaining({ id: claims.kg_grant, userId: claims.sub, client: 'keygate-cli' }),
+    );
+    const del = await admin.call('DELETE', `/.keygate/api/admin/v1/token-families/${claims.kg_grant}`);
+    expect(del.status).toBe(204);
+    // The access token is refused by the proxy at once; nothing reaches the upstream.
+    const before = seen.length;
+    const res = await oidc
+      .fetchProtectedResource(
+        cli,
+        tokens.access_token,
+        new URL(`${g.url}/api/2.0/serving-endpoints`),
+        'GET',
+        undefined,
+        undefined,
+        {
+          DPoP,
+        },
+      )
+      .catch((e: { status?: number }) => e);
+    expect((res as { status: number }).status).toBe(401);
+    expect(seen.length).toBe(before);
+    await expect(
+      oidc.refreshTokenGrant(cli, tokens.refresh_token as string, undefined, { DPoP }),
+    ).rejects.toMatchObject({
+      error: 'invalid_grant',
+    });
+    await g.gw.audit.flushed();
+    const rec = g.gw.audit
+      .query({ kind: 'admin.change' }, { limit: 1000 })
+      .lines.map((l) => JSON.parse(l) as ChainedRecord)
+      .find((r) => r.change?.target === `token_family:${claims.kg_grant}`);
+    expect(rec?.change).toMatchObject({
+      op: 'token_family.revoke',
+      before: { user: claims.sub, client: 'keygate-cli' },
+    });
+    expect((await admin.call('DELETE', `/.keygate/api/admin/v1/token-families/${claims.kg_grant}`)).status).toBe(404);
+  });
+
+  it('disabling a person ends their token families too: their access token is refused at once', async () => {
+    const { browser: admin } = await enroll(g, 'families-admin2@example.com', {
+      token: await invite(g, 'families-admin2@example.com', ['admin']),
+    });
+    const person = await enroll(g, 'leaver@example.com', {
+      token: await invite(g, 'leaver@example.com', ['ml-reader']),
+    });
+    const { DPoP, tokens } = await cliTokens('openid offline_access', person);
+    const sub = claimsOf(tokens.access_token).sub as string;
+    const call = () =>
+      oidc
+        .fetchProtectedResource(
+          cli,
+          tokens.access_token,
+          new URL(`${g.url}/api/2.0/serving-endpoints`),
+          'GET',
+          undefined,
+          undefined,
+          {
+            DPoP,
+          },
+        )
+        .then((r) => r.status)
+        .catch((e: { status?: number }) => e.status);
+    expect(await call()).toBe(200);
+    expect((await admin.post(`/.keygate/api/admin/v1/users/${sub}/disable`)).status).toBe(200);
+    expect(await call()).toBe(401);
   });
 });
