@@ -5,11 +5,11 @@
  * or `admin:manage` (sensitive: a recent login) for the area (`Keygate::<area>`).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { JWK } from 'jose';
 import { z } from 'zod';
 import { isAuditKind } from '../audit/catalogue.js';
 import { actorOf } from '../audit/entries.js';
 import type { AuditLog } from '../audit/log.js';
-import { type AdminArea, AdminRoutes } from './openapi.js';
 import { type AuditPage, BadCursorError } from '../audit/query.js';
 import type { AuditChange } from '../audit/record.js';
 import { readCookie } from '../authenticate/cookies.js';
@@ -20,6 +20,8 @@ import { authenticatorName } from '../authenticate/webauthn/authenticators.js';
 import { ACTION_NAMES } from '../authorize/actions.js';
 import { DescribeError, type Evaluation, evaluateDescribed, RESOURCE_REF } from '../authorize/describe.js';
 import type { Authorizer } from '../authorize/engine.js';
+import { SHIPPED_ROLES } from '../authorize/roles.js';
+import type { Config } from '../config/schema.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
 import type { ServicePrincipals } from '../oauth/service-principals.js';
@@ -31,6 +33,7 @@ import type {
   Store,
   UserRecord,
 } from '../store/types.js';
+import { type AdminArea, AdminRoutes } from './openapi.js';
 
 const inviteBody = z.strictObject({
   email: z.string().trim().refine(isEmail, 'must be an email address'),
@@ -92,6 +95,7 @@ const policyTestBody = z
     (b) => b.action !== undefined || b.path !== undefined,
     'give an action (and resource), or a path (and method)',
   );
+const statsQuery = z.strictObject({ window: z.enum(['1h', '24h']).default('1h') });
 const familyParams = z.object({ id: z.string().min(1).max(200) });
 const familyList = z.strictObject({
   user: z.string().min(1).max(200).optional(),
@@ -135,6 +139,7 @@ export interface AdminDeps {
   audit: AuditLog;
   store: Store;
   authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'> & Partial<Pick<Authorizer, 'rolesOf'>>;
+  config: Config;
   /** End a token family: its refresh tokens are deleted and its access tokens refused at once. */
   revokeGrant: (grantId: string) => Promise<void>;
   now: () => number;
@@ -676,6 +681,59 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
   );
 
+  // ---- roles, bindings, federation trusts (from the configuration) -------------------------
+  r.add(
+    'GET',
+    '/roles',
+    {
+      summary: 'Roles (shipped and configured) with their grants, and the group and user bindings',
+      action: 'admin:read',
+      area: 'policy',
+      ok: { status: 200, description: '{ roles, bindings, stepUpMaxAgeSeconds }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'policy');
+      const a = deps.config.authorization;
+      const configured = a.roles as Record<string, { description: string; grants: unknown[] }>;
+      const all = { ...SHIPPED_ROLES, ...configured };
+      reply.header('cache-control', 'no-store');
+      return {
+        roles: Object.entries(all).map(([name, role]) => ({
+          name,
+          description: role.description,
+          shipped: Object.hasOwn(SHIPPED_ROLES, name) && !Object.hasOwn(configured, name),
+          grants: role.grants,
+        })),
+        bindings: a.bindings,
+        stepUpMaxAgeSeconds: Math.floor(a.stepUpMaxAge / 1000),
+      };
+    },
+  );
+  r.add(
+    'GET',
+    '/federation-trusts',
+    {
+      summary: "Workload federation trusts: which platform tokens become which service principal's",
+      action: 'admin:read',
+      area: 'service-principals',
+      ok: { status: 200, description: '{ trusts }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'service-principals');
+      reply.header('cache-control', 'no-store');
+      return {
+        trusts: deps.config.tokens.federation.map((t) => ({
+          name: t.name,
+          issuer: t.issuer,
+          audience: t.audience,
+          subject: t.subject,
+          servicePrincipal: t.servicePrincipal,
+          keys: t.jwksUrl ?? 'inline',
+        })),
+      };
+    },
+  );
+
   // ---- policy tester --------------------------------------------------------------------------
   // "May alice deploy fraud-model now?": the live policies on a described request. A person
   // named by email who exists is evaluated with their own roles unless roles are given.
@@ -779,6 +837,45 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       // The records are stored as JSON already: written out as they are.
       reply.header('cache-control', 'no-store').type('application/json');
       return `{"records":[${page.lines.join(',')}],"next":${JSON.stringify(page.next)}}`;
+    },
+  );
+
+  r.add(
+    'GET',
+    '/stats',
+    {
+      summary:
+        'Dashboard figures: requests by decision over time, top principals and endpoints, denials, step-ups, auth failures',
+      action: 'admin:read',
+      area: 'audit',
+      query: statsQuery,
+      ok: {
+        status: 200,
+        description:
+          '{ window, bucketMs, buckets, topPrincipals, topEndpoints, requests, denials, stepUps, authFailures, partial }',
+      },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'audit');
+      const q = parseInput(statsQuery, req.query);
+      reply.header('cache-control', 'no-store');
+      return audit.stats(q.window, deps.now());
+    },
+  );
+  r.add(
+    'POST',
+    '/audit/verify',
+    {
+      summary: 'Walk the hash chain and its signed checkpoints (on a thread of its own), as keygate audit verify does',
+      action: 'admin:read',
+      area: 'audit',
+      ok: { status: 200, description: '{ ok, records, checkpoints, firstSeq, lastSeq, problem? }' },
+    },
+    async (req, reply) => {
+      await authorize(req, 'admin:read', 'audit');
+      const keys = (await deps.store.listSigningKeys('audit')).map((k) => JSON.parse(k.publicJwk) as JWK);
+      reply.header('cache-control', 'no-store');
+      return audit.verify(keys);
     },
   );
 

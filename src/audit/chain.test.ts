@@ -301,6 +301,19 @@ describe('AuditLog', () => {
     db.close();
   });
 
+  it('verifies the chain on a thread of its own, and reports a tampered record', async () => {
+    const path = join(dir, 'audit.db');
+    const a = await AuditLog.open(opts(path));
+    for (let i = 0; i < 300; i++) a.record(entry(i));
+    await a.flushed();
+    expect(await a.verify(publicJwks.keys)).toMatchObject({ ok: true, records: 300, firstSeq: 1, lastSeq: 300 });
+    const db = openAuditDb(path);
+    db.prepare('UPDATE audit_records SET body = replace(body, \'"allow"\', \'"deny"\') WHERE seq = 150').run();
+    db.close();
+    expect((await a.verify(publicJwks.keys)).problem?.seq).toBe(150);
+    await a.close();
+  });
+
   it('refuses to accept more once the writer fails, and recovers when it can write again', async () => {
     const path = join(dir, 'audit.db');
     const a = await AuditLog.open({ ...opts(path), maxQueue: 10, busyTimeoutMs: 20 });

@@ -12,6 +12,8 @@ import { type AuditFilter, type AuditPage, queryAudit } from './query.js';
 import type { AuditEntry } from './record.js';
 import type { SinkOptions } from './sinks.js';
 import { openAuditDb, type QueuedRecord, queued, SqliteChain, signerFor } from './sqlite-chain.js';
+import { type AuditStats, auditStats, type WINDOWS } from './stats.js';
+import { type VerifyResult, verifyChain } from './verify.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
 export interface AuditOptions {
@@ -42,6 +44,18 @@ export interface AuditOptions {
     warn(o: object, msg: string): void;
     error(o: object, msg: string): void;
   };
+}
+
+/** A worker thread running one of this folder's modules: worker.js when built; the TypeScript source through tsx in tests. */
+function moduleWorker(name: string, workerData: unknown): Worker {
+  if (import.meta.url.endsWith('.ts')) {
+    const url = JSON.stringify(new URL(`./${name}.ts`, import.meta.url).href);
+    return new Worker(`import('tsx/esm/api').then((t) => { t.register(); return import(${url}); })`, {
+      eval: true,
+      workerData,
+    });
+  }
+  return new Worker(new URL(`./${name}.js`, import.meta.url), { workerData });
 }
 
 interface Sink {
@@ -115,14 +129,7 @@ class WorkerSink implements Sink {
       pruneEveryMs: o.pruneEveryMs ?? 3_600_000,
       sinks: o.sinks ?? { stdout: false },
     };
-    // Built code runs worker.js; tests and tsx run the TypeScript source through tsx.
-    const fromSource = import.meta.url.endsWith('.ts');
-    const worker = fromSource
-      ? new Worker(
-          `import('tsx/esm/api').then((t) => { t.register(); return import(${JSON.stringify(new URL('./worker.ts', import.meta.url).href)}); })`,
-          { eval: true, workerData: init },
-        )
-      : new Worker(new URL('./worker.js', import.meta.url), { workerData: init });
+    const worker = moduleWorker('worker', init);
     await new Promise<void>((resolve, reject) => {
       const onMessage = (m: WorkerReply) => {
         if (m.type === 'ready') {
@@ -205,6 +212,30 @@ export class AuditLog {
   /** Sequence number of the last committed record. */
   get committedSeq(): number {
     return this.lastSeq;
+  }
+
+  /**
+   * Walk the whole chain and its checkpoints (what `keygate audit verify` does), on a thread of
+   * its own when the log is a file.
+   */
+  async verify(keys: JWK[]): Promise<VerifyResult> {
+    if (this.o.path === ':memory:') return verifyChain(this.sink.reader(), { keys });
+    const worker = moduleWorker('verify-worker', { path: this.o.path, keys });
+    try {
+      const m = await new Promise<{ ok: boolean; result?: VerifyResult; error?: string }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      if (!m.ok) throw new Error(m.error);
+      return m.result as VerifyResult;
+    } finally {
+      await worker.terminate();
+    }
+  }
+
+  /** Dashboard figures over a window (see stats.ts). */
+  stats(window: keyof typeof WINDOWS, now: number): AuditStats {
+    return auditStats(this.sink.reader(), window, now);
   }
 
   /** One page of records matching a filter, in chain order (see query.ts). */

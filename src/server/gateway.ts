@@ -430,6 +430,7 @@ export class Gateway {
         sps: oauth.sps,
         audit,
         store,
+        config: opts.config,
         authorizer: gw.authorizer,
         revokeGrant: async (grantId) => {
           await oauth.revocations.revokeGrant(grantId);

@@ -202,3 +202,31 @@ describe('the OpenAPI document', () => {
     );
   });
 });
+
+describe('admin API: dashboard, roles, trusts, chain verification', () => {
+  it('stats count the proxied requests by decision; roles and bindings come from the config; the chain verifies', async () => {
+    await g.gw.audit.flushed();
+    const s = await admin.get<{ bucketMs: number; buckets: unknown[]; requests: number; authFailures: number }>(
+      '/.keygate/api/admin/v1/stats?window=1h',
+    );
+    expect(s.status).toBe(200);
+    expect(s.body.bucketMs).toBe(60_000);
+    expect(s.body.buckets).toHaveLength(60);
+    // Logins refused above (a revoked key, a disabled person) are authentication failures.
+    expect(s.body.authFailures).toBeGreaterThanOrEqual(2);
+    expect((await admin.get('/.keygate/api/admin/v1/stats?window=7d')).status).toBe(400);
+    const roles = await admin.get<{ roles: { name: string; shipped: boolean }[]; stepUpMaxAgeSeconds: number }>(
+      '/.keygate/api/admin/v1/roles',
+    );
+    expect(roles.body.roles.map((x) => x.name)).toEqual(expect.arrayContaining(['admin', 'ml-reader', 'ml-deployer']));
+    expect(roles.body.roles.every((x) => x.shipped)).toBe(true);
+    expect(roles.body.stepUpMaxAgeSeconds).toBe(300);
+    expect((await admin.get<{ trusts: unknown[] }>('/.keygate/api/admin/v1/federation-trusts')).body.trusts).toEqual(
+      [],
+    );
+    const v = await admin.post<{ ok: boolean; records: number }>('/.keygate/api/admin/v1/audit/verify');
+    expect(v.status).toBe(200);
+    expect(v.body.ok).toBe(true);
+    expect(v.body.records).toBeGreaterThan(10);
+  });
+});
