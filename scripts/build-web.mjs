@@ -1,5 +1,5 @@
-// Builds the browser pages: bundles web/{login,enroll,devices}.ts with esbuild and copies the
-// HTML and the stylesheet next to them in dist/web/. Silent on success; exits non-zero on error.
+// Builds the browser pages: bundles web/{login,enroll,devices,step-up,admin}.ts with esbuild and
+// copies the HTML and the stylesheets next to them in dist/web/. Silent on success; exits non-zero on error.
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,7 +8,8 @@ import { build } from 'esbuild';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'web');
 const out = join(root, 'dist', 'web');
-const pages = ['login', 'enroll', 'devices', 'step-up'];
+const pages = ['login', 'enroll', 'devices', 'step-up', 'admin'];
+const styles = ['style.css', 'admin.css'];
 
 try {
   await rm(out, { recursive: true, force: true });
@@ -28,7 +29,7 @@ try {
   });
   await Promise.all([
     ...pages.map((p) => copyFile(join(src, `${p}.html`), join(out, `${p}.html`))),
-    copyFile(join(src, 'style.css'), join(out, 'style.css')),
+    ...styles.map((f) => copyFile(join(src, f), join(out, f))),
   ]);
 } catch (err) {
   // esbuild has already printed its diagnostics; anything else (fs errors) is reported here.

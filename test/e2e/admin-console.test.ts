@@ -1,0 +1,432 @@
+/**
+ * The admin console in a real browser: Debian's Chromium with Chrome's virtual authenticator.
+ * An admin enrolls, is sent to the login page from the console and back, invites a person,
+ * revokes another person's key, creates a service principal (its secret shown exactly once),
+ * finds a denied proxied request in the audit log, asks the policy tester, and opens every
+ * view at 1280×800 (and two at 390×844), saving a screenshot of each into the git-ignored
+ * test-artifacts/screenshots/. Console errors and page errors are collected over the whole run.
+ *
+ * Each view is its own `it`, in order, on one page: a view whose endpoint is missing fails
+ * alone, with the API's message on screen.
+ */
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
+import { addVirtualAuthenticator, chromiumAvailable, launchChromium } from '../helpers/chromium.js';
+import { simUpstream, startGateway, type TestGateway } from '../helpers/index.js';
+import { enroll } from '../helpers/people.js';
+
+const hasBrowser = chromiumAvailable();
+const SHOTS = new URL('../../test-artifacts/screenshots/', import.meta.url).pathname;
+const ADMIN = 'console-admin@example.com';
+const DESKTOP = { width: 1280, height: 800 };
+const PHONE = { width: 390, height: 844 };
+
+let browser: Browser;
+let sim: Simulator;
+let g: TestGateway;
+let context: BrowserContext;
+let page: Page;
+let origin: string;
+
+/** What the browser reported: console errors and uncaught page errors, with the step they happened in. */
+const reported: { step: string; text: string; url: string }[] = [];
+let step = 'setup';
+const shots: string[] = [];
+
+/**
+ * The only errors the run may show. Chrome logs every 4xx answer to a fetch as a console error
+ * ("Failed to load resource"), so the two steps that provoke a 401 on purpose name it here.
+ */
+const ALLOWED: { step: string | null; url: RegExp; text: RegExp }[] = [
+  { step: null, url: /\/favicon\.ico$/, text: /status of 404/ },
+  // Signed out on purpose: the session and the view's first call answer 401, and the console goes to the login page.
+  { step: 'signed-out visit', url: /\/\.keygate\/api\//, text: /status of 401/ },
+  // A change answered 401 FRESH_LOGIN_REQUIRED (simulated with page.route).
+  { step: 'fresh login', url: /\/\.keygate\/api\/admin\/v1\/service-principals$/, text: /status of 401/ },
+  // A person without an admin role opens the console: the admin API answers 403.
+  { step: 'not an admin', url: /\/\.keygate\/api\/admin\/v1\/users\?/, text: /status of 403/ },
+];
+
+beforeAll(async () => {
+  if (!hasBrowser) return;
+  mkdirSync(SHOTS, { recursive: true });
+  sim = await startSimulator(demoSimOptions());
+  g = await startGateway(
+    { authorization: { stepUpMaxAge: '10m' }, upstreams: simUpstream(sim.url) },
+    { identifiers: [] },
+  );
+  origin = g.gw.publicOrigin;
+  browser = await launchChromium();
+  context = await browser.newContext({ viewport: DESKTOP });
+  page = await context.newPage();
+  watch(page);
+  await addVirtualAuthenticator(page, 'usb');
+}, 60_000);
+
+afterAll(async () => {
+  await context?.close();
+  await browser?.close();
+  await g?.close();
+  await sim?.close();
+});
+
+function watch(p: Page): void {
+  p.on('console', (m) => {
+    if (m.type() === 'error') reported.push({ step, text: m.text(), url: m.location().url });
+  });
+  p.on('pageerror', (e) => reported.push({ step, text: `pageerror: ${e.message}`, url: p.url() }));
+}
+
+async function shot(name: string): Promise<void> {
+  const path = `${SHOTS}${name}.png`;
+  await page.screenshot({ path, fullPage: true });
+  shots.push(path);
+}
+
+/** Follow a nav link, as a person would, and wait for the view's heading. */
+async function open(nav: string, heading: string | RegExp): Promise<void> {
+  await page.click(`#nav a[data-nav="${nav}"]`);
+  await expect.poll(() => page.locator('#view h1').textContent()).toMatch(heading);
+}
+
+/** The in-view error, if the view shows one (a missing endpoint, say). */
+async function viewErrors(): Promise<string[]> {
+  return page.locator('#view .view-error').allTextContents();
+}
+
+describe('the admin console', () => {
+  it.skipIf(!hasBrowser)(
+    'sends a signed-out admin to the login page and back to the view they asked for',
+    async () => {
+      step = 'enroll';
+      const link = await g.gw.auth.enrollment.invite(origin, { email: ADMIN, roles: ['admin'], createdBy: 'e2e' });
+      await page.goto(link.url);
+      await page.click('#register');
+      await expect.poll(() => page.textContent('#status'), { timeout: 15_000 }).toMatch(/registered/i);
+
+      step = 'signed-out visit';
+      await context.clearCookies();
+      await page.goto(`${origin}/.keygate/admin/#/users`);
+      await page.waitForURL((u) => u.pathname === '/.keygate/login', { timeout: 15_000 });
+      expect(new URL(page.url()).searchParams.get('return_to')).toBe('/.keygate/admin/#/users');
+
+      step = 'login';
+      await page.click('#signin');
+      await page.waitForURL((u) => u.pathname === '/.keygate/admin/' && u.hash === '#/users', { timeout: 15_000 });
+      await expect.poll(() => page.textContent('#user-email')).toBe(ADMIN);
+      await expect.poll(() => page.locator('#view h1').textContent()).toBe('Users');
+      expect(await page.getAttribute('#nav a[data-nav="users"]', 'aria-current')).toBe('page');
+    },
+    60_000,
+  );
+
+  it.skipIf(!hasBrowser)('invites a person: the one-time link appears once, with a copy button', async () => {
+    step = 'users';
+    await page.fill('#invite-form input[name="email"]', 'newcomer@example.com');
+    await page.fill('#invite-form input[name="roles"]', 'ml-engineer');
+    await page.click('#invite-submit');
+    const value = page.locator('#invite-result input.once-value');
+    await expect.poll(() => value.inputValue(), { timeout: 10_000 }).toMatch(/\/\.keygate\/enroll\?token=/);
+    expect((await value.inputValue()).startsWith(`${origin}/.keygate/enroll?token=`)).toBe(true);
+    expect(await page.locator('#invite-result button', { hasText: 'Copy' }).count()).toBe(1);
+    await expect.poll(() => page.textContent('#user-list')).toContain('newcomer@example.com');
+    const invited = await g.gw.store.getUserByEmail('newcomer@example.com');
+    expect(invited?.roles).toEqual(['ml-engineer']);
+    await shot('users');
+  });
+
+  it.skipIf(!hasBrowser)("revokes another person's key from their page", async () => {
+    step = 'user';
+    await enroll(g, 'bob@example.com');
+    const bob = await g.gw.store.getUserByEmail('bob@example.com');
+    expect(bob).toBeTruthy();
+
+    await page.fill('#user-search input[name="q"]', 'bob');
+    await page.press('#user-search input[name="q"]', 'Enter');
+    await page.locator('#user-list a', { hasText: 'bob@example.com' }).click();
+    await expect.poll(() => page.locator('#view h1').textContent()).toBe('bob@example.com');
+    expect(new URL(page.url()).hash).toBe(`#/users/${bob?.id}`);
+
+    const revoke = page.locator('#user-keys .revoke-key');
+    await expect.poll(() => revoke.count()).toBe(1);
+    await revoke.click();
+    const dialog = page.locator('dialog.modal[open]');
+    await expect.poll(() => dialog.count()).toBe(1);
+    // A destructive dialog starts on Cancel.
+    expect(await page.evaluate<string | null>('document.activeElement?.textContent ?? null')).toBe('Cancel');
+    await dialog.locator('button[value="confirm"]').click();
+    await expect.poll(() => page.textContent('#user-msg')).toMatch(/revoked/);
+    await expect.poll(() => page.textContent('#user-keys')).toContain('Revoked');
+    const creds = await g.gw.store.listCredentials(bob?.id ?? '');
+    expect(creds.map((c) => c.revokedAt !== null)).toEqual([true]);
+    await shot('user');
+  });
+
+  it.skipIf(!hasBrowser)('creates a service principal and shows its secret exactly once', async () => {
+    step = 'service-principals';
+    await open('service-principals', 'Service principals');
+    await page.fill('#sp-form input[name="name"]', 'ci-deployer');
+    await page.fill('#sp-form input[name="roles"]', 'ml-inference');
+    await page.click('#sp-create');
+    const secretInput = page.locator('#sp-secret input.secret-value');
+    await expect.poll(() => secretInput.count(), { timeout: 10_000 }).toBe(1);
+    const secret = await secretInput.inputValue();
+    expect(secret.length).toBeGreaterThan(20);
+    expect(await page.textContent('#sp-secret')).toMatch(/shown only once/i);
+    await expect.poll(() => page.textContent('#sp-list')).toContain('ci-deployer');
+    await page.locator('#sp-secret button', { hasText: 'Copy' }).last().click();
+    await expect.poll(() => page.textContent('#sp-secret .copy-note')).toMatch(/copied|selected/);
+    await shot('service-principals');
+
+    // Nothing kept it: not in storage, and a reload shows the list without it.
+    const stored = await page.evaluate<string>('JSON.stringify([{ ...localStorage }, { ...sessionStorage }])');
+    expect(stored).not.toContain(secret);
+    await page.reload();
+    await expect.poll(() => page.textContent('#sp-list')).toContain('ci-deployer');
+    expect(await page.content()).not.toContain(secret);
+    expect(await page.locator('#sp-secret').textContent()).toBe('');
+  });
+
+  it.skipIf(!hasBrowser)('lists federation trusts on the service principals page', async () => {
+    step = 'federation-trusts';
+    await expect.poll(() => page.locator('#trusts[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
+    expect(await page.locator('#trusts .view-error').allTextContents()).toEqual([]);
+  });
+
+  it.skipIf(!hasBrowser)('finds a denied proxied request in the audit log, and follows new ones', async () => {
+    step = 'audit';
+    const carol = await enroll(g, 'carol@example.com');
+    const denied = await carol.browser.get('/api/2.0/serving-endpoints');
+    expect(denied.status).toBe(403);
+
+    await open('audit', 'Audit log');
+    await page.selectOption('#af-decision', 'deny');
+    await page.click('#af-apply');
+    expect(new URL(page.url()).hash).toBe('#/audit?decision=deny');
+    const row = page.locator('#audit-list li', { hasText: 'carol@example.com' });
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    expect(await row.textContent()).toContain('/api/2.0/serving-endpoints');
+    expect(await page.locator('#audit-list li', { hasText: 'allow' }).count()).toBe(0);
+
+    // Expanded: the authentication event behind it and its place in the chain.
+    await row.locator('summary').click();
+    const body = (await row.locator('.a-body').textContent()) ?? '';
+    expect(body).toContain('Authentication event');
+    expect(body).toContain('authEventId');
+    expect(body).toMatch(/prevHash[0-9a-f]{64}/);
+    expect(body).toMatch(/hash[0-9a-f]{64}/);
+    await shot('audit');
+
+    // Follow: a second denial appears without reloading.
+    await page.click('#audit-follow');
+    expect(await page.getAttribute('#audit-follow', 'aria-pressed')).toBe('true');
+    await carol.browser.get('/api/2.0/serving-endpoints/iris');
+    await expect
+      .poll(() => page.locator('#audit-list li', { hasText: 'carol@example.com' }).count(), { timeout: 10_000 })
+      .toBe(2);
+    await page.click('#audit-follow');
+    expect(await page.getAttribute('#audit-follow', 'aria-pressed')).toBe('false');
+  });
+
+  it.skipIf(!hasBrowser)('verifies the audit chain', async () => {
+    step = 'audit-verify';
+    await page.click('#audit-verify');
+    await expect.poll(() => page.textContent('#verify-result'), { timeout: 15_000 }).toMatch(/Chain intact|broken|:/);
+    expect(await page.textContent('#verify-result')).toMatch(/^Chain intact: \d+ records/);
+  });
+
+  it.skipIf(!hasBrowser)('answers "may carol deploy fraud-model now?" in the policy tester', async () => {
+    step = 'policy';
+    await open('policy', 'Policy');
+    await page.fill('#pt-principal', 'carol@example.com');
+    await page.fill('#pt-action', 'serving:manage');
+    await page.fill('#pt-resource', 'Endpoint::fraud-model');
+    await page.click('#pt-submit');
+    await expect.poll(() => page.textContent('#policy-result .decision'), { timeout: 10_000 }).toBe('Denied');
+
+    await page.fill('#pt-principal', `user:${ADMIN}`);
+    await page.click('#pt-submit');
+    await expect.poll(() => page.textContent('#policy-result .decision'), { timeout: 10_000 }).toBe('Allowed');
+    expect(await page.textContent('#policy-result')).toContain('admin');
+
+    // By method and path: the preset classifies it.
+    await page.check('#pt-mode-path');
+    await page.selectOption('#pt-method', 'POST');
+    await page.fill('#pt-path', '/api/2.0/token/create');
+    await page.click('#pt-submit');
+    await expect.poll(() => page.textContent('#policy-result')).toContain('credentials:mint');
+    expect(await page.textContent('#policy-result .decision')).toBe('Denied');
+    await shot('policy');
+  });
+
+  it.skipIf(!hasBrowser)('lists roles and bindings', async () => {
+    step = 'roles';
+    await expect.poll(() => page.locator('#roles[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
+    expect(await page.locator('#roles .view-error').allTextContents()).toEqual([]);
+    expect(await page.textContent('#roles')).toContain('ml-engineer');
+  });
+
+  it.skipIf(!hasBrowser)('lists live sessions and token families', async () => {
+    step = 'sessions';
+    await open('sessions', 'Sessions');
+    await expect.poll(() => page.textContent('#session-list'), { timeout: 10_000 }).toContain(ADMIN);
+    await expect.poll(() => page.locator('#family-list[aria-busy]').count()).toBe(0);
+    expect(await viewErrors()).toEqual([]);
+    await shot('sessions');
+  });
+
+  it.skipIf(!hasBrowser)('shows the dashboard: requests by decision, busiest principals and endpoints', async () => {
+    step = 'dashboard';
+    await open('dashboard', 'Dashboard');
+    await expect.poll(() => page.locator('.counters-wrap[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
+    await shot('dashboard');
+    expect(await viewErrors()).toEqual([]);
+    expect(await page.locator('svg.chart title').first().textContent()).toMatch(/Requests per minute/);
+    expect(await page.locator('svg.chart desc').count()).toBe(1);
+    expect(await page.locator('figure table.visually-hidden caption').count()).toBe(1);
+    expect(await page.textContent('.counters')).toMatch(/Denials\s*\d+/);
+    await page.click('.segmented button:has-text("24 hours")');
+    await expect.poll(() => new URL(page.url()).hash).toBe('#/dashboard?window=24h');
+    await expect.poll(() => page.locator('.counters-wrap[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
+    expect(await viewErrors()).toEqual([]);
+  });
+
+  it.skipIf(!hasBrowser)(
+    'asks for a fresh key tap when a change needs one, and comes back to the same view',
+    async () => {
+      step = 'fresh login';
+      await open('service-principals', 'Service principals');
+      const api = `${origin}/.keygate/api/admin/v1/service-principals`;
+      await page.route(api, (route) =>
+        route.request().method() === 'POST'
+          ? route.fulfill({
+              status: 401,
+              contentType: 'application/json',
+              body: JSON.stringify({
+                error_code: 'FRESH_LOGIN_REQUIRED',
+                message: 'Changes need a login within the last few minutes: tap your security key again, then retry.',
+                request_id: 'e2e',
+              }),
+            })
+          : route.continue(),
+      );
+      try {
+        await page.fill('#sp-form input[name="name"]', 'needs-fresh-login');
+        await page.click('#sp-create');
+        const prompt = page.locator('dialog#fresh-login[open]');
+        await expect.poll(() => prompt.count()).toBe(1);
+        expect(await prompt.textContent()).toContain('Confirm with your security key');
+        // Escape closes it and focus goes back to the button that asked.
+        await page.keyboard.press('Escape');
+        await expect.poll(() => prompt.count()).toBe(0);
+        expect(await page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe('sp-create');
+
+        await page.click('#sp-create');
+        await expect.poll(() => prompt.count()).toBe(1);
+        await page.click('#fresh-login-go');
+        await page.waitForURL((u) => u.pathname === '/.keygate/login', { timeout: 15_000 });
+        expect(new URL(page.url()).searchParams.get('return_to')).toBe('/.keygate/admin/#/service-principals');
+      } finally {
+        await page.unroute(api);
+      }
+      step = 'fresh login: sign in';
+      await page.click('#signin');
+      await page.waitForURL((u) => u.pathname === '/.keygate/admin/' && u.hash === '#/service-principals', {
+        timeout: 15_000,
+      });
+      await expect.poll(() => page.locator('#view h1').textContent()).toBe('Service principals');
+    },
+    60_000,
+  );
+
+  it.skipIf(!hasBrowser)("shows the API's message to a signed-in person who is not an admin", async () => {
+    step = 'not an admin';
+    // Dana has no roles; her session (made through the API) goes into a browser of her own.
+    const dana = await enroll(g, 'dana@example.com');
+    const other = await browser.newContext({ viewport: DESKTOP });
+    try {
+      const host = new URL(origin).hostname;
+      await other.addCookies(
+        [...dana.browser.cookies].map(([name, value]) => ({ name, value, domain: host, path: '/' })),
+      );
+      const p = await other.newPage();
+      watch(p);
+      await p.goto(`${origin}/.keygate/admin/#/users`);
+      await expect.poll(() => p.textContent('#user-email')).toBe('dana@example.com');
+      const error = p.locator('#user-list .view-error');
+      await expect.poll(() => error.count(), { timeout: 10_000 }).toBe(1);
+      expect(await error.textContent()).toMatch(/This needs admin:read on Keygate::users \(denied by [^)]+\)/);
+      expect(await error.textContent()).toContain('PERMISSION_DENIED');
+    } finally {
+      await other.close();
+    }
+  });
+
+  it.skipIf(!hasBrowser)('is usable from the keyboard: a skip link, then the nav', async () => {
+    step = 'keyboard';
+    await page.goto(`${origin}/.keygate/admin/#/users`);
+    await page.reload(); // a fresh document: Tab starts from the top
+    await expect.poll(() => page.locator('#view h1').textContent()).toBe('Users');
+    await page.keyboard.press('Tab');
+    expect(await page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe('skip');
+    await page.keyboard.press('Enter');
+    expect(await page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe('main');
+    expect(new URL(page.url()).hash).toBe('#/users'); // the route is untouched
+
+    // Tabbing from the top reaches the nav; Enter on a link opens the view and focuses its heading.
+    await page.focus('#nav a[data-nav="sessions"]');
+    await page.keyboard.press('Enter');
+    await expect.poll(() => page.evaluate<string | null>('document.activeElement?.tagName ?? null')).toBe('H1');
+    expect(await page.evaluate<string | null>('document.activeElement?.textContent ?? null')).toBe('Sessions');
+  });
+
+  it.skipIf(!hasBrowser)('fits a phone screen (390×844): the nav wraps, nothing scrolls sideways', async () => {
+    step = 'phone';
+    await page.setViewportSize(PHONE);
+    try {
+      for (const [hash, heading, name] of [
+        ['#/users', 'Users', 'phone-users'],
+        ['#/audit', 'Audit log', 'phone-audit'],
+      ] as const) {
+        await page.goto(`${origin}/.keygate/admin/${hash}`);
+        await expect.poll(() => page.locator('#view h1').textContent()).toBe(heading);
+        await expect.poll(() => page.locator('#view [aria-busy="true"]').count(), { timeout: 10_000 }).toBe(0);
+        await shot(name);
+        const overflow = await page.evaluate<number>('document.documentElement.scrollWidth - window.innerWidth');
+        expect(overflow, `${hash} scrolls sideways by ${overflow}px`).toBeLessThanOrEqual(0);
+        const nav = await page.locator('#nav').boundingBox();
+        expect(nav?.width ?? 0).toBeLessThanOrEqual(PHONE.width);
+      }
+    } finally {
+      await page.setViewportSize(DESKTOP);
+    }
+  });
+
+  it.skipIf(!hasBrowser)('saved a screenshot of every view', () => {
+    const expected = [
+      'users',
+      'user',
+      'service-principals',
+      'audit',
+      'policy',
+      'sessions',
+      'dashboard',
+      'phone-users',
+      'phone-audit',
+    ].map((n) => `${SHOTS}${n}.png`);
+    for (const f of expected) {
+      expect(existsSync(f), f).toBe(true);
+      expect(statSync(f).size).toBeGreaterThan(1000);
+    }
+    expect(shots.sort()).toEqual(expected.sort());
+  });
+
+  it.skipIf(!hasBrowser)('logged no console errors and no page errors over the whole run', () => {
+    const unexpected = reported.filter(
+      (r) => !ALLOWED.some((a) => (a.step === null || a.step === r.step) && a.url.test(r.url) && a.text.test(r.text)),
+    );
+    expect(unexpected).toEqual([]);
+  });
+});

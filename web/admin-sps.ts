@@ -1,0 +1,307 @@
+/** Machines: service principals, their secrets (shown once), and federation trusts. */
+import { h } from './common.js';
+import {
+  arr,
+  badge,
+  busy,
+  button,
+  call,
+  confirmAction,
+  done,
+  enc,
+  fail,
+  field,
+  Handled,
+  loading,
+  num,
+  oncePanel,
+  relative,
+  roleList,
+  say,
+  section,
+  str,
+  table,
+  when,
+} from './admin-core.js';
+import { roleBadges } from './admin-users.js';
+import type { View } from './admin-router.js';
+
+interface Secret {
+  id: string;
+  createdAt: number;
+  expiresAt: number | null;
+}
+
+interface ServicePrincipal {
+  id: string;
+  name: string;
+  description: string | null;
+  roles: string[];
+  auth: string;
+  secrets: Secret[];
+  createdAt: number;
+  disabled: boolean;
+}
+
+interface Trust {
+  name: string;
+  issuer: string;
+  audience: string;
+  subject: string;
+  servicePrincipal: string;
+  keys?: string;
+}
+
+const DAY = 86_400_000;
+const WARN_DAYS = 14;
+
+const AUTH_LABELS: Record<string, string> = {
+  client_secret_basic: 'Client secret',
+  private_key_jwt: 'Private key JWT',
+  federation: 'Federation only',
+};
+
+function secretCell(sp: ServicePrincipal, s: Secret, onRevoke: (b: HTMLButtonElement) => void): HTMLElement {
+  const now = Date.now();
+  const exp = num(s.expiresAt);
+  const age = num(s.createdAt);
+  let expiry: Node;
+  if (exp === null) expiry = h('span', {}, 'no expiry');
+  else if (exp <= now) expiry = badge('Expired', 'danger');
+  else if (exp - now <= WARN_DAYS * DAY)
+    expiry = h(
+      'span',
+      { class: 'badge badge-warn', title: new Date(exp).toLocaleString() },
+      `Expires ${relative(exp, now)}`,
+    );
+  else expiry = h('span', {}, 'expires ', when(exp));
+  return h(
+    'li',
+    { class: 'secret', 'data-secret-id': str(s.id) },
+    h('span', { class: 'mono' }, str(s.id)),
+    h('span', { class: 'secret-meta' }, age === null ? '' : `created ${relative(age, now)} · `, expiry),
+    button('Revoke', onRevoke, 'btn btn-danger-quiet btn-small', `secret ${str(s.id)} of ${str(sp.name)}`),
+  );
+}
+
+export const servicePrincipals: View = (root, ctx) => {
+  root.append(h('h1', { tabindex: '-1' }, 'Service principals'));
+  const msg = h('div', { role: 'status', 'aria-live': 'polite', id: 'sp-msg' });
+  root.append(msg);
+
+  // Create
+  const name = h('input', { type: 'text', name: 'name', required: true, maxlength: '63', autocomplete: 'off' });
+  const roles = h('input', { type: 'text', name: 'roles', autocomplete: 'off', spellcheck: 'false' });
+  const desc = h('input', { type: 'text', name: 'description', maxlength: '512', autocomplete: 'off' });
+  const createBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'sp-create' }, 'Create');
+  const form = h(
+    'form',
+    { class: 'form-grid', id: 'sp-form', novalidate: true },
+    field('Name', name, 'For example ci-deployer').wrap,
+    field('Roles', roles, 'Separate with commas, e.g. ml-inference').wrap,
+    field('Description (optional)', desc).wrap,
+    h('div', { class: 'form-actions' }, createBtn),
+  );
+  const secretOut = h('div', { id: 'sp-secret' });
+  const createSection = section('Create a service principal', form, secretOut);
+  root.append(createSection);
+
+  const showSecret = (spName: string, clientId: string, secret: string, expiresAt: unknown) => {
+    const exp = num(expiresAt);
+    const panel = oncePanel({
+      title: `Client secret for ${spName}`,
+      warning:
+        'This secret is shown only once: Keygate keeps only its hash. Copy it now into your secret manager or CI settings — it will not be shown again.',
+      fields: [
+        { label: 'Client ID', value: clientId },
+        { label: 'Client secret', value: secret, secret: true },
+      ],
+      extra: [exp === null ? null : h('p', { class: 'hint' }, `It expires ${new Date(exp).toLocaleString()}.`)],
+    });
+    secretOut.replaceChildren(panel);
+    panel.querySelector<HTMLElement>('h3')?.focus();
+  };
+
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (createBtn.dataset['busy'] === 'true') return;
+    if (name.value.trim() === '') {
+      name.setAttribute('aria-invalid', 'true');
+      say(msg, 'Give the service principal a name.', 'error');
+      name.focus();
+      return;
+    }
+    name.removeAttribute('aria-invalid');
+    void busy(createBtn, async () => {
+      try {
+        const body: Record<string, unknown> = { name: name.value.trim(), roles: roleList(roles.value) };
+        if (desc.value.trim() !== '') body['description'] = desc.value.trim();
+        const r = await call<ServicePrincipal & { clientSecret?: string; secretExpiresAt?: number }>(
+          '/service-principals',
+          body,
+        );
+        say(msg, `Service principal ${str(r.name)} created.`);
+        form.reset();
+        if (typeof r.clientSecret === 'string') showSecret(str(r.name), str(r.id), r.clientSecret, r.secretExpiresAt);
+        void load();
+      } catch (err) {
+        if (!(err instanceof Handled)) say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
+      }
+    });
+  });
+
+  // List
+  const list = h('div', { id: 'sp-list' });
+  const listSection = section('Service principals', list);
+  root.append(listSection);
+
+  async function load(): Promise<void> {
+    if (list.childElementCount === 0) loading(list);
+    try {
+      const r = await call<{ servicePrincipals: ServicePrincipal[] }>('/service-principals');
+      if (ctx.signal.aborted) return;
+      done(list, spTable(arr<ServicePrincipal>(r.servicePrincipals)));
+    } catch (err) {
+      if (!ctx.signal.aborted) fail(list, err, 'Service principals could not be loaded');
+    }
+  }
+
+  const afterChange = async (b: HTMLButtonElement, text: string) => {
+    say(msg, text);
+    await load();
+    if (!b.isConnected) listSection.querySelector<HTMLElement>('h2')?.focus();
+  };
+
+  function spTable(sps: ServicePrincipal[]): HTMLElement {
+    return table(
+      'Service principals',
+      [
+        {
+          label: 'Name',
+          cell: (sp: ServicePrincipal) => [
+            h('strong', {}, str(sp.name)),
+            sp.description ? h('span', { class: 'cell-sub' }, str(sp.description)) : null,
+            sp.disabled ? badge('Disabled', 'danger') : null,
+          ],
+        },
+        { label: 'Client ID', cell: (sp: ServicePrincipal) => h('span', { class: 'mono' }, str(sp.id)) },
+        { label: 'Roles', cell: (sp: ServicePrincipal) => roleBadges(sp.roles) },
+        { label: 'Auth', cell: (sp: ServicePrincipal) => AUTH_LABELS[str(sp.auth)] ?? str(sp.auth) },
+        {
+          label: 'Secrets',
+          cls: 'col-secrets',
+          cell: (sp: ServicePrincipal) => {
+            const secrets = arr<Secret>(sp.secrets);
+            if (secrets.length === 0) return h('span', { class: 'muted' }, 'none');
+            return h(
+              'ul',
+              { class: 'secrets' },
+              ...secrets.map((s) =>
+                secretCell(sp, s, async (b) => {
+                  if (
+                    !(await confirmAction(
+                      `Revoke secret ${str(s.id)}?`,
+                      `Clients of ${str(sp.name)} using this secret stop getting tokens at once.`,
+                      'Revoke secret',
+                    ))
+                  )
+                    return;
+                  await busy(b, async () => {
+                    try {
+                      await call(
+                        `/service-principals/${enc(str(sp.id))}/secrets/${enc(str(s.id))}`,
+                        undefined,
+                        'DELETE',
+                      );
+                      await afterChange(b, `Secret ${str(s.id)} revoked.`);
+                    } catch (err) {
+                      if (!(err instanceof Handled)) say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
+                    }
+                  });
+                }),
+              ),
+            );
+          },
+        },
+        {
+          label: 'Actions',
+          cell: (sp: ServicePrincipal) =>
+            str(sp.auth) === 'private_key_jwt'
+              ? null
+              : button(
+                  'New secret',
+                  async (b) => {
+                    if (
+                      !(await confirmAction(
+                        `Create a new secret for ${str(sp.name)}?`,
+                        'The new secret is shown once. At most two secrets are live: when two already are, the older one is revoked now.',
+                        'Create secret',
+                        false,
+                      ))
+                    )
+                      return;
+                    await busy(b, async () => {
+                      try {
+                        const r = await call<{ clientId: string; clientSecret: string; secretExpiresAt: number }>(
+                          `/service-principals/${enc(str(sp.id))}/secrets`,
+                          {},
+                        );
+                        showSecret(str(sp.name), str(r.clientId), str(r.clientSecret), r.secretExpiresAt);
+                        say(msg, `New secret created for ${str(sp.name)}.`);
+                        void load();
+                      } catch (err) {
+                        if (!(err instanceof Handled))
+                          say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
+                      }
+                    });
+                  },
+                  'btn btn-secondary btn-small rotate',
+                  `for ${str(sp.name)}`,
+                ),
+        },
+      ],
+      sps,
+      'No service principals yet.',
+    );
+  }
+  void load();
+
+  // Federation trusts
+  const trusts = h('div', { id: 'trusts' });
+  root.append(
+    section(
+      'Federation trusts',
+      h(
+        'p',
+        { class: 'hint' },
+        "Workloads whose platform identity tokens match a trust get the service principal's tokens without any secret.",
+      ),
+      trusts,
+    ),
+  );
+  loading(trusts);
+  call<{ trusts: Trust[] }>('/federation-trusts').then(
+    (r) => {
+      if (ctx.signal.aborted) return;
+      done(
+        trusts,
+        table(
+          'Federation trusts',
+          [
+            { label: 'Name', cell: (t: Trust) => str(t.name) },
+            { label: 'Issuer', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.issuer)) },
+            { label: 'Audience', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.audience)) },
+            { label: 'Subject', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.subject)) },
+            { label: 'Service principal', cell: (t: Trust) => str(t.servicePrincipal) },
+            { label: 'Keys', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.keys) || '—') },
+          ],
+          arr<Trust>(r.trusts),
+          'No federation trusts are configured.',
+        ),
+      );
+    },
+    (err: unknown) => {
+      if (!ctx.signal.aborted) fail(trusts, err, 'Federation trusts could not be loaded');
+    },
+  );
+};

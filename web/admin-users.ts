@@ -1,0 +1,419 @@
+/** People: the list and search, invitations, and one person's keys, sessions and status. */
+import { h } from './common.js';
+import {
+  arr,
+  badge,
+  busy,
+  button,
+  call,
+  confirmAction,
+  done,
+  enc,
+  fail,
+  field,
+  Handled,
+  loading,
+  oncePanel,
+  qs,
+  roleList,
+  say,
+  section,
+  str,
+  table,
+  when,
+} from './admin-core.js';
+import type { View } from './admin-router.js';
+
+interface User {
+  id: string;
+  email: string;
+  displayName: string;
+  roles: string[];
+  createdAt: number;
+  disabled: boolean;
+  disabledAt: number | null;
+}
+
+interface Credential {
+  id: string;
+  name: string;
+  aaguid: string;
+  authenticator: string;
+  synced: boolean;
+  backupEligible: boolean;
+  createdAt: number;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
+}
+
+export interface Session {
+  id: string;
+  userId: string;
+  credentialId: string;
+  authTime: number;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  ip: string;
+  userAgent: string;
+}
+
+interface Link {
+  url: string;
+  expiresAt: number;
+  user: { id: string; email: string };
+}
+
+export function roleBadges(roles: unknown): HTMLElement {
+  const list = arr<string>(roles).map((r) => str(r));
+  return list.length === 0
+    ? h('span', { class: 'muted' }, 'none')
+    : h('span', { class: 'badges' }, ...list.map((r) => badge(r, 'role')));
+}
+
+export function keyKind(c: { synced?: unknown; backupEligible?: unknown }): string {
+  if (c.synced === true) return 'Synced passkey';
+  if (c.backupEligible === true) return 'Passkey, not synced yet';
+  return 'Device-bound';
+}
+
+/** A short browser name from a user agent, with the whole string as a tooltip. */
+export function agent(ua: unknown): HTMLElement | string {
+  const s = str(ua);
+  if (s === '') return '—';
+  const m = /(Edg|Firefox|Chrome|Chromium|Safari|curl|node|undici)[/ ]?[\d.]*/.exec(s);
+  return h('span', { title: s }, m ? m[0] : s.slice(0, 40));
+}
+
+// ---- the list -------------------------------------------------------------------------------
+
+export const users: View = (root, ctx) => {
+  root.append(h('h1', { tabindex: '-1' }, 'Users'));
+
+  // Invite
+  const inviteMsg = h('div', { role: 'status', 'aria-live': 'polite' });
+  const email = h('input', { type: 'email', name: 'email', required: true, autocomplete: 'off', spellcheck: 'false' });
+  const roles = h('input', { type: 'text', name: 'roles', autocomplete: 'off', spellcheck: 'false' });
+  const display = h('input', { type: 'text', name: 'displayName', autocomplete: 'off' });
+  const inviteBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'invite-submit' }, 'Create invitation');
+  const inviteForm = h(
+    'form',
+    { class: 'form-grid', id: 'invite-form', novalidate: true },
+    field('Email', email).wrap,
+    field('Roles', roles, 'Separate with commas, e.g. ml-engineer, ml-deployer').wrap,
+    field('Display name (optional)', display).wrap,
+    h('div', { class: 'form-actions' }, inviteBtn),
+  );
+  const inviteOut = h('div', { id: 'invite-result' });
+  inviteForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (inviteBtn.dataset['busy'] === 'true') return;
+    if (!email.checkValidity() || email.value.trim() === '') {
+      email.setAttribute('aria-invalid', 'true');
+      say(inviteMsg, 'Enter the email address of the person to invite.', 'error');
+      email.focus();
+      return;
+    }
+    email.removeAttribute('aria-invalid');
+    void busy(inviteBtn, async () => {
+      try {
+        const body: Record<string, unknown> = { email: email.value.trim(), roles: roleList(roles.value) };
+        if (display.value.trim() !== '') body['displayName'] = display.value.trim();
+        const link = await call<Link>('/invitations', body);
+        say(inviteMsg, `Invitation created for ${str(link.user?.email)}.`);
+        const panel = oncePanel({
+          title: `Enrollment link for ${str(link.user?.email)}`,
+          warning: `Send this link to them directly. It works once and expires ${new Date(link.expiresAt).toLocaleString()}. It is not shown again.`,
+          fields: [{ label: 'Enrollment link', value: str(link.url) }],
+        });
+        inviteOut.replaceChildren(panel);
+        inviteForm.reset();
+        void reloadList();
+        panel.querySelector<HTMLElement>('h3')?.focus();
+      } catch (err) {
+        if (!(err instanceof Handled)) inviteOut.replaceChildren();
+        if (!(err instanceof Handled)) say(inviteMsg, errMsg(err), 'error');
+      }
+    });
+  });
+  root.append(section('Invite someone', inviteForm, inviteMsg, inviteOut));
+
+  // Search and list
+  const q = h('input', { type: 'search', name: 'q', autocomplete: 'off', spellcheck: 'false' });
+  q.value = ctx.params.get('q') ?? '';
+  const searchForm = h(
+    'form',
+    { class: 'search', role: 'search', id: 'user-search' },
+    field('Search by email or name', q).wrap,
+    h('button', { type: 'submit', class: 'btn btn-secondary' }, 'Search'),
+  );
+  const listBox = h('div', { id: 'user-list' });
+  const more = h('div');
+  searchForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    history.replaceState(null, '', `#/users${qs({ q: q.value.trim() })}`);
+    void reloadList();
+  });
+  root.append(section('People', searchForm, listBox, more));
+
+  let rows: User[] = [];
+  const columns = [
+    {
+      label: 'Email',
+      cell: (u: User) => h('a', { href: `#/users/${enc(str(u.id))}`, class: 'user-link' }, str(u.email)),
+    },
+    { label: 'Name', cell: (u: User) => str(u.displayName) || '—' },
+    { label: 'Roles', cell: (u: User) => roleBadges(u.roles) },
+    { label: 'Status', cell: (u: User) => (u.disabled ? badge('Disabled', 'danger') : badge('Active', 'ok')) },
+    { label: 'Added', cell: (u: User) => when(u.createdAt) },
+  ];
+
+  async function page(cursor: string | null): Promise<void> {
+    if (cursor === null) loading(listBox);
+    try {
+      const r = await call<{ users: User[]; next: string | null }>(
+        `/users${qs({ q: q.value.trim(), limit: 50, cursor })}`,
+      );
+      if (ctx.signal.aborted) return;
+      const before = cursor === null ? 0 : rows.length;
+      rows = cursor === null ? arr<User>(r.users) : rows.concat(arr<User>(r.users));
+      done(listBox, table('Users', columns, rows, q.value.trim() ? 'Nobody matches that search.' : 'No users yet.'));
+      more.replaceChildren();
+      // "Load more" goes away with its page: focus the first of the new rows instead.
+      if (cursor !== null) listBox.querySelectorAll<HTMLElement>('a.user-link')[before]?.focus();
+      if (typeof r.next === 'string') {
+        const next = r.next;
+        more.append(button('Load more', (b) => busy(b, () => page(next)), 'btn btn-secondary', 'users'));
+      }
+    } catch (err) {
+      if (!ctx.signal.aborted) fail(listBox, err, 'Users could not be loaded');
+    }
+  }
+  const reloadList = () => page(null);
+  void reloadList();
+};
+
+function errMsg(err: unknown): string {
+  return err instanceof Error ? err.message : 'Something went wrong.';
+}
+
+// ---- one person -----------------------------------------------------------------------------
+
+export const userDetail: View = (root, ctx) => {
+  const id = ctx.match[1] ?? '';
+  const title = h('h1', { tabindex: '-1' }, 'User');
+  root.append(h('p', { class: 'crumbs' }, h('a', { href: '#/users' }, '← All users')), title);
+  const msg = h('div', { role: 'status', 'aria-live': 'polite', id: 'user-msg' });
+  const summary = h('div');
+  const actions = h('div', { class: 'actions' });
+  const linkOut = h('div');
+  const keys = h('div', { id: 'user-keys' });
+  const sessions = h('div', { id: 'user-sessions' });
+  const keysSection = section('Security keys and passkeys', keys);
+  const sessionsSection = section('Live sessions', sessions);
+  root.append(msg, summary, actions, linkOut, keysSection, sessionsSection);
+
+  const act = async (b: HTMLButtonElement, fn: () => Promise<unknown>, ok: string): Promise<void> => {
+    await busy(b, async () => {
+      try {
+        await fn();
+        say(msg, ok);
+        await load();
+        // The button may have been replaced (Disable → Enable): keep focus in the view.
+        if (!b.isConnected) title.focus();
+      } catch (err) {
+        if (!(err instanceof Handled)) say(msg, errMsg(err), 'error');
+      }
+    });
+  };
+
+  async function load(): Promise<void> {
+    if (summary.childElementCount === 0) loading(summary);
+    let u: User & { credentials: Credential[]; sessions: Session[] };
+    try {
+      u = await call(`/users/${enc(id)}`);
+    } catch (err) {
+      if (!ctx.signal.aborted) fail(summary, err, 'This user could not be loaded');
+      keysSection.hidden = true;
+      sessionsSection.hidden = true;
+      return;
+    }
+    if (ctx.signal.aborted) return;
+    title.textContent = str(u.email) || 'User';
+    document.title = `${title.textContent} · Keygate admin`;
+    done(
+      summary,
+      h(
+        'dl',
+        { class: 'facts' },
+        h('div', {}, h('dt', {}, 'Name'), h('dd', {}, str(u.displayName) || '—')),
+        h('div', {}, h('dt', {}, 'Roles'), h('dd', {}, roleBadges(u.roles))),
+        h(
+          'div',
+          {},
+          h('dt', {}, 'Status'),
+          h('dd', {}, u.disabled ? badge('Disabled', 'danger') : badge('Active', 'ok')),
+        ),
+        h('div', {}, h('dt', {}, 'Added'), h('dd', {}, when(u.createdAt))),
+        h('div', {}, h('dt', {}, 'ID'), h('dd', { class: 'mono' }, str(u.id))),
+      ),
+    );
+
+    const email = str(u.email);
+    actions.replaceChildren(
+      u.disabled
+        ? button(
+            'Enable',
+            (b) => act(b, () => call(`/users/${enc(id)}/enable`, {}), `${email} can sign in again.`),
+            'btn btn-secondary',
+          )
+        : button(
+            'Disable',
+            async (b) => {
+              if (
+                await confirmAction(
+                  `Disable ${email}?`,
+                  'Their sessions and token families end now, and they cannot sign in until enabled again.',
+                  'Disable',
+                )
+              )
+                await act(b, () => call(`/users/${enc(id)}/disable`, {}), `${email} is disabled.`);
+            },
+            'btn btn-danger-quiet',
+          ),
+      button(
+        'End all sessions',
+        async (b) => {
+          if (
+            await confirmAction(
+              `End all of ${email}'s sessions?`,
+              'They will have to sign in again in every browser.',
+              'End sessions',
+            )
+          )
+            await act(b, () => call(`/users/${enc(id)}/sessions`, undefined, 'DELETE'), 'Their sessions have ended.');
+        },
+        'btn btn-danger-quiet',
+      ),
+      button(
+        'Create a recovery link',
+        (b) =>
+          busy(b, async () => {
+            try {
+              const link = await call<Link>('/recovery-links', { email });
+              say(msg, `Recovery link created for ${email}.`);
+              const panel = oncePanel({
+                title: `Recovery link for ${email}`,
+                warning: `It lets them register a new key. Send it to them directly (after checking it is really them). It works once and expires ${new Date(link.expiresAt).toLocaleString()}. It is not shown again.`,
+                fields: [{ label: 'Recovery link', value: str(link.url) }],
+              });
+              linkOut.replaceChildren(panel);
+              panel.querySelector<HTMLElement>('h3')?.focus();
+            } catch (err) {
+              if (!(err instanceof Handled)) say(msg, errMsg(err), 'error');
+            }
+          }),
+        'btn btn-secondary',
+      ),
+    );
+
+    const creds = arr<Credential>(u.credentials);
+    done(
+      keys,
+      table(
+        `Keys of ${email}`,
+        [
+          { label: 'Name', cell: (c: Credential) => str(c.name) || '—' },
+          { label: 'Authenticator', cell: (c: Credential) => str(c.authenticator) || 'Unknown' },
+          { label: 'Kind', cell: (c: Credential) => keyKind(c) },
+          { label: 'Added', cell: (c: Credential) => when(c.createdAt) },
+          {
+            label: 'Last used',
+            cell: (c: Credential) => (c.lastUsedAt === null ? 'Never' : when(c.lastUsedAt, 'relative')),
+          },
+          {
+            label: 'Status',
+            cell: (c: Credential) => (c.revokedAt === null ? badge('Live', 'ok') : badge('Revoked', 'danger')),
+          },
+          {
+            label: 'Actions',
+            cell: (c: Credential) =>
+              c.revokedAt === null
+                ? h(
+                    'span',
+                    { class: 'cell-actions', 'data-credential-id': str(c.id) },
+                    button(
+                      'Revoke',
+                      async (b) => {
+                        if (
+                          await confirmAction(
+                            `Revoke “${str(c.name)}”?`,
+                            `${email} can no longer sign in with this key, and the sessions made with it end.`,
+                            'Revoke key',
+                          )
+                        ) {
+                          await act(
+                            b,
+                            () => call(`/users/${enc(id)}/credentials/${enc(str(c.id))}`, undefined, 'DELETE'),
+                            `The key “${str(c.name)}” is revoked.`,
+                          );
+                          keysSection.querySelector<HTMLElement>('h2')?.focus();
+                        }
+                      },
+                      'btn btn-danger-quiet btn-small revoke-key',
+                      str(c.name),
+                    ),
+                  )
+                : null,
+          },
+        ],
+        creds,
+        'No keys registered.',
+      ),
+    );
+
+    done(sessions, sessionTable(arr<Session>(u.sessions), null, msg, load));
+  }
+  void load();
+};
+
+/** Sessions with an "End" button each (shared with the sessions view). */
+export function sessionTable(
+  list: Session[],
+  who: ((userId: string) => Node | string) | null,
+  msg: HTMLElement,
+  reload: () => Promise<void>,
+): HTMLElement {
+  const cols = [
+    ...(who ? [{ label: 'Person', cell: (s: Session) => who(str(s.userId)) }] : []),
+    { label: 'Signed in', cell: (s: Session) => when(s.authTime) },
+    { label: 'Last seen', cell: (s: Session) => when(s.lastSeenAt, 'relative') },
+    { label: 'Expires', cell: (s: Session) => when(s.expiresAt, 'relative') },
+    { label: 'IP', cell: (s: Session) => h('span', { class: 'mono' }, str(s.ip) || '—') },
+    { label: 'Browser', cell: (s: Session) => agent(s.userAgent) },
+    {
+      label: 'Actions',
+      cell: (s: Session) =>
+        button(
+          'End',
+          async (b) => {
+            if (!(await confirmAction('End this session?', 'That browser will have to sign in again.', 'End session')))
+              return;
+            await busy(b, async () => {
+              try {
+                await call(`/sessions/${enc(str(s.id))}`, undefined, 'DELETE');
+                say(msg, 'The session has ended.');
+                await reload();
+                if (!b.isConnected) document.querySelector<HTMLElement>('h1')?.focus();
+              } catch (err) {
+                if (!(err instanceof Handled)) say(msg, errMsg(err), 'error');
+              }
+            });
+          },
+          'btn btn-danger-quiet btn-small',
+          'session',
+        ),
+    },
+  ];
+  return table('Live sessions', cols, list, 'No live sessions.');
+}
