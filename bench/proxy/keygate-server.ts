@@ -7,8 +7,10 @@
  * BENCH_POLICY=off injects an allow-all authorizer, to measure what Cedar authorization costs
  * (the benchmark's identity holds the admin role, so with policy on every request is allowed
  * too — through the decision cache).
+ * BENCH_AUDIT=off skips the audit record of every proxied request (`auditRequests: false`), to
+ * measure what the audit log costs; the log itself is still opened.
  */
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.js';
@@ -19,12 +21,15 @@ import { announce } from './child.js';
 
 const logRequests = process.env.BENCH_LOG_REQUESTS === '1';
 process.env.BENCH_UPSTREAM_TOKEN = 'bench-token';
+// A real file on its writer thread, as deployed; a saturation run writes hundreds of MB into it,
+// so the folder goes when the process does.
+const auditDir = mkdtempSync(join(tmpdir(), 'kg-bench-audit-'));
+process.once('exit', () => rmSync(auditDir, { recursive: true, force: true }));
 const config = parseConfig({
   listen: { host: '127.0.0.1', port: 0 },
   log: logRequests ? { requests: true } : {},
   shutdown: { drainTimeout: '1s' },
-  // A real file on its writer thread, as deployed (removed with the temporary folder by the OS).
-  audit: { path: join(mkdtempSync(join(tmpdir(), 'kg-bench-audit-')), 'audit.db') },
+  audit: { path: join(auditDir, 'audit.db') },
   upstreams: {
     ws: {
       url: process.env.BENCH_UPSTREAM_URL as string,
@@ -39,6 +44,7 @@ const gw = await Gateway.create({
   ...(process.env.BENCH_POLICY === 'off'
     ? { authorizer: { decide: () => ({ effect: 'allow' as const, reasons: ['bench:policy-off'] }), stepUpMaxAgeS: 300 } }
     : {}),
+  ...(process.env.BENCH_AUDIT === 'off' ? { auditRequests: false } : {}),
 });
 // A clean exit on SIGTERM lets `node --cpu-prof` write its profile.
 process.once('SIGTERM', () => {

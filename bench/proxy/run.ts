@@ -1,5 +1,5 @@
 /**
- * bench/proxy: one upstream, reached seven ways, on loopback.
+ * bench/proxy: one upstream, reached eight ways, on loopback.
  *
  *   direct      the minimal upstream itself
  *   nginx       Debian's nginx as a plain reverse proxy (one worker, keep-alive upstream)
@@ -8,6 +8,7 @@
  *   keygate     Keygate with its default config (refusals logged; no line per successful request)
  *   keygate-accesslog  the same with log.requests on (one JSON line per successful request)
  *   keygate-nopolicy  the default config with an allow-all authorizer (the cost of Cedar)
+ *   keygate-noaudit  the default config without the per-request audit record (the cost of the audit log)
  *
  * Servers run on core 0, the load generators (wrk, then the fixed-rate generator process)
  * and this runner on core 1, when there are two cores and taskset. Saturation throughput is wrk's
@@ -252,6 +253,7 @@ async function main(): Promise<void> {
     ['keygate', () => startNode('keygate-server.ts', env, profileArgs)],
     ['keygate-accesslog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '1' }, profileArgs)],
     ['keygate-nopolicy', () => startNode('keygate-server.ts', { ...env, BENCH_POLICY: 'off' }, profileArgs)],
+    ['keygate-noaudit', () => startNode('keygate-server.ts', { ...env, BENCH_AUDIT: 'off' }, profileArgs)],
   ];
   const only = args.only?.split(',');
   const targets: Target[] = [];
