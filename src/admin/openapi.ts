@@ -1,8 +1,9 @@
 /**
  * The admin API's OpenAPI 3.1 document, built from the same zod schemas the handlers validate
- * with: each route is registered through `AdminRoutes.add`, which both installs the handler and
- * records its description, so the document cannot list a route that does not exist or miss one
- * that does.
+ * with: each route is registered through `AdminRoutes.add`, which installs the handler behind the
+ * policy decision its description names and records that description — so the document cannot
+ * list a route that does not exist, miss one that does, or name another policy than the one
+ * enforced.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
@@ -29,22 +30,29 @@ export interface RouteDoc {
 }
 
 type Method = 'GET' | 'POST' | 'DELETE';
-type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown>;
+/** Decides the call (throws the refusal); what it returns is handed to the handler. */
+type Authorize<A> = (req: FastifyRequest, action: RouteDoc['action'], area: AdminArea) => Promise<A>;
+type Handler<A> = (req: FastifyRequest, reply: FastifyReply, caller: A) => Promise<unknown>;
 
 /** JSON Schema of a zod schema as a client sends it (inputs; transforms described by their input). */
 const schemaOf = (t: z.ZodType) =>
   z.toJSONSchema(t, { io: 'input', unrepresentable: 'any', target: 'draft-2020-12' }) as Record<string, unknown>;
 
-export class AdminRoutes {
+export class AdminRoutes<A> {
   private readonly paths: Record<string, Record<string, unknown>> = {};
 
   constructor(
     private readonly app: FastifyInstance,
     private readonly prefix: string,
+    private readonly authorize: Authorize<A>,
   ) {}
 
-  add(method: Method, path: string, doc: RouteDoc, handler: Handler): void {
-    this.app.route({ method, url: this.prefix + path, handler });
+  add(method: Method, path: string, doc: RouteDoc, handler: Handler<A>): void {
+    this.app.route({
+      method,
+      url: this.prefix + path,
+      handler: async (req, reply) => handler(req, reply, await this.authorize(req, doc.action, doc.area)),
+    });
     const openPath = path.replace(/:([A-Za-z]+)/g, '{$1}');
     const parameters: unknown[] = [];
     for (const [where, s] of [

@@ -147,7 +147,6 @@ export interface AdminDeps {
 
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { auth, publicOrigin, clientIp, sps, audit } = deps;
-  const r = new AdminRoutes(app, '/.keygate/api/admin/v1');
   /**
    * The one authorizing layer for admin calls: Cedar decides `admin:read` or `admin:manage` on
    * `Keygate::<area>` for the caller's session like for any request — roles, group bindings and
@@ -182,6 +181,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       message: `This needs ${action} on Keygate::${area} (denied by ${d.reasons.join(', ')}).`,
     });
   };
+  const r = new AdminRoutes(app, '/.keygate/api/admin/v1', authorize);
   const ctx = (req: FastifyRequest) => ({ ip: clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') });
   /** An admin.change record: the admin (and the login behind the session), the call, the change. */
   const changed = (req: FastifyRequest, admin: ResolvedSession, change: AuditChange): void => {
@@ -214,8 +214,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       body: inviteBody,
       ok: { status: 201, description: 'The link (shown once) and the user.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'invitations');
+    async (req, reply, admin) => {
       const b = parseInput(inviteBody, req.body);
       const link = await auth.enrollment.invite(publicOrigin(), {
         email: b.email,
@@ -244,8 +243,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       body: recoverBody,
       ok: { status: 201, description: 'The link (shown once) and the user.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'users');
+    async (req, reply, admin) => {
       const b = parseInput(recoverBody, req.body);
       let link: Awaited<ReturnType<typeof auth.enrollment.recover>>;
       try {
@@ -290,8 +288,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       area: 'service-principals',
       ok: { status: 200, description: '{ servicePrincipals }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'service-principals');
+    async (_req, reply, _admin) => {
       reply.header('cache-control', 'no-store');
       const all = await Promise.all((await sps.list()).map(spView));
       return { servicePrincipals: all };
@@ -308,8 +305,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       body: spBody,
       ok: { status: 201, description: 'The principal, and clientSecret once.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'service-principals');
+    async (req, reply, admin) => {
       const b = parseInput(spBody, req.body);
       const { sp, secret } = await sps.create({
         name: b.name,
@@ -352,8 +348,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: spParams,
       ok: { status: 201, description: 'clientSecret once, its id and expiry.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'service-principals');
+    async (req, reply, admin) => {
       const { id } = parseInput(spParams, req.params);
       const before = (await sps.liveSecrets(id)).map((x) => x.id).sort();
       const r = await sps.rotate(id);
@@ -384,8 +379,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: secretParams,
       ok: { status: 204, description: 'Revoked.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'service-principals');
+    async (req, reply, admin) => {
       const { id, secretId } = parseInput(secretParams, req.params);
       if (!(await sps.revokeSecret(id, secretId)))
         throw new KeygateError('NOT_FOUND', { message: 'No such live secret.' });
@@ -451,8 +445,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       query: userList,
       ok: { status: 200, description: '{ users, next }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'users');
+    async (req, reply, _admin) => {
       const q = parseInput(userList, req.query);
       const after = q.cursor === undefined ? undefined : Buffer.from(q.cursor, 'base64url').toString();
       const users = await deps.store.listUsers({
@@ -479,8 +472,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: userParams,
       ok: { status: 200, description: 'The user, credentials and sessions.' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'users');
+    async (req, reply, _admin) => {
       const u = await userOr404(parseInput(userParams, req.params).id);
       reply.header('cache-control', 'no-store');
       return {
@@ -509,8 +501,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         params: userParams,
         ok: { status: 200, description: 'The user.' },
       },
-      async (req) => {
-        const admin = await authorize(req, 'admin:manage', 'users');
+      async (req, _reply, admin) => {
         const u = await userOr404(parseInput(userParams, req.params).id);
         if (disabled && u.id === admin.user.id) {
           throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
@@ -543,8 +534,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: credentialParams,
       ok: { status: 204, description: 'Revoked.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'credentials');
+    async (req, reply, admin) => {
       const { id, credentialId } = parseInput(credentialParams, req.params);
       const u = await userOr404(id);
       const c = (await deps.store.listCredentials(u.id)).find((x) => x.id === credentialId && x.revokedAt === null);
@@ -572,8 +562,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       query: sessionList,
       ok: { status: 200, description: '{ sessions }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'sessions');
+    async (req, reply, _admin) => {
       const q = parseInput(sessionList, req.query);
       reply.header('cache-control', 'no-store');
       const list = await deps.store.listSessions({
@@ -595,8 +584,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: sessionParams,
       ok: { status: 204, description: 'Ended.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'sessions');
+    async (req, reply, admin) => {
       const { id } = parseInput(sessionParams, req.params);
       const x = await deps.store.getSession(id);
       if (!x || x.revokedAt !== null) throw new KeygateError('NOT_FOUND', { message: 'No such live session.' });
@@ -616,8 +604,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: userParams,
       ok: { status: 204, description: 'Ended.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'sessions');
+    async (req, reply, admin) => {
       const u = await userOr404(parseInput(userParams, req.params).id);
       const live = await deps.store.listSessions({ userId: u.id, liveAt: deps.now(), limit: 100_000 });
       await auth.sessions.revokeForUser(u.id);
@@ -644,8 +631,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       query: familyList,
       ok: { status: 200, description: '{ tokenFamilies }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'sessions');
+    async (req, reply, _admin) => {
       const q = parseInput(familyList, req.query);
       reply.header('cache-control', 'no-store');
       const list = await deps.store.listOAuthGrants({
@@ -666,8 +652,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       params: familyParams,
       ok: { status: 204, description: 'Ended.' },
     },
-    async (req, reply) => {
-      const admin = await authorize(req, 'admin:manage', 'sessions');
+    async (req, reply, admin) => {
       const { id } = parseInput(familyParams, req.params);
       const f = (await deps.store.listOAuthGrants({ now: deps.now(), limit: 100_000 })).find((x) => x.id === id);
       if (!f) throw new KeygateError('NOT_FOUND', { message: 'No such live token family.' });
@@ -691,8 +676,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       area: 'policy',
       ok: { status: 200, description: '{ roles, bindings, stepUpMaxAgeSeconds }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'policy');
+    async (_req, reply, _admin) => {
       const a = deps.config.authorization;
       const configured = a.roles as Record<string, { description: string; grants: unknown[] }>;
       const all = { ...SHIPPED_ROLES, ...configured };
@@ -718,8 +702,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       area: 'service-principals',
       ok: { status: 200, description: '{ trusts }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'service-principals');
+    async (_req, reply, _admin) => {
       reply.header('cache-control', 'no-store');
       return {
         trusts: deps.config.tokens.federation.map((t) => ({
@@ -747,8 +730,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       body: policyTestBody,
       ok: { status: 200, description: '{ decision, reasons, action, resource, roles, stepUp }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'policy');
+    async (req, reply, _admin) => {
       const b = parseInput(policyTestBody, req.body);
       const [kind, ...rest] = b.principal.split(':');
       const who = rest.join(':');
@@ -814,8 +796,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       query: auditQuery,
       ok: { status: 200, description: '{ records, next } — each record with seq, prevHash and hash' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'audit');
+    async (req, reply, _admin) => {
       const q = parseInput(auditQuery, req.query);
       let page: AuditPage;
       try {
@@ -855,8 +836,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           '{ window, bucketMs, buckets, topPrincipals, topEndpoints, requests, denials, stepUps, authFailures, partial }',
       },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'audit');
+    async (req, reply, _admin) => {
       const q = parseInput(statsQuery, req.query);
       reply.header('cache-control', 'no-store');
       return audit.stats(q.window, deps.now());
@@ -871,8 +851,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       area: 'audit',
       ok: { status: 200, description: '{ ok, records, checkpoints, firstSeq, lastSeq, problem? }' },
     },
-    async (req, reply) => {
-      await authorize(req, 'admin:read', 'audit');
+    async (_req, reply, _admin) => {
       const keys = (await deps.store.listSigningKeys('audit')).map((k) => JSON.parse(k.publicJwk) as JWK);
       reply.header('cache-control', 'no-store');
       return audit.verify(keys);

@@ -423,6 +423,24 @@ describe("the Databricks CLI's browser login on the workspace's own paths", () =
   });
 });
 
+/** The proxy's answer to a GET of the serving endpoints with this token (and its DPoP key). */
+async function servingStatus(accessToken: string, DPoP: oidc.DPoPHandle): Promise<number | undefined> {
+  return oidc
+    .fetchProtectedResource(
+      cli,
+      accessToken,
+      new URL(`${g.url}/api/2.0/serving-endpoints`),
+      'GET',
+      undefined,
+      undefined,
+      {
+        DPoP,
+      },
+    )
+    .then((r) => r.status)
+    .catch((e: { status?: number }) => e.status);
+}
+
 describe('token families in the admin API', () => {
   it("lists a person's CLI login; ending it stops its refresh and access tokens at once, audited", async () => {
     const { browser: admin } = await enroll(g, 'families-admin@example.com', {
@@ -441,20 +459,7 @@ describe('token families in the admin API', () => {
     expect(del.status).toBe(204);
     // The access token is refused by the proxy at once; nothing reaches the upstream.
     const before = seen.length;
-    const res = await oidc
-      .fetchProtectedResource(
-        cli,
-        tokens.access_token,
-        new URL(`${g.url}/api/2.0/serving-endpoints`),
-        'GET',
-        undefined,
-        undefined,
-        {
-          DPoP,
-        },
-      )
-      .catch((e: { status?: number }) => e);
-    expect((res as { status: number }).status).toBe(401);
+    expect(await servingStatus(tokens.access_token, DPoP)).toBe(401);
     expect(seen.length).toBe(before);
     await expect(
       oidc.refreshTokenGrant(cli, tokens.refresh_token as string, undefined, { DPoP }),
@@ -482,23 +487,8 @@ describe('token families in the admin API', () => {
     });
     const { DPoP, tokens } = await cliTokens('openid offline_access', person);
     const sub = claimsOf(tokens.access_token).sub as string;
-    const call = () =>
-      oidc
-        .fetchProtectedResource(
-          cli,
-          tokens.access_token,
-          new URL(`${g.url}/api/2.0/serving-endpoints`),
-          'GET',
-          undefined,
-          undefined,
-          {
-            DPoP,
-          },
-        )
-        .then((r) => r.status)
-        .catch((e: { status?: number }) => e.status);
-    expect(await call()).toBe(200);
+    expect(await servingStatus(tokens.access_token, DPoP)).toBe(200);
     expect((await admin.post(`/.keygate/api/admin/v1/users/${sub}/disable`)).status).toBe(200);
-    expect(await call()).toBe(401);
+    expect(await servingStatus(tokens.access_token, DPoP)).toBe(401);
   });
 });
