@@ -81,6 +81,7 @@ export async function demo(o: DemoOptions, out: Output, env: NodeJS.ProcessEnv =
       'Then:',
       `  ${g}/api/2.0/serving-endpoints   # in the same browser: the workspace, through Keygate`,
       `  ${g}/.keygate/devices            # your keys: add a backup, rename, revoke`,
+      `  ${g}/.keygate/admin/             # the admin console: dashboard, users, keys, audit log`,
       `  curl -i ${g}/api/2.0/serving-endpoints     # 401: nobody gets through without an identity`,
       `  curl ${g}/.keygate/readyz                  # ready: store and workspace credential OK`,
       `  ./bin/keygate.js admin invite --config ${configFile} colleague@example.com`,
