@@ -29,7 +29,7 @@ export interface RouteDoc {
   ok: { status: number; description: string };
 }
 
-type Method = 'GET' | 'POST' | 'DELETE';
+type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
 /** Decides the call (throws the refusal); what it returns is handed to the handler. */
 type Authorize<A> = (req: FastifyRequest, action: RouteDoc['action'], area: AdminArea) => Promise<A>;
 type Handler<A> = (req: FastifyRequest, reply: FastifyReply, caller: A) => Promise<unknown>;

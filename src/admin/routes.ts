@@ -127,6 +127,9 @@ const auditQuery = z.strictObject({
   cursor: z.string().min(1).max(64).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
 });
+const spKeys = z.strictObject({
+  keys: z.array(z.record(z.string(), z.unknown())).min(1).max(8),
+});
 const secretParams = z.object({ id: z.string().min(1).max(200), secretId: z.string().min(1).max(64) });
 
 /** The parts of Keygate the admin API manages: the resource `Keygate::<area>` in policies. */
@@ -140,6 +143,8 @@ export interface AdminDeps {
   store: Store;
   authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'> & Partial<Pick<Authorizer, 'rolesOf'>>;
   config: Config;
+  /** Refuse every token of a subject issued so far (a disabled service principal). */
+  revokeSubject: (subject: string) => Promise<void>;
   /** End a token family: its refresh tokens are deleted and its access tokens refused at once. */
   revokeGrant: (grantId: string) => Promise<void>;
   now: () => number;
@@ -389,6 +394,58 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         before: { secretId },
       });
       reply.code(204);
+    },
+  );
+
+  r.add(
+    'PUT',
+    '/service-principals/:id/keys',
+    {
+      summary: 'Register (replace) the public keys it signs private_key_jwt assertions with',
+      action: 'admin:manage',
+      area: 'service-principals',
+      params: spParams,
+      body: spKeys,
+      ok: { status: 200, description: 'The principal.' },
+    },
+    async (req, _reply, admin) => {
+      const { id } = parseInput(spParams, req.params);
+      const b = parseInput(spKeys, req.body);
+      const before = await sps.find(id);
+      const sp = await sps.setKeys(id, b as never);
+      const kids = (j: string | null) =>
+        j === null ? [] : (JSON.parse(j) as { keys: { kid?: string }[] }).keys.map((k) => k.kid ?? '?');
+      changed(req, admin, {
+        op: 'service_principal.keys_update',
+        target: `service_principal:${sp.id}`,
+        before: { keyIds: kids(before?.jwks ?? null) },
+        after: { keyIds: kids(sp.jwks) },
+      });
+      return spView(sp);
+    },
+  );
+
+  r.add(
+    'POST',
+    '/service-principals/:id/disable',
+    {
+      summary: 'Disable: no new tokens, and its tokens already issued are refused at once',
+      action: 'admin:manage',
+      area: 'service-principals',
+      params: spParams,
+      ok: { status: 200, description: 'The principal.' },
+    },
+    async (req, _reply, admin) => {
+      const { id } = parseInput(spParams, req.params);
+      const sp = await sps.disable(id);
+      await deps.revokeSubject(sp.id);
+      changed(req, admin, {
+        op: 'service_principal.disable',
+        target: `service_principal:${sp.id}`,
+        before: { disabled: false },
+        after: { disabled: true },
+      });
+      return spView({ ...sp, disabledAt: deps.now() });
     },
   );
 

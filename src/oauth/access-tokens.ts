@@ -225,7 +225,8 @@ export class AccessTokens {
     token: string,
     req: IncomingMessage,
   ): Identity | Promise<Identity> {
-    if (this.d.revocations.isRevoked(v.claims.jti as string, v.claims.kg_grant)) throw invalidToken('token revoked');
+    if (this.d.revocations.isRevoked(v.claims.jti as string, v.claims.kg_grant, v.claims.sub))
+      throw invalidToken('token revoked');
     const jkt = v.claims.cnf?.jkt;
     if (jkt === undefined) {
       // RFC 9449 §7.1: the DPoP scheme is for DPoP-bound tokens only.

@@ -305,7 +305,7 @@ export class OAuthServer {
     const active =
       visible &&
       c !== undefined &&
-      !this.revocations.isRevoked(c.jti as string, c.kg_grant) &&
+      !this.revocations.isRevoked(c.jti as string, c.kg_grant, c.sub) &&
       (v as { expiresAt: number }).expiresAt > this.d.clock.now();
     ctx.status = 200;
     ctx.set('cache-control', 'no-store');

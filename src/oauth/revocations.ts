@@ -33,9 +33,18 @@ export class Revocations {
     if (this.timer) clearInterval(this.timer);
   }
 
-  isRevoked(jti: string, grantId: string | undefined): boolean {
+  isRevoked(jti: string, grantId: string | undefined, subject?: string): boolean {
     if (this.revoked.size === 0) return false;
-    return this.revoked.has(`jti:${jti}`) || (grantId !== undefined && this.revoked.has(`grant:${grantId}`));
+    return (
+      this.revoked.has(`jti:${jti}`) ||
+      (grantId !== undefined && this.revoked.has(`grant:${grantId}`)) ||
+      (subject !== undefined && this.revoked.has(`sub:${subject}`))
+    );
+  }
+
+  /** Every token of a subject issued so far (a disabled service principal): refused from now on. */
+  async revokeSubject(subject: string): Promise<void> {
+    await this.add(`sub:${subject}`, this.clock.now() + this.rememberMs);
   }
 
   async revokeToken(jti: string, expiresAtMs: number): Promise<void> {

@@ -99,17 +99,7 @@ export class ServicePrincipals {
         message: 'A service principal name is 1–63 letters, digits, dots, dashes or underscores.',
       });
     }
-    // Each registered key must be a usable public key now, not an error at its first use.
-    for (const k of o.jwks?.keys ?? []) {
-      try {
-        await importJWK(
-          k,
-          typeof k.alg === 'string' ? k.alg : k.kty === 'RSA' ? 'RS256' : k.kty === 'OKP' ? 'EdDSA' : 'ES256',
-        );
-      } catch {
-        throw new KeygateError('BAD_REQUEST', { message: 'A registered key is not a valid public JWK.' });
-      }
-    }
+    await assertUsableKeys(o.jwks?.keys ?? []);
     if (await this.store.getServicePrincipalByName(o.name)) {
       throw new KeygateError('CONFLICT', { message: `A service principal named "${o.name}" exists already.` });
     }
@@ -126,6 +116,24 @@ export class ServicePrincipals {
     await this.store.insertServicePrincipal(sp);
     const secret = o.withSecret === false || o.jwks !== undefined ? null : await this.addSecret(sp.id);
     return { sp, secret };
+  }
+
+  /** Register (replace) the public keys it signs private_key_jwt assertions with. */
+  async setKeys(idOrName: string, jwks: { keys: JWK[] }): Promise<ServicePrincipalRecord> {
+    const sp = await this.find(idOrName);
+    if (!sp || sp.disabledAt !== null) throw new KeygateError('NOT_FOUND', { message: 'No such service principal.' });
+    await assertUsableKeys(jwks.keys);
+    const stored = JSON.stringify(publicJwks(jwks));
+    await this.store.setServicePrincipalJwks(sp.id, stored);
+    return { ...sp, jwks: stored };
+  }
+
+  /** Disable: no new tokens (the token endpoint no longer knows it as a client). */
+  async disable(idOrName: string): Promise<ServicePrincipalRecord> {
+    const sp = await this.find(idOrName);
+    if (!sp || sp.disabledAt !== null) throw new KeygateError('NOT_FOUND', { message: 'No such live service principal.' });
+    await this.store.disableServicePrincipal(sp.id, this.clock.now());
+    return sp;
   }
 
   /**
@@ -227,6 +235,20 @@ export class ServicePrincipals {
 }
 
 /** Keep only public members of the keys (a private key must never be registered by mistake). */
+/** Each registered key must be a usable public key now, not an error at its first use. */
+async function assertUsableKeys(keys: JWK[]): Promise<void> {
+  for (const k of keys) {
+    try {
+      await importJWK(
+        k,
+        typeof k.alg === 'string' ? k.alg : k.kty === 'RSA' ? 'RS256' : k.kty === 'OKP' ? 'EdDSA' : 'ES256',
+      );
+    } catch {
+      throw new KeygateError('BAD_REQUEST', { message: 'A registered key is not a valid public JWK.' });
+    }
+  }
+}
+
 export function publicJwks(jwks: { keys: JWK[] }): { keys: JWK[] } {
   return {
     keys: jwks.keys.map((k) => {

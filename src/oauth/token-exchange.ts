@@ -243,7 +243,7 @@ async function unbind(
   }
   const c = v.claims;
   if (c.client_id !== CLI_CLIENT_ID || c.kg_pt !== 'user') return refuse(d, ctx, 'exchange_subject_invalid', null);
-  if (d.revocations.isRevoked(c.jti as string, c.kg_grant))
+  if (d.revocations.isRevoked(c.jti as string, c.kg_grant, c.sub))
     return refuse(d, ctx, 'exchange_subject_revoked', c.sub ?? null);
   // A disabled person gets no new token, even from a token that has not expired yet.
   const person = await d.store.getUser(c.sub as string);

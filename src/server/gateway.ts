@@ -432,6 +432,7 @@ export class Gateway {
         store,
         config: opts.config,
         authorizer: gw.authorizer,
+        revokeSubject: (subject) => oauth.revocations.revokeSubject(subject),
         revokeGrant: async (grantId) => {
           await oauth.revocations.revokeGrant(grantId);
           await store.revokeOAuthGrant(grantId);

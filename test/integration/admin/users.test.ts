@@ -182,14 +182,16 @@ describe('the OpenAPI document', () => {
     );
     // The guide's table, one operation per row.
     const guide = readFileSync(join(import.meta.dirname, '../../../docs/guides/admin-api.md'), 'utf8');
-    const documented = [...guide.matchAll(/^\| `(GET|POST|DELETE) ([^`?\s]+)/gm)].map((m) => `${m[1]} ${m[2]}`);
+    const documented = [...guide.matchAll(/^\| `(GET|POST|PUT|DELETE) ([^`?\s]+)/gm)].map((m) => `${m[1]} ${m[2]}`);
     expect(new Set(operations)).toEqual(new Set(documented));
     for (const op of operations) {
       const [method, path] = op.split(' ') as [string, string];
       const url = `${g.url}/.keygate/api/admin/v1${path.replace(/\{[^}]+\}/g, 'x')}`;
       const res = await fetch(
         url,
-        method === 'POST' ? { method, headers: { 'content-type': 'application/json' }, body: '{}' } : { method },
+        method === 'POST' || method === 'PUT'
+          ? { method, headers: { 'content-type': 'application/json' }, body: '{}' }
+          : { method },
       );
       expect(res.status, op).toBe(401);
       await res.body?.cancel();

@@ -2,6 +2,7 @@
  * The admin API's service principals (who may call it, the secret shown once, rotation,
  * revocation, bad input) and its audit log: admin.change records, filters, cursor pagination.
  */
+import { exportJWK, generateKeyPair } from 'jose';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChainedRecord } from '../../../src/audit/record.js';
@@ -241,5 +242,54 @@ describe('admin API: audit', () => {
       expect(r.status, q).toBe(400);
       expect(r.body.error_code, q).toBe('BAD_REQUEST');
     }
+  });
+});
+
+describe('admin API: a service principal disabled, and its keys registered', () => {
+  it('disabling refuses new tokens and the tokens it already has, at once; nothing reaches the upstream', async () => {
+    const c = await admin.post<Created>('/.keygate/api/admin/v1/service-principals', {
+      name: 'retiring',
+      roles: ['admin'],
+    });
+    const issued = await clientCredentials(g.url, c.body.id, c.body.clientSecret as string);
+    const at = issued.body.access_token as string;
+    const call = async () => {
+      const r = await request(`${g.url}/api/anything`, { headers: { authorization: `Bearer ${at}` } });
+      await r.body.text();
+      return r.statusCode;
+    };
+    expect(await call()).toBe(200);
+    const off = await admin.post<{ disabled: boolean }>(
+      `/.keygate/api/admin/v1/service-principals/${c.body.id}/disable`,
+    );
+    expect(off.status).toBe(200);
+    expect(off.body.disabled).toBe(true);
+    const before = up.seen.length;
+    expect(await call()).toBe(401);
+    expect(up.seen.length).toBe(before);
+    expect(await tokenStatus(c.body.id, c.body.clientSecret as string)).toBe(401);
+    expect((await admin.post(`/.keygate/api/admin/v1/service-principals/${c.body.id}/disable`)).status).toBe(404);
+  });
+
+  it('registers public keys for private_key_jwt; a private key is refused', async () => {
+    const c = await admin.post<Created>('/.keygate/api/admin/v1/service-principals', { name: 'keyed', secret: false });
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const pub = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
+    const put = await admin.call<Created>('PUT', `/.keygate/api/admin/v1/service-principals/${c.body.id}/keys`, {
+      keys: [pub],
+    });
+    expect(put.status).toBe(200);
+    expect(put.body.auth).toBe('private_key_jwt');
+    const priv = await admin.call<{ error_code: string }>(
+      'PUT',
+      `/.keygate/api/admin/v1/service-principals/${c.body.id}/keys`,
+      {
+        keys: [{ ...(await exportJWK(privateKey)), kid: 'k2' }],
+      },
+    );
+    expect(priv.status).toBe(400);
+    expect(priv.body.error_code).toBe('BAD_REQUEST');
+    const stored = await g.gw.store.getServicePrincipal(c.body.id);
+    expect(JSON.parse(stored?.jwks as string).keys.map((k: { kid: string }) => k.kid)).toEqual(['k1']);
   });
 });
