@@ -4,6 +4,7 @@
  * Every call passes one authorizing layer: a live session, and Cedar's decision on `admin:read`
  * or `admin:manage` (sensitive: a recent login) for the area (`Keygate::<area>`).
  */
+import { randomUUID } from 'node:crypto';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { JWK } from 'jose';
 import { z } from 'zod';
@@ -28,6 +29,7 @@ import type { ServicePrincipals } from '../oauth/service-principals.js';
 import type {
   CredentialRecord,
   OAuthGrantSummary,
+  RoleBindingRecord,
   ServicePrincipalRecord,
   SessionRecord,
   Store,
@@ -95,6 +97,17 @@ const policyTestBody = z
     (b) => b.action !== undefined || b.path !== undefined,
     'give an action (and resource), or a path (and method)',
   );
+const bindingBody = z.union([
+  z.strictObject({
+    group: z.string().trim().min(1).max(256),
+    role: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a role name'),
+  }),
+  z.strictObject({
+    user: z.string().trim().refine(isEmail, 'must be an email address'),
+    role: z.string().regex(/^[a-z][a-z0-9-]{0,62}$/, 'must be a role name'),
+  }),
+]);
+const bindingParams = z.object({ id: z.string().min(1).max(64) });
 const statsQuery = z.strictObject({ window: z.enum(['1h', '24h']).default('1h') });
 const familyParams = z.object({ id: z.string().min(1).max(200) });
 const familyList = z.strictObject({
@@ -143,6 +156,8 @@ export interface AdminDeps {
   store: Store;
   authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'> & Partial<Pick<Authorizer, 'rolesOf'>>;
   config: Config;
+  /** Re-read the stored role bindings into the authorizer (after a change). */
+  reloadBindings: () => Promise<void>;
   /** Refuse every token of a subject issued so far (a disabled service principal). */
   revokeSubject: (subject: string) => Promise<void>;
   /** End a token family: its refresh tokens are deleted and its access tokens refused at once. */
@@ -745,9 +760,77 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           shipped: Object.hasOwn(SHIPPED_ROLES, name) && !Object.hasOwn(configured, name),
           grants: role.grants,
         })),
-        bindings: a.bindings,
+        bindings: [
+          ...a.bindings.map((b) => ({ ...b, source: 'config' })),
+          ...(await deps.store.listRoleBindings()).map((b) => ({
+            id: b.id,
+            ...(b.subjectType === 'group' ? { group: b.subject } : { user: b.subject }),
+            roles: [b.role],
+            source: 'store',
+            createdAt: b.createdAt,
+            createdBy: b.createdBy,
+          })),
+        ],
         stepUpMaxAgeSeconds: Math.floor(a.stepUpMaxAge / 1000),
       };
+    },
+  );
+  r.add(
+    'POST',
+    '/bindings',
+    {
+      summary: 'Bind a group or a person (by email) to a role; it applies to the next request',
+      action: 'admin:manage',
+      area: 'policy',
+      body: bindingBody,
+      ok: { status: 201, description: 'The binding.' },
+    },
+    async (req, reply, admin) => {
+      const b = parseInput(bindingBody, req.body);
+      const roles = new Set([...Object.keys(SHIPPED_ROLES), ...Object.keys(deps.config.authorization.roles)]);
+      if (!roles.has(b.role)) throw new KeygateError('BAD_REQUEST', { message: `role: no role named ${b.role}.` });
+      const record: RoleBindingRecord = {
+        id: randomUUID(),
+        subjectType: 'group' in b ? 'group' : 'user',
+        subject: 'group' in b ? b.group : b.user.toLowerCase(),
+        role: b.role,
+        createdAt: deps.now(),
+        createdBy: admin.user.id,
+      };
+      if (!(await deps.store.insertRoleBinding(record))) {
+        throw new KeygateError('CONFLICT', { message: 'That binding exists already.' });
+      }
+      await deps.reloadBindings();
+      changed(req, admin, {
+        op: 'binding.create',
+        target: `binding:${record.id}`,
+        after: { [record.subjectType]: record.subject, role: record.role },
+      });
+      reply.code(201);
+      return { id: record.id, [record.subjectType]: record.subject, roles: [record.role], source: 'store' };
+    },
+  );
+  r.add(
+    'DELETE',
+    '/bindings/:id',
+    {
+      summary: 'Remove a binding made through this API (bindings in keygate.yaml are changed there)',
+      action: 'admin:manage',
+      area: 'policy',
+      params: bindingParams,
+      ok: { status: 204, description: 'Removed.' },
+    },
+    async (req, reply, admin) => {
+      const { id } = parseInput(bindingParams, req.params);
+      const gone = await deps.store.deleteRoleBinding(id);
+      if (gone === null) throw new KeygateError('NOT_FOUND', { message: 'No such stored binding.' });
+      await deps.reloadBindings();
+      changed(req, admin, {
+        op: 'binding.delete',
+        target: `binding:${id}`,
+        before: { [gone.subjectType]: gone.subject, role: gone.role },
+      });
+      reply.code(204);
     },
   );
   r.add(

@@ -15,7 +15,7 @@ import { setFlagsFromString } from 'node:v8';
 import * as cedar from '@cedar-policy/cedar-wasm/nodejs';
 import type { Identity } from '../authenticate/identity.js';
 import type { Config } from '../config/schema.js';
-import { type Action, ACTIONS, isSensitive } from './actions.js';
+import { ACTIONS, type Action, isSensitive } from './actions.js';
 import { compileRoles, guardRails } from './cedar/compile.js';
 import { CEDAR_SCHEMA } from './cedar/schema.js';
 import type { ResourceRef } from './classify/types.js';
@@ -103,12 +103,16 @@ function loadPolicyFile(file: string): RawPolicy[] {
   });
 }
 
+/** A group or a user (by email) bound to roles. */
+export type RoleBinding = ({ group: string } | { user: string }) & { roles: string[] };
+
 export class Authorizer {
   private readonly setId: string;
   private readonly schemaId: string;
   private readonly cache = new Map<string, Decision>();
   private readonly bindingsByGroup = new Map<string, string[]>();
   private readonly bindingsByUser = new Map<string, string[]>();
+  private readonly configBindings: readonly RoleBinding[];
   private readonly keyUses: { ageS: boolean; ip: boolean; method: boolean; path: boolean };
   readonly stepUpMaxAgeS: number;
   readonly policies: Readonly<Record<string, string>>;
@@ -117,27 +121,37 @@ export class Authorizer {
     const a = config.authorization;
     this.stepUpMaxAgeS = Math.floor(a.stepUpMaxAge / 1000);
     const roles: Record<string, RoleDef> = { ...SHIPPED_ROLES };
-    for (const [name, r] of Object.entries(a.roles)) roles[name] = { description: r.description, grants: r.grants as RoleDef['grants'] };
-    for (const b of a.bindings) {
-      const map = 'group' in b ? this.bindingsByGroup : this.bindingsByUser;
-      const key = 'group' in b ? b.group : b.user.toLowerCase();
-      map.set(key, [...(map.get(key) ?? []), ...b.roles]);
-    }
+    for (const [name, r] of Object.entries(a.roles))
+      roles[name] = { description: r.description, grants: r.grants as RoleDef['grants'] };
+    this.configBindings = a.bindings;
+    this.addBindings(a.bindings);
 
     const raw = a.policyFiles.flatMap(loadPolicyFile);
     const policies: Record<string, string> = {
       ...compileRoles(roles),
-      ...guardRails({ allowCredentialMinting: a.dangerouslyAllowCredentialMinting, deviceBoundActions: a.deviceBoundActions }),
+      ...guardRails({
+        allowCredentialMinting: a.dangerouslyAllowCredentialMinting,
+        deviceBoundActions: a.deviceBoundActions,
+      }),
     };
     for (const p of raw) {
-      if (p.id in policies) throw new PolicyError('duplicate policy id', [`${p.file}:${p.line}: "${p.id}" is already defined`]);
+      if (p.id in policies)
+        throw new PolicyError('duplicate policy id', [`${p.file}:${p.line}: "${p.id}" is already defined`]);
       policies[p.id] = p.text;
     }
     this.policies = Object.freeze(policies);
 
     // Validate everything against the schema: a typo in an attribute is a start-up error.
-    const v = cedar.validate({ schema: CEDAR_SCHEMA, policies: { staticPolicies: policies }, validationSettings: { mode: 'strict' } });
-    if (v.type === 'failure') throw new PolicyError('invalid Cedar schema or policies', v.errors.map((e) => e.message));
+    const v = cedar.validate({
+      schema: CEDAR_SCHEMA,
+      policies: { staticPolicies: policies },
+      validationSettings: { mode: 'strict' },
+    });
+    if (v.type === 'failure')
+      throw new PolicyError(
+        'invalid Cedar schema or policies',
+        v.errors.map((e) => e.message),
+      );
     if (v.validationErrors.length > 0) {
       throw new PolicyError(
         'Cedar policies do not match the schema',
@@ -154,9 +168,17 @@ export class Authorizer {
     this.setId = `keygate-policies-${instances}`;
     this.schemaId = `keygate-schema-${instances}`;
     const ps = cedar.preparsePolicySet(this.setId, { staticPolicies: policies });
-    if (ps.type === 'failure') throw new PolicyError('cannot load policies', ps.errors.map((e) => e.message));
+    if (ps.type === 'failure')
+      throw new PolicyError(
+        'cannot load policies',
+        ps.errors.map((e) => e.message),
+      );
     const ss = cedar.preparseSchema(this.schemaId, CEDAR_SCHEMA);
-    if (ss.type === 'failure') throw new PolicyError('cannot load schema', ss.errors.map((e) => e.message));
+    if (ss.type === 'failure')
+      throw new PolicyError(
+        'cannot load schema',
+        ss.errors.map((e) => e.message),
+      );
 
     // Only what some policy can read goes into the cache key. Cedar reads an attribute as
     // `.ip` or `["ip"]`, so look for the bare word: a false positive only costs cache hits.
@@ -169,6 +191,28 @@ export class Authorizer {
     };
   }
 
+  private addBindings(bindings: readonly RoleBinding[]): void {
+    for (const b of bindings) {
+      const map = 'group' in b ? this.bindingsByGroup : this.bindingsByUser;
+      const key = 'group' in b ? b.group : b.user.toLowerCase();
+      map.set(key, [...(map.get(key) ?? []), ...b.roles]);
+    }
+  }
+
+  /**
+   * Bindings kept in the store (made through the admin API), in addition to the configured ones.
+   * They apply to the next decision: the decision cache and the per-identity role cache are
+   * dropped.
+   */
+  setStoredBindings(bindings: readonly RoleBinding[]): void {
+    this.bindingsByGroup.clear();
+    this.bindingsByUser.clear();
+    this.addBindings(this.configBindings);
+    this.addBindings(bindings);
+    this.cache.clear();
+    this.principalKeys = new WeakMap();
+  }
+
   /** The roles a principal holds: its own (store) plus those bound to its groups and email. */
   rolesOf(identity: Identity): string[] {
     const p = identity.principal;
@@ -179,7 +223,7 @@ export class Authorizer {
   }
 
   /** Per identity object: its roles and the part of the cache key that names it (computed once). */
-  private readonly principalKeys = new WeakMap<Identity, { roles: string[]; key: string }>();
+  private principalKeys = new WeakMap<Identity, { roles: string[]; key: string }>();
 
   private principalKey(id: Identity): { roles: string[]; key: string } {
     let k = this.principalKeys.get(id);
@@ -298,7 +342,10 @@ export class Authorizer {
       return { effect: 'deny', reasons: ['policy-error', ...diagnostics.errors.map((e) => e.policyId)] };
     }
     if (decision === 'allow') return { effect: 'allow', reasons: [...diagnostics.reason].sort() };
-    return { effect: 'deny', reasons: diagnostics.reason.length > 0 ? [...diagnostics.reason].sort() : ['default-deny'] };
+    return {
+      effect: 'deny',
+      reasons: diagnostics.reason.length > 0 ? [...diagnostics.reason].sort() : ['default-deny'],
+    };
   }
 }
 

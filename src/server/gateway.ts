@@ -357,6 +357,15 @@ export class Gateway {
       actor: { type: 'system' },
       detail: { pid: process.pid },
     });
+    // Role bindings made through the admin API (by this process or another on the same store).
+    await gw.reloadBindings();
+    const bindingsTimer = setInterval(() => {
+      gw.reloadBindings().catch((e: unknown) =>
+        gw.log.warn({ detail: (e as Error).message }, 'stored role bindings not reloaded; retrying'),
+      );
+    }, 5_000);
+    bindingsTimer.unref();
+    gw.closers.push(() => clearInterval(bindingsTimer));
     // Changes made with the admin CLI on the local store wait in its outbox for a gateway.
     let draining = false;
     const drain = () => {
@@ -433,6 +442,7 @@ export class Gateway {
         config: opts.config,
         authorizer: gw.authorizer,
         revokeSubject: (subject) => oauth.revocations.revokeSubject(subject),
+        reloadBindings: () => gw.reloadBindings(),
         revokeGrant: async (grantId) => {
           await oauth.revocations.revokeGrant(grantId);
           await store.revokeOAuthGrant(grantId);
@@ -453,6 +463,25 @@ export class Gateway {
       audit: () => audit.state,
     });
     return gw;
+  }
+
+  private bindingsSignature = '';
+
+  /**
+   * Load the role bindings kept in the store into the authorizer: at start, every 5 s (changes
+   * made by another process), and at once after a change made here.
+   */
+  async reloadBindings(): Promise<void> {
+    if (!(this.authorizer instanceof Authorizer)) return;
+    const rows = await this.store.listRoleBindings();
+    const signature = JSON.stringify(rows.map((r) => [r.id, r.subjectType, r.subject, r.role]));
+    if (signature === this.bindingsSignature) return;
+    this.bindingsSignature = signature;
+    this.authorizer.setStoredBindings(
+      rows.map((r) =>
+        r.subjectType === 'group' ? { group: r.subject, roles: [r.role] } : { user: r.subject, roles: [r.role] },
+      ),
+    );
   }
 
   /** People's authentication: sessions, enrollment links, ceremonies. */

@@ -16,6 +16,16 @@ export interface SigningKeyRecord {
   retiresAt: number | null;
 }
 
+export interface RoleBindingRecord {
+  id: string;
+  subjectType: 'group' | 'user';
+  /** A group name, or a user's email (lower-cased). */
+  subject: string;
+  role: string;
+  createdAt: number;
+  createdBy: string;
+}
+
 export interface OAuthGrantSummary {
   id: string;
   accountId: string;
@@ -284,6 +294,12 @@ export interface Store {
   /** Revocations recorded at or after `since` (epoch ms), oldest first. */
   listRevocationsSince(since: number): Promise<RevocationRecord[]>;
   purgeRevocations(now: number): Promise<number>;
+
+  // Role bindings made through the admin API
+  listRoleBindings(): Promise<RoleBindingRecord[]>;
+  /** False when the same subject already holds that role by a stored binding. */
+  insertRoleBinding(b: RoleBindingRecord): Promise<boolean>;
+  deleteRoleBinding(id: string): Promise<RoleBindingRecord | null>;
 
   // Audit entries waiting for a gateway to chain them (written by the admin CLI)
   enqueueAuditEntry(e: { id: string; at: number; entry: string }): Promise<void>;

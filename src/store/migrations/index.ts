@@ -173,4 +173,19 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
       CREATE INDEX audit_outbox_at ON audit_outbox (at);`,
   },
+  {
+    version: 6,
+    name: 'role_bindings',
+    sqlite: `
+      -- Bindings made through the admin API, in addition to those in keygate.yaml.
+      CREATE TABLE role_bindings (
+        id           TEXT PRIMARY KEY,
+        subject_type TEXT NOT NULL CHECK (subject_type IN ('group', 'user')),
+        subject      TEXT NOT NULL,
+        role         TEXT NOT NULL,
+        created_at   INTEGER NOT NULL,
+        created_by   TEXT NOT NULL,
+        UNIQUE (subject_type, subject, role)
+      ) STRICT;`,
+  },
 ];

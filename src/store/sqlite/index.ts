@@ -12,6 +12,7 @@ import {
   type OAuthArtifactRecord,
   type OAuthGrantSummary,
   type RevocationRecord,
+  type RoleBindingRecord,
   type ServicePrincipalRecord,
   type ServicePrincipalSecretRecord,
   type SessionRecord,
@@ -714,6 +715,43 @@ export class SqliteStore implements Store {
 
   async purgeRevocations(now: number): Promise<number> {
     return this.sql('DELETE FROM revocations WHERE expires_at <= ?').run(now).changes;
+  }
+
+  // ---- role bindings -----------------------------------------------------------------------
+
+  async listRoleBindings(): Promise<RoleBindingRecord[]> {
+    return (
+      this.sql('SELECT * FROM role_bindings ORDER BY subject_type, subject, role').all() as {
+        id: string;
+        subject_type: 'group' | 'user';
+        subject: string;
+        role: string;
+        created_at: number;
+        created_by: string;
+      }[]
+    ).map((r) => ({
+      id: r.id,
+      subjectType: r.subject_type,
+      subject: r.subject,
+      role: r.role,
+      createdAt: r.created_at,
+      createdBy: r.created_by,
+    }));
+  }
+
+  async insertRoleBinding(b: RoleBindingRecord): Promise<boolean> {
+    return (
+      this.sql(
+        `INSERT INTO role_bindings (id, subject_type, subject, role, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)
+           ON CONFLICT (subject_type, subject, role) DO NOTHING`,
+      ).run(b.id, b.subjectType, b.subject, b.role, b.createdAt, b.createdBy).changes === 1
+    );
+  }
+
+  async deleteRoleBinding(id: string): Promise<RoleBindingRecord | null> {
+    const found = (await this.listRoleBindings()).find((b) => b.id === id) ?? null;
+    if (found !== null) this.sql('DELETE FROM role_bindings WHERE id = ?').run(id);
+    return found;
   }
 
   // ---- audit outbox --------------------------------------------------------------------------

@@ -6,15 +6,18 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../../src/lib/clock.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
-import { startGateway, type TestGateway } from '../../helpers/index.js';
+import { startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { enroll, invite } from '../../helpers/people.js';
 
 const clock = new ManualClock(Date.UTC(2026, 10, 1));
 let g: TestGateway;
+let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
 
 beforeAll(async () => {
+  up = await startRecordingUpstream();
   g = await startGateway(
     {
+      upstreams: { ws: { url: up.url, preset: 'databricks', credential: { type: 'none' } } },
       authorization: {
         stepUpMaxAge: '5m',
         bindings: [
@@ -34,6 +37,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await g?.close();
+  await up?.close();
 });
 
 async function person(email: string, roles: string[] = []): Promise<BrowserClient> {
@@ -166,5 +170,60 @@ describe('the policy tester', () => {
         })
       ).status,
     ).toBe(403);
+  });
+});
+
+describe('role bindings made through the API', () => {
+  it('apply to the next request, show in the roles view, and stop applying when removed; audited', async () => {
+    const admin = await person('binder@example.com', ['admin']);
+    const newcomer = await person('newcomer@example.com');
+    const list = () => newcomer.get('/api/2.0/serving-endpoints');
+    const before = up.seen.length;
+    expect((await list()).status).toBe(403);
+    expect(up.seen.length).toBe(before);
+
+    const made = await admin.post<{ id: string }>('/.keygate/api/admin/v1/bindings', {
+      user: 'Newcomer@example.com',
+      role: 'ml-reader',
+    });
+    expect(made.status).toBe(201);
+    expect((await list()).status).toBe(200);
+    const roles = await admin.get<{ bindings: { id?: string; user?: string; roles: string[]; source: string }[] }>(
+      '/.keygate/api/admin/v1/roles',
+    );
+    expect(roles.body.bindings).toContainEqual(
+      expect.objectContaining({
+        id: made.body.id,
+        user: 'newcomer@example.com',
+        roles: ['ml-reader'],
+        source: 'store',
+      }),
+    );
+    expect(roles.body.bindings).toContainEqual(expect.objectContaining({ user: 'ops@example.com', source: 'config' }));
+
+    const dup = await admin.post<{ error_code: string }>('/.keygate/api/admin/v1/bindings', {
+      user: 'newcomer@example.com',
+      role: 'ml-reader',
+    });
+    expect(dup.status).toBe(409);
+    for (const body of [
+      { user: 'x@example.com', role: 'no-such-role' },
+      { user: 'not-an-email', role: 'ml-reader' },
+      { group: 'g' },
+    ]) {
+      expect((await admin.post('/.keygate/api/admin/v1/bindings', body)).status, JSON.stringify(body)).toBe(400);
+    }
+
+    expect((await admin.call('DELETE', `/.keygate/api/admin/v1/bindings/${made.body.id}`)).status).toBe(204);
+    expect((await list()).status).toBe(403);
+    expect((await admin.call('DELETE', `/.keygate/api/admin/v1/bindings/${made.body.id}`)).status).toBe(404);
+
+    await g.gw.audit.flushed();
+    const ops = g.gw.audit
+      .query({ kind: 'admin.change' }, { limit: 1000 })
+      .lines.map((l) => JSON.parse(l) as { change?: { op: string; target: string } })
+      .filter((r) => r.change?.target === `binding:${made.body.id}`)
+      .map((r) => r.change?.op);
+    expect(ops).toEqual(['binding.create', 'binding.delete']);
   });
 });
