@@ -218,7 +218,8 @@ export class ServicePrincipals {
     const secret = `kgs_${randomId(32)}`;
     const now = this.clock.now();
     const record: ServicePrincipalSecretRecord = {
-      id: randomId(9),
+      // A prefix, so that an id never starts with '-' (a command line would read it as an option).
+      id: `sec_${randomId(9)}`,
       spId,
       hash: await hashSecret(secret),
       createdAt: now,

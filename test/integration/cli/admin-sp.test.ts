@@ -106,7 +106,7 @@ describe('keygate admin sp', () => {
     });
     const list = await runCli(['admin', 'sp', 'list', '--config', cfgFile]);
     const line = list.stdout.split('\n').find((l) => l.startsWith('nightly\t')) as string;
-    const ids = [...line.matchAll(/([A-Za-z0-9_-]{12}) \(expires/g)].map((m) => m[1] as string);
+    const ids = [...line.matchAll(/(sec_[A-Za-z0-9_-]{12}) \(expires/g)].map((m) => m[1] as string);
     expect(ids).toHaveLength(2);
     // Revoke the older of the two live secrets (s2); s3 keeps working.
     const rev = await runCli(['admin', 'sp', 'revoke-secret', 'nightly', ids[1] as string, '--config', cfgFile]);
