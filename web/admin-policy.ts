@@ -1,23 +1,28 @@
 /** Roles, bindings and the policy tester: "may alice deploy fraud-model now?". */
-import { h } from './common.js';
+
 import {
   arr,
   badge,
   busy,
+  button,
   call,
+  confirmAction,
   done,
+  enc,
   errorBox,
   fail,
   field,
   Handled,
   loading,
   num,
+  say,
   section,
   str,
   table,
   uid,
 } from './admin-core.js';
 import type { View } from './admin-router.js';
+import { h } from './common.js';
 
 interface Role {
   name: string;
@@ -27,9 +32,11 @@ interface Role {
 }
 
 interface Binding {
+  id?: string;
   group?: string;
   user?: string;
   roles: string[];
+  source?: 'config' | 'store';
 }
 
 interface TestResult {
@@ -222,11 +229,74 @@ export const policy: View = (root, ctx) => {
   // ---- roles and bindings ---------------------------------------------------------------------
   const rolesBox = h('div', { id: 'roles' });
   const bindingsBox = h('div', { id: 'bindings' });
-  root.append(section('Roles', rolesBox), section('Bindings', bindingsBox));
-  loading(rolesBox);
-  loading(bindingsBox);
-  call<{ roles: Role[]; bindings: Binding[]; stepUpMaxAgeSeconds: number }>('/roles').then(
-    (r) => {
+  const bindMsg = h('div', { role: 'status', 'aria-live': 'polite' });
+  const kind = h(
+    'select',
+    { name: 'kind' },
+    h('option', { value: 'user' }, 'A person (email)'),
+    h('option', { value: 'group' }, 'A group'),
+  );
+  const subject = h('input', { type: 'text', name: 'subject', autocomplete: 'off', spellcheck: 'false' });
+  const role = h('select', { name: 'role' });
+  const bindBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'bind-submit' }, 'Add binding');
+  const bindForm = h(
+    'form',
+    { class: 'form-grid', id: 'bind-form', novalidate: true },
+    field('Who', kind).wrap,
+    field('Email or group name', subject).wrap,
+    field('Role', role).wrap,
+    h('div', { class: 'form-actions' }, bindBtn),
+  );
+  bindForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (bindBtn.dataset['busy'] === 'true') return;
+    const who = subject.value.trim();
+    if (who === '') {
+      subject.setAttribute('aria-invalid', 'true');
+      say(bindMsg, 'Enter an email address or a group name.', 'error');
+      subject.focus();
+      return;
+    }
+    subject.removeAttribute('aria-invalid');
+    void busy(bindBtn, async () => {
+      try {
+        await call('/bindings', { [kind.value === 'group' ? 'group' : 'user']: who, role: role.value });
+        say(bindMsg, `${who} now holds ${role.value}; it applies to their next request.`);
+        bindForm.reset();
+        await load();
+      } catch (err) {
+        if (!(err instanceof Handled)) say(bindMsg, err instanceof Error ? err.message : String(err), 'error');
+      }
+    });
+  });
+  root.append(section('Roles', rolesBox), section('Bindings', bindingsBox, bindForm, bindMsg));
+
+  const remove = async (b: Binding, btn: HTMLButtonElement) => {
+    const who = str(b.group ?? b.user);
+    if (
+      !(await confirmAction(
+        'Remove binding',
+        `${who} loses ${arr<string>(b.roles).join(', ')} from their next request.`,
+        'Remove',
+      ))
+    )
+      return;
+    await busy(btn, async () => {
+      try {
+        await call(`/bindings/${enc(str(b.id))}`, undefined, 'DELETE');
+        say(bindMsg, `Binding removed: ${who}.`);
+        await load();
+      } catch (err) {
+        if (!(err instanceof Handled)) say(bindMsg, err instanceof Error ? err.message : String(err), 'error');
+      }
+    });
+  };
+
+  const load = async (): Promise<void> => {
+    loading(rolesBox);
+    loading(bindingsBox);
+    try {
+      const r = await call<{ roles: Role[]; bindings: Binding[]; stepUpMaxAgeSeconds: number }>('/roles');
       if (ctx.signal.aborted) return;
       const maxAge = num(r.stepUpMaxAgeSeconds);
       done(
@@ -240,6 +310,7 @@ export const policy: View = (root, ctx) => {
             ),
         ...rolesList(arr<Role>(r.roles)),
       );
+      role.replaceChildren(...arr<Role>(r.roles).map((x) => h('option', { value: str(x.name) }, str(x.name))));
       done(
         bindingsBox,
         table(
@@ -257,18 +328,29 @@ export const policy: View = (root, ctx) => {
               cell: (b: Binding) =>
                 h('span', { class: 'badges' }, ...arr<string>(b.roles).map((x) => badge(str(x), 'role'))),
             },
+            {
+              label: 'From',
+              cell: (b: Binding) => (b.source === 'store' ? 'this console' : 'keygate.yaml'),
+            },
+            {
+              label: 'Actions',
+              cell: (b: Binding) =>
+                b.source === 'store' && b.id !== undefined
+                  ? button('Remove', (btn) => remove(b, btn), 'btn btn-danger-quiet btn-small', str(b.group ?? b.user))
+                  : null,
+            },
           ],
           arr<Binding>(r.bindings),
           'No bindings: roles come only from invitations.',
         ),
       );
-    },
-    (err: unknown) => {
+    } catch (err) {
       if (ctx.signal.aborted) return;
       fail(rolesBox, err, 'Roles could not be loaded');
       done(bindingsBox, h('p', { class: 'empty' }, 'Bindings are listed with the roles.'));
-    },
-  );
+    }
+  };
+  void load();
 };
 
 function rolesList(roles: Role[]): HTMLElement[] {

@@ -261,11 +261,29 @@ describe('the admin console', () => {
     await shot('policy');
   });
 
-  it.skipIf(!hasBrowser)('lists roles and bindings', async () => {
+  it.skipIf(!hasBrowser)('lists roles and bindings, and adds and removes a binding', async () => {
     step = 'roles';
     await expect.poll(() => page.locator('#roles[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
     expect(await page.locator('#roles .view-error').allTextContents()).toEqual([]);
     expect(await page.textContent('#roles')).toContain('ml-engineer');
+
+    await page.selectOption('#bind-form select[name="kind"]', 'user');
+    await page.fill('#bind-form input[name="subject"]', 'binding-test@example.com');
+    await page.selectOption('#bind-form select[name="role"]', 'ml-reader');
+    await page.click('#bind-submit');
+    await expect.poll(() => page.textContent('#bindings'), { timeout: 10_000 }).toContain('binding-test@example.com');
+    expect(await page.textContent('#bindings')).toContain('this console');
+    const stored = await g.gw.store.listRoleBindings();
+    expect(stored.map((b) => [b.subject, b.role])).toContainEqual(['binding-test@example.com', 'ml-reader']);
+
+    await page.locator('#bindings button', { hasText: 'Remove' }).click();
+    const dialog = page.locator('dialog.modal[open]');
+    await expect.poll(() => dialog.count()).toBe(1);
+    await dialog.locator('button[value="confirm"]').click();
+    await expect
+      .poll(() => page.textContent('#bindings'), { timeout: 10_000 })
+      .not.toContain('binding-test@example.com');
+    expect(await g.gw.store.listRoleBindings()).toEqual([]);
   });
 
   it.skipIf(!hasBrowser)('lists live sessions and token families', async () => {
