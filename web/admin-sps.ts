@@ -226,38 +226,67 @@ export const servicePrincipals: View = (root, ctx) => {
         {
           label: 'Actions',
           cell: (sp: ServicePrincipal) =>
-            str(sp.auth) === 'private_key_jwt'
+            sp.disabled
               ? null
-              : button(
-                  'New secret',
-                  async (b) => {
-                    if (
-                      !(await confirmAction(
-                        `Create a new secret for ${str(sp.name)}?`,
-                        'The new secret is shown once. At most two secrets are live: when two already are, the older one is revoked now.',
-                        'Create secret',
-                        false,
-                      ))
-                    )
-                      return;
-                    await busy(b, async () => {
-                      try {
-                        const r = await call<{ clientId: string; clientSecret: string; secretExpiresAt: number }>(
-                          `/service-principals/${enc(str(sp.id))}/secrets`,
-                          {},
-                        );
-                        showSecret(str(sp.name), str(r.clientId), str(r.clientSecret), r.secretExpiresAt);
-                        say(msg, `New secret created for ${str(sp.name)}.`);
-                        void load();
-                      } catch (err) {
-                        if (!(err instanceof Handled))
-                          say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
-                      }
-                    });
-                  },
-                  'btn btn-secondary btn-small rotate',
-                  `for ${str(sp.name)}`,
-                ),
+              : [
+                  str(sp.auth) === 'private_key_jwt'
+                    ? null
+                    : button(
+                        'New secret',
+                        async (b) => {
+                          if (
+                            !(await confirmAction(
+                              `Create a new secret for ${str(sp.name)}?`,
+                              'The new secret is shown once. At most two secrets are live: when two already are, the older one is revoked now.',
+                              'Create secret',
+                              false,
+                            ))
+                          )
+                            return;
+                          await busy(b, async () => {
+                            try {
+                              const r = await call<{ clientId: string; clientSecret: string; secretExpiresAt: number }>(
+                                `/service-principals/${enc(str(sp.id))}/secrets`,
+                                {},
+                              );
+                              showSecret(str(sp.name), str(r.clientId), str(r.clientSecret), r.secretExpiresAt);
+                              say(msg, `New secret created for ${str(sp.name)}.`);
+                              void load();
+                            } catch (err) {
+                              if (!(err instanceof Handled))
+                                say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
+                            }
+                          });
+                        },
+                        'btn btn-secondary btn-small rotate',
+                        `for ${str(sp.name)}`,
+                      ),
+                  ' ',
+                  button(
+                    'Disable',
+                    async (b) => {
+                      if (
+                        !(await confirmAction(
+                          `Disable ${str(sp.name)}?`,
+                          'It gets no new tokens, and the tokens it already has are refused at once. This cannot be undone here.',
+                          'Disable',
+                        ))
+                      )
+                        return;
+                      await busy(b, async () => {
+                        try {
+                          await call(`/service-principals/${enc(str(sp.id))}/disable`, {});
+                          await afterChange(b, `${str(sp.name)} disabled.`);
+                        } catch (err) {
+                          if (!(err instanceof Handled))
+                            say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
+                        }
+                      });
+                    },
+                    'btn btn-danger-quiet btn-small disable-sp',
+                    str(sp.name),
+                  ),
+                ],
         },
       ],
       sps,

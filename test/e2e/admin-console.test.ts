@@ -189,6 +189,18 @@ describe('the admin console', () => {
     expect(await page.locator('#sp-secret').textContent()).toBe('');
   });
 
+  it.skipIf(!hasBrowser)('disables a service principal after a confirmation', async () => {
+    step = 'service-principal-disable';
+    const row = page.locator('#sp-list tr', { hasText: 'ci-deployer' });
+    await row.locator('button.disable-sp').click();
+    const dialog = page.locator('dialog.modal[open]');
+    await expect.poll(() => dialog.count()).toBe(1);
+    await dialog.locator('button[value="confirm"]').click();
+    await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('Disabled');
+    const sp = await g.gw.store.getServicePrincipalByName('ci-deployer');
+    expect(sp?.disabledAt).not.toBeNull();
+  });
+
   it.skipIf(!hasBrowser)('lists federation trusts on the service principals page', async () => {
     step = 'federation-trusts';
     await expect.poll(() => page.locator('#trusts[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
