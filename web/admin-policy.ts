@@ -49,28 +49,25 @@ interface TestResult {
   refusedBeforePolicy?: { error_code: string; message: string };
 }
 
-/** Suggestions only: the API validates the action. */
-const ACTIONS = [
-  'serving:invoke',
-  'serving:read',
-  'serving:manage',
-  'mlflow:read',
-  'mlflow:write',
-  'mlflow:promote',
-  'jobs:read',
-  'jobs:run',
-  'jobs:manage',
-  'secrets:read',
-  'secrets:write',
-  'credentials:mint',
-  'workspace:read',
-  'workspace:other',
-  'api:read',
-  'api:invoke',
-  'api:manage',
-  'admin:read',
-  'admin:manage',
-];
+/**
+ * The action catalogue, for suggestions only (the API validates the action): read from the API's
+ * own description — the policy tester's `action` enum — rather than kept here as a copy.
+ */
+async function actionNames(): Promise<string[]> {
+  const doc = await call<{
+    paths?: Record<
+      string,
+      {
+        post?: {
+          requestBody?: { content?: Record<string, { schema?: { properties?: { action?: { enum?: unknown } } } }> };
+        };
+      }
+    >;
+  }>('/openapi.json');
+  return arr<string>(
+    doc.paths?.['/policy/test']?.post?.requestBody?.content?.['application/json']?.schema?.properties?.action?.enum,
+  );
+}
 
 const DECISIONS: Record<string, { text: string; kind: string }> = {
   allow: { text: 'Allowed', kind: 'ok' },
@@ -98,6 +95,11 @@ export const policy: View = (root, ctx) => {
     id: 'pt-principal',
   });
   const listId = uid('actions');
+  const datalist = h('datalist', { id: listId });
+  actionNames().then(
+    (names) => datalist.replaceChildren(...names.map((a) => h('option', { value: a }))),
+    () => undefined, // suggestions only: the field still takes any action
+  );
   const action = h('input', {
     type: 'text',
     name: 'action',
@@ -178,7 +180,7 @@ export const policy: View = (root, ctx) => {
         h('label', { class: 'radio' }, uv, ' Login was user-verified (PIN or biometric)'),
       ),
     ),
-    h('datalist', { id: listId }, ...ACTIONS.map((a) => h('option', { value: a }))),
+    datalist,
     h('div', { class: 'form-actions' }, check),
   );
   form.addEventListener('submit', (e) => {

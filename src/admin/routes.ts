@@ -25,6 +25,7 @@ import { SHIPPED_ROLES } from '../authorize/roles.js';
 import type { Config } from '../config/schema.js';
 import { KeygateError } from '../errors/index.js';
 import { parseInput } from '../lib/parse.js';
+import { parseTime } from '../lib/time.js';
 import type { ServicePrincipals } from '../oauth/service-principals.js';
 import type {
   CredentialRecord,
@@ -123,8 +124,8 @@ const time = z
   .string()
   .max(40)
   .transform((v, ctx) => {
-    const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-    if (!Number.isFinite(n)) {
+    const n = parseTime(v);
+    if (n === undefined) {
       ctx.addIssue({ code: 'custom', message: 'must be an ISO 8601 time or epoch milliseconds' });
       return z.NEVER;
     }
@@ -165,6 +166,13 @@ export interface AdminDeps {
   now: () => number;
 }
 
+/** The request's path without its query string (which may carry secrets). */
+function pathOf(req: FastifyRequest): string {
+  const url = req.raw.url ?? '';
+  const q = url.indexOf('?');
+  return q === -1 ? url : url.slice(0, q);
+}
+
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { auth, publicOrigin, clientIp, sps, audit } = deps;
   /**
@@ -180,15 +188,13 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   ): Promise<ResolvedSession> => {
     const s = await auth.sessions.resolve(readCookie(req.headers.cookie, auth.sessions.cookieName));
     if (!s) throw new KeygateError('UNAUTHENTICATED', { message: 'Sign in first.' });
-    const url = req.raw.url ?? '';
-    const q = url.indexOf('?');
     const d = deps.authorizer.decide({
       identity: s.identity,
       action,
       resource: { type: 'Keygate', id: area },
       ip: clientIp(req.raw),
       method: req.method,
-      path: q === -1 ? url : url.slice(0, q),
+      path: pathOf(req),
       now: deps.now(),
     });
     if (d.effect === 'allow') return s;
@@ -205,8 +211,6 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   const ctx = (req: FastifyRequest) => ({ ip: clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') });
   /** An admin.change record: the admin (and the login behind the session), the call, the change. */
   const changed = (req: FastifyRequest, admin: ResolvedSession, change: AuditChange): void => {
-    const url = req.raw.url ?? '';
-    const q = url.indexOf('?');
     const ua = req.headers['user-agent'];
     audit.record({
       kind: 'admin.change',
@@ -214,7 +218,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       actor: actorOf(admin.identity),
       request: {
         method: req.method,
-        path: q === -1 ? url : url.slice(0, q),
+        path: pathOf(req),
         ip: clientIp(req.raw),
         ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
         requestId: req.id,

@@ -252,6 +252,14 @@ describe('the admin console', () => {
   it.skipIf(!hasBrowser)('answers "may carol deploy fraud-model now?" in the policy tester', async () => {
     step = 'policy';
     await open('policy', 'Policy');
+    // The action suggestions come from the API's own description: every action of the catalogue.
+    await expect
+      .poll(() =>
+        page
+          .locator('#policy-form datalist option')
+          .evaluateAll((os) => os.map((o) => (o as unknown as { value: string }).value)),
+      )
+      .toEqual(expect.arrayContaining(['serving:manage', 'credentials:mint', 'admin:manage']));
     await page.fill('#pt-principal', 'carol@example.com');
     await page.fill('#pt-action', 'serving:manage');
     await page.fill('#pt-resource', 'Endpoint::fraud-model');

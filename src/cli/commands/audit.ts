@@ -13,6 +13,7 @@ import { exportRange, lineAt } from '../../audit/query.js';
 import type { ChainedRecord } from '../../audit/record.js';
 import { openAuditDb } from '../../audit/sqlite-chain.js';
 import { verifyChain } from '../../audit/verify.js';
+import { parseTime } from '../../lib/time.js';
 import { SqliteStore } from '../../store/sqlite/index.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
@@ -37,8 +38,8 @@ function locate(
 /** An ISO 8601 time or epoch milliseconds. */
 function timeArg(v: string | undefined, name: string): number | undefined {
   if (v === undefined) return undefined;
-  const n = /^\d+$/.test(v) ? Number(v) : Date.parse(v);
-  if (!Number.isFinite(n)) throw new Error(`--${name}: not a time (use ISO 8601, e.g. 2026-11-28T00:00:00Z)`);
+  const n = parseTime(v);
+  if (n === undefined) throw new Error(`--${name}: not a time (use ISO 8601, e.g. 2026-11-28T00:00:00Z)`);
   return n;
 }
 
