@@ -11,6 +11,7 @@ import { z } from 'zod';
 export type AdminArea =
   | 'invitations'
   | 'users'
+  | 'groups'
   | 'credentials'
   | 'sessions'
   | 'service-principals'
@@ -96,13 +97,21 @@ export class AdminRoutes<A> {
         title: 'Keygate admin API',
         version: '1',
         description:
-          'Users, keys, sessions, service principals and the audit log. Every call is decided by policy (x-keygate-policy); changes need a recent login.',
+          'Users, groups, keys, sessions, service principals, federation trusts and the audit log. Every call is decided by policy (x-keygate-policy); changes need a recent login.',
       },
       servers: [{ url: this.prefix }],
-      security: [{ session: [] }],
+      security: [{ session: [] }, { token: [] }],
       paths: this.paths,
       components: {
-        securitySchemes: { session: { type: 'apiKey', in: 'cookie', name: 'keygate_session' } },
+        securitySchemes: {
+          session: { type: 'apiKey', in: 'cookie', name: 'keygate_session' },
+          token: {
+            type: 'http',
+            scheme: 'DPoP',
+            description:
+              "A Keygate access token whose audience is Keygate's issuer URL (Authorization: DPoP with a proof, or Bearer for an unbound service principal token).",
+          },
+        },
         schemas: {
           Error: {
             type: 'object',
@@ -112,9 +121,11 @@ export class AdminRoutes<A> {
         },
         responses: {
           E400: error('BAD_REQUEST: a parameter or the body is not valid; the message names it.'),
-          E401: error('UNAUTHENTICATED (no session) or FRESH_LOGIN_REQUIRED (a change needs a recent login).'),
+          E401: error(
+            'UNAUTHENTICATED (no session, or a token not for Keygate) or FRESH_LOGIN_REQUIRED (a change needs a recent login).',
+          ),
           E403: error('PERMISSION_DENIED: the policy denied the action; the message names the policy ids.'),
-          E404: error('NOT_FOUND: no such user, key, session or principal.'),
+          E404: error('NOT_FOUND: no such user, group, key, session, trust or principal.'),
           E409: error('CONFLICT: the name is taken.'),
         },
       },

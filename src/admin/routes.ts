@@ -16,17 +16,18 @@ import type { AuditChange } from '../audit/record.js';
 import { readCookie } from '../authenticate/cookies.js';
 import { isEmail } from '../authenticate/enrollment.js';
 import type { Authentication } from '../authenticate/index.js';
-import type { ResolvedSession } from '../authenticate/sessions.js';
+import type { Identifier, Identity } from '../authenticate/identity.js';
 import { authenticatorName } from '../authenticate/webauthn/authenticators.js';
 import { ACTION_NAMES } from '../authorize/actions.js';
 import { DescribeError, type Evaluation, evaluateDescribed, RESOURCE_REF } from '../authorize/describe.js';
 import type { Authorizer } from '../authorize/engine.js';
 import { SHIPPED_ROLES } from '../authorize/roles.js';
-import type { Config } from '../config/schema.js';
+import { type Config, federationTrust } from '../config/schema.js';
 import { KeygateError } from '../errors/index.js';
+import { globMatch } from '../lib/glob.js';
 import { parseInput } from '../lib/parse.js';
 import { parseTime } from '../lib/time.js';
-import type { ServicePrincipals } from '../oauth/service-principals.js';
+import { assertUsableKeys, publicJwks, type ServicePrincipals } from '../oauth/service-principals.js';
 import type {
   CredentialRecord,
   OAuthGrantSummary,
@@ -144,21 +145,55 @@ const auditQuery = z.strictObject({
 const spKeys = z.strictObject({
   keys: z.array(z.record(z.string(), z.unknown())).min(1).max(8),
 });
+const groupName = z
+  .string()
+  .trim()
+  .min(1)
+  .max(256)
+  .regex(/^[^\p{Cc}]+$/u, 'must not contain control characters');
+const groupBody = z.strictObject({ name: groupName, description: z.string().max(512).default('') });
+const groupParams = z.object({ id: z.string().min(1).max(256) });
+const memberParams = z.object({ id: z.string().min(1).max(256), userId: z.string().min(1).max(200) });
+const trustBody = federationTrust
+  .extend({
+    name: z
+      .string()
+      .trim()
+      .min(1)
+      .max(63)
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be a name such as github-ml'),
+  })
+  .refine((t) => (t.jwksUrl === undefined) !== (t.jwks === undefined), 'set exactly one of jwksUrl and jwks');
+const trustParams = z.object({ name: z.string().min(1).max(63) });
+type FederationTrust = Config['tokens']['federation'][number];
 const secretParams = z.object({ id: z.string().min(1).max(200), secretId: z.string().min(1).max(64) });
 
-/** The parts of Keygate the admin API manages: the resource `Keygate::<area>` in policies. */
+/** Who made an admin call: a person (session or token) or a service principal (token). */
+export interface AdminCaller {
+  /** The user's or service principal's id. */
+  id: string;
+  identity: Identity;
+}
 
 export interface AdminDeps {
   auth: Authentication;
   publicOrigin: () => string;
   clientIp: (req: FastifyRequest['raw']) => string;
   sps: ServicePrincipals;
+  /** Keygate access tokens (Bearer or DPoP), for callers without a browser session. */
+  tokens: Identifier;
+  /** The audience a token must carry to be accepted here: Keygate's own issuer URL. */
+  adminAudience: () => string;
   audit: AuditLog;
   store: Store;
   authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'> & Partial<Pick<Authorizer, 'rolesOf'>>;
   config: Config;
   /** Re-read the stored role bindings into the authorizer (after a change). */
   reloadBindings: () => Promise<void>;
+  /** Re-read the stored federation trusts into the token endpoint (after a change). */
+  reloadTrusts: () => Promise<void>;
+  /** Trusts in force: keygate.yaml's, then the stored ones. */
+  trusts: () => readonly FederationTrust[];
   /** Refuse every token of a subject issued so far (a disabled service principal). */
   revokeSubject: (subject: string) => Promise<void>;
   /** End a token family: its refresh tokens are deleted and its access tokens refused at once. */
@@ -176,20 +211,55 @@ function pathOf(req: FastifyRequest): string {
 export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void {
   const { auth, publicOrigin, clientIp, sps, audit } = deps;
   /**
+   * Who is calling: an admin's browser session, or — for `keygate admin … --gateway` and
+   * automation — a Keygate access token whose audience is Keygate itself (never a token made
+   * for an upstream: RFC 8707 audiences keep the two apart). A token that is presented and
+   * invalid is refused; it does not fall back to the cookie.
+   */
+  const callerOf = async (req: FastifyRequest): Promise<AdminCaller> => {
+    if (req.headers.authorization !== undefined) {
+      const identity = await deps.tokens.identify(req.raw);
+      if (identity === null)
+        throw new KeygateError('UNAUTHENTICATED', { message: 'Use a Bearer or DPoP access token.' });
+      const audience = deps.adminAudience();
+      if (!(identity.auth.audiences ?? []).includes(audience)) {
+        throw new KeygateError('UNAUTHENTICATED', {
+          message: `This token is not for the admin API: its audience must be ${audience}.`,
+          detail: `token audience ${(identity.auth.audiences ?? []).join(',')}`,
+        });
+      }
+      return { id: identity.principal.id, identity };
+    }
+    const s = await auth.sessions.resolve(readCookie(req.headers.cookie, auth.sessions.cookieName));
+    if (!s) throw new KeygateError('UNAUTHENTICATED', { message: 'Sign in first.' });
+    return { id: s.user.id, identity: s.identity };
+  };
+  /**
    * The one authorizing layer for admin calls: Cedar decides `admin:read` or `admin:manage` on
-   * `Keygate::<area>` for the caller's session like for any request — roles, group bindings and
-   * custom policies apply, and the decision's reasons are policy ids. `admin:manage` is a
-   * sensitive action: the step-up guard rail asks for a login within `stepUpMaxAge`.
+   * `Keygate::<area>` for the caller like for any request — roles, group bindings and custom
+   * policies apply, and the decision's reasons are policy ids. `admin:manage` is a sensitive
+   * action: the step-up guard rail asks a person for a login within `stepUpMaxAge`.
    */
   const authorize = async (
     req: FastifyRequest,
     action: 'admin:read' | 'admin:manage',
     area: AdminArea,
-  ): Promise<ResolvedSession> => {
-    const s = await auth.sessions.resolve(readCookie(req.headers.cookie, auth.sessions.cookieName));
-    if (!s) throw new KeygateError('UNAUTHENTICATED', { message: 'Sign in first.' });
+  ): Promise<AdminCaller> => {
+    const caller = await callerOf(req);
+    // A token narrowed by scope reaches only the admin actions it names (`admin:read` or
+    // `admin:read/<area glob>`), as on the proxy.
+    const scopes = caller.identity.auth.scopes;
+    if (
+      scopes !== undefined &&
+      !scopes.some((s) => s === action || (s.startsWith(`${action}/`) && globMatch(s.slice(action.length + 1), area)))
+    ) {
+      throw new KeygateError('PERMISSION_DENIED', {
+        message: `This token's scope does not include ${action} on Keygate::${area}.`,
+        detail: `token scope ${scopes.join(' ')}`,
+      });
+    }
     const d = deps.authorizer.decide({
-      identity: s.identity,
+      identity: caller.identity,
       action,
       resource: { type: 'Keygate', id: area },
       ip: clientIp(req.raw),
@@ -197,10 +267,13 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       path: pathOf(req),
       now: deps.now(),
     });
-    if (d.effect === 'allow') return s;
+    if (d.effect === 'allow') return caller;
     if (d.effect === 'step_up') {
       throw new KeygateError('FRESH_LOGIN_REQUIRED', {
-        message: 'Changes need a login within the last few minutes: tap your security key again, then retry.',
+        message:
+          caller.identity.auth.method === 'webauthn'
+            ? 'Changes need a login within the last few minutes: tap your security key again, then retry.'
+            : 'Changes need a login within the last few minutes: run `keygate login` again (tap your key), then retry.',
       });
     }
     throw new KeygateError('PERMISSION_DENIED', {
@@ -210,7 +283,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
   const r = new AdminRoutes(app, '/.keygate/api/admin/v1', authorize);
   const ctx = (req: FastifyRequest) => ({ ip: clientIp(req.raw), userAgent: String(req.headers['user-agent'] ?? '') });
   /** An admin.change record: the admin (and the login behind the session), the call, the change. */
-  const changed = (req: FastifyRequest, admin: ResolvedSession, change: AuditChange): void => {
+  const changed = (req: FastifyRequest, admin: AdminCaller, change: AuditChange): void => {
     const ua = req.headers['user-agent'];
     audit.record({
       kind: 'admin.change',
@@ -243,7 +316,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const link = await auth.enrollment.invite(publicOrigin(), {
         email: b.email,
         roles: b.roles,
-        createdBy: admin.user.id,
+        createdBy: admin.id,
         ...(b.displayName === undefined ? {} : { displayName: b.displayName }),
       });
       await auth.events.record('auth.enrollment_issued', ctx(req), { outcome: 'success', userId: link.user.id });
@@ -271,7 +344,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const b = parseInput(recoverBody, req.body);
       let link: Awaited<ReturnType<typeof auth.enrollment.recover>>;
       try {
-        link = await auth.enrollment.recover(publicOrigin(), b.email, admin.user.id);
+        link = await auth.enrollment.recover(publicOrigin(), b.email, admin.id);
       } catch {
         throw new KeygateError('NOT_FOUND', { message: 'No user with that email.' });
       }
@@ -334,7 +407,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const { sp, secret } = await sps.create({
         name: b.name,
         roles: b.roles,
-        createdBy: admin.user.id,
+        createdBy: admin.id,
         withSecret: b.secret,
         ...(b.description === undefined ? {} : { description: b.description }),
         ...(b.jwks === undefined ? {} : { jwks: b.jwks as never }),
@@ -474,6 +547,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     email: u.email,
     displayName: u.displayName,
     roles: u.roles,
+    groups: u.groups,
     createdAt: u.createdAt,
     disabled: u.disabledAt !== null,
     disabledAt: u.disabledAt,
@@ -579,7 +653,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       },
       async (req, _reply, admin) => {
         const u = await userOr404(parseInput(userParams, req.params).id);
-        if (disabled && u.id === admin.user.id) {
+        if (disabled && u.id === admin.id) {
           throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
         }
         await deps.store.setUserDisabled(u.id, disabled ? deps.now() : null);
@@ -599,6 +673,44 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       },
     );
   }
+
+  r.add(
+    'DELETE',
+    '/users/:id',
+    {
+      summary: 'Delete a user: sessions, token families and keys end at once; their audit records stay',
+      action: 'admin:manage',
+      area: 'users',
+      params: userParams,
+      ok: { status: 204, description: 'Deleted.' },
+    },
+    async (req, reply, admin) => {
+      const u = await userOr404(parseInput(userParams, req.params).id);
+      if (u.id === admin.id) throw new KeygateError('BAD_REQUEST', { message: 'You cannot delete yourself.' });
+      const keys = await deps.store.listCredentials(u.id);
+      // Everything that lets the person in ends first: sessions, refresh-token families, and
+      // every access token already issued to them (refused at once, on every replica).
+      await auth.sessions.revokeForUser(u.id);
+      for (const f of await deps.store.listOAuthGrants({ accountId: u.id, now: deps.now(), limit: 10_000 }))
+        await deps.revokeGrant(f.id);
+      await deps.revokeSubject(u.id);
+      await deps.store.deleteUser(u.id);
+      auth.sessions.forgetUser(u.id);
+      changed(req, admin, {
+        op: 'user.delete',
+        target: `user:${u.id}`,
+        before: {
+          email: u.email,
+          displayName: u.displayName,
+          roles: u.roles,
+          groups: u.groups,
+          credentials: keys.filter((k) => k.revokedAt === null).length,
+          disabled: u.disabledAt !== null,
+        },
+      });
+      reply.code(204);
+    },
+  );
 
   r.add(
     'DELETE',
@@ -689,6 +801,175 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
   );
 
+  // ---- groups and their members -------------------------------------------------------------
+  // A person's groups are read with the person: a change applies to their next request (their
+  // cached sessions are dropped here; other replicas re-read within 5 s). Access tokens carry
+  // the groups they were issued with until they expire.
+  const groupOr404 = async (idOrName: string) => {
+    const g = await deps.store.getGroup(idOrName);
+    if (!g) throw new KeygateError('NOT_FOUND', { message: 'No such group.' });
+    return g;
+  };
+  const groupRoles = async (name: string): Promise<string[]> => {
+    const roles = new Set<string>();
+    for (const b of deps.config.authorization.bindings)
+      if ('group' in b && b.group === name) for (const x of b.roles) roles.add(x);
+    for (const b of await deps.store.listRoleBindings())
+      if (b.subjectType === 'group' && b.subject === name) roles.add(b.role);
+    return [...roles].sort();
+  };
+  r.add(
+    'GET',
+    '/groups',
+    {
+      summary: 'Groups, their member counts and the roles bound to them',
+      action: 'admin:read',
+      area: 'groups',
+      ok: { status: 200, description: '{ groups }' },
+    },
+    async (_req, reply, _admin) => {
+      reply.header('cache-control', 'no-store');
+      const groups = await deps.store.listGroups();
+      return {
+        groups: await Promise.all(
+          groups.map(async (g) => ({
+            id: g.id,
+            name: g.name,
+            description: g.description,
+            members: g.members,
+            roles: await groupRoles(g.name),
+            createdAt: g.createdAt,
+          })),
+        ),
+      };
+    },
+  );
+  r.add(
+    'POST',
+    '/groups',
+    {
+      summary: 'Create a group (bind it to roles with POST /bindings)',
+      action: 'admin:manage',
+      area: 'groups',
+      body: groupBody,
+      ok: { status: 201, description: 'The group.' },
+    },
+    async (req, reply, admin) => {
+      const b = parseInput(groupBody, req.body);
+      const g = {
+        id: randomUUID(),
+        name: b.name,
+        description: b.description,
+        createdAt: deps.now(),
+        createdBy: admin.id,
+      };
+      if (!(await deps.store.insertGroup(g))) {
+        throw new KeygateError('CONFLICT', { message: `name: a group named ${b.name} exists already.` });
+      }
+      changed(req, admin, {
+        op: 'group.create',
+        target: `group:${g.id}`,
+        after: { name: g.name, description: g.description },
+      });
+      reply.code(201);
+      return {
+        id: g.id,
+        name: g.name,
+        description: g.description,
+        members: 0,
+        roles: await groupRoles(g.name),
+        createdAt: g.createdAt,
+      };
+    },
+  );
+  r.add(
+    'GET',
+    '/groups/:id',
+    {
+      summary: 'A group (by id or name) with its members',
+      action: 'admin:read',
+      area: 'groups',
+      params: groupParams,
+      ok: { status: 200, description: 'The group and its members.' },
+    },
+    async (req, reply, _admin) => {
+      const g = await groupOr404(parseInput(groupParams, req.params).id);
+      const members = await deps.store.listGroupMembers(g.id);
+      reply.header('cache-control', 'no-store');
+      return {
+        id: g.id,
+        name: g.name,
+        description: g.description,
+        roles: await groupRoles(g.name),
+        createdAt: g.createdAt,
+        members: members.map((u) => ({
+          id: u.id,
+          email: u.email,
+          displayName: u.displayName,
+          disabled: u.disabledAt !== null,
+        })),
+      };
+    },
+  );
+  r.add(
+    'DELETE',
+    '/groups/:id',
+    {
+      summary: 'Delete a group; its members lose it (and the roles bound to it) at their next request',
+      action: 'admin:manage',
+      area: 'groups',
+      params: groupParams,
+      ok: { status: 204, description: 'Deleted.' },
+    },
+    async (req, reply, admin) => {
+      const g = await groupOr404(parseInput(groupParams, req.params).id);
+      const members = await deps.store.listGroupMembers(g.id);
+      await deps.store.deleteGroup(g.id);
+      for (const u of members) auth.sessions.forgetUser(u.id);
+      changed(req, admin, {
+        op: 'group.delete',
+        target: `group:${g.id}`,
+        before: { name: g.name, members: members.map((u) => u.id) },
+      });
+      reply.code(204);
+    },
+  );
+  for (const [method, add] of [
+    ['PUT', true],
+    ['DELETE', false],
+  ] as const) {
+    r.add(
+      method,
+      '/groups/:id/members/:userId',
+      {
+        summary: add ? 'Add a person to a group' : 'Remove a person from a group',
+        action: 'admin:manage',
+        area: 'groups',
+        params: memberParams,
+        ok: { status: 204, description: add ? 'A member (also when they were already).' : 'Removed.' },
+      },
+      async (req, reply, admin) => {
+        const p = parseInput(memberParams, req.params);
+        const g = await groupOr404(p.id);
+        const u = await userOr404(p.userId);
+        const did = add
+          ? await deps.store.addGroupMember(g.id, u.id, deps.now())
+          : await deps.store.removeGroupMember(g.id, u.id);
+        if (!add && !did) throw new KeygateError('NOT_FOUND', { message: 'That person is not a member.' });
+        auth.sessions.forgetUser(u.id);
+        if (did) {
+          changed(req, admin, {
+            op: add ? 'group.member_add' : 'group.member_remove',
+            target: `group:${g.id}`,
+            before: { member: !add, user: u.id },
+            after: { member: add, user: u.id },
+          });
+        }
+        reply.code(204);
+      },
+    );
+  }
+
   // ---- token families (OAuth grants: a person's CLI or SDK logins) -------------------------
   const familyView = (f: OAuthGrantSummary) => ({
     id: f.id,
@@ -742,7 +1023,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
   );
 
-  // ---- roles, bindings, federation trusts (from the configuration) -------------------------
+  // ---- roles, bindings, federation trusts -------------------------
   r.add(
     'GET',
     '/roles',
@@ -799,7 +1080,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         subject: 'group' in b ? b.group : b.user.toLowerCase(),
         role: b.role,
         createdAt: deps.now(),
-        createdBy: admin.user.id,
+        createdBy: admin.id,
       };
       if (!(await deps.store.insertRoleBinding(record))) {
         throw new KeygateError('CONFLICT', { message: 'That binding exists already.' });
@@ -837,6 +1118,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       reply.code(204);
     },
   );
+  const stored = async () => new Map((await deps.store.listFederationTrusts()).map((t) => [t.name, t]));
   r.add(
     'GET',
     '/federation-trusts',
@@ -844,20 +1126,123 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       summary: "Workload federation trusts: which platform tokens become which service principal's",
       action: 'admin:read',
       area: 'service-principals',
-      ok: { status: 200, description: '{ trusts }' },
+      ok: { status: 200, description: '{ trusts } — each with its source, config or store' },
     },
     async (_req, reply, _admin) => {
       reply.header('cache-control', 'no-store');
+      const mine = await stored();
+      const configured = new Set(deps.config.tokens.federation);
       return {
-        trusts: deps.config.tokens.federation.map((t) => ({
+        trusts: deps.trusts().map((t) => ({
           name: t.name,
           issuer: t.issuer,
           audience: t.audience,
           subject: t.subject,
           servicePrincipal: t.servicePrincipal,
           keys: t.jwksUrl ?? 'inline',
+          source: configured.has(t) ? 'config' : 'store',
+          ...(configured.has(t)
+            ? {}
+            : { createdAt: mine.get(t.name)?.createdAt, createdBy: mine.get(t.name)?.createdBy }),
         })),
       };
+    },
+  );
+  r.add(
+    'POST',
+    '/federation-trusts',
+    {
+      summary: "Trust a platform's tokens (issuer, keys, audience, subject pattern) for a service principal",
+      action: 'admin:manage',
+      area: 'service-principals',
+      body: trustBody,
+      ok: { status: 201, description: 'The trust; it applies on every replica within 5 s (at once on this one).' },
+    },
+    async (req, reply, admin) => {
+      const t = parseInput(trustBody, req.body);
+      // Public keys only, each usable now (the same checks as a service principal's keys).
+      let jwks: { keys: JWK[] } | undefined;
+      try {
+        jwks = t.jwks === undefined ? undefined : publicJwks(t.jwks as { keys: JWK[] });
+        if (jwks !== undefined) await assertUsableKeys(jwks.keys);
+      } catch (e) {
+        if (e instanceof KeygateError) throw new KeygateError('BAD_REQUEST', { message: `jwks: ${e.message}` });
+        throw e;
+      }
+      const sp = await sps.find(t.servicePrincipal);
+      if (!sp)
+        throw new KeygateError('BAD_REQUEST', {
+          message: `servicePrincipal: no service principal named ${t.servicePrincipal}.`,
+        });
+      if (deps.trusts().some((x) => x.name === t.name)) {
+        throw new KeygateError('CONFLICT', { message: `name: a trust named ${t.name} exists already.` });
+      }
+      const spec: FederationTrust = { ...t, ...(jwks === undefined ? {} : { jwks }), servicePrincipal: sp.id };
+      const ok = await deps.store.insertFederationTrust({
+        name: t.name,
+        spec: JSON.stringify(spec),
+        createdAt: deps.now(),
+        createdBy: admin.id,
+      });
+      if (!ok) throw new KeygateError('CONFLICT', { message: `name: a trust named ${t.name} exists already.` });
+      await deps.reloadTrusts();
+      changed(req, admin, {
+        op: 'federation_trust.create',
+        target: `federation_trust:${t.name}`,
+        after: {
+          issuer: t.issuer,
+          audience: t.audience,
+          subject: t.subject,
+          servicePrincipal: sp.id,
+          keys: t.jwksUrl ?? 'inline',
+        },
+      });
+      reply.code(201);
+      return {
+        name: t.name,
+        issuer: t.issuer,
+        audience: t.audience,
+        subject: t.subject,
+        servicePrincipal: sp.id,
+        keys: t.jwksUrl ?? 'inline',
+        source: 'store',
+      };
+    },
+  );
+  r.add(
+    'DELETE',
+    '/federation-trusts/:name',
+    {
+      summary:
+        'Remove a trust made through this API (those in keygate.yaml are changed there); tokens issued under it run out',
+      action: 'admin:manage',
+      area: 'service-principals',
+      params: trustParams,
+      ok: { status: 204, description: 'Removed.' },
+    },
+    async (req, reply, admin) => {
+      const { name } = parseInput(trustParams, req.params);
+      const gone = await deps.store.deleteFederationTrust(name);
+      if (gone === null) {
+        throw new KeygateError('NOT_FOUND', {
+          message: deps.config.tokens.federation.some((t) => t.name === name)
+            ? 'That trust is in keygate.yaml: change it there.'
+            : 'No such stored trust.',
+        });
+      }
+      await deps.reloadTrusts();
+      const spec = JSON.parse(gone.spec) as FederationTrust;
+      changed(req, admin, {
+        op: 'federation_trust.delete',
+        target: `federation_trust:${name}`,
+        before: {
+          issuer: spec.issuer,
+          audience: spec.audience,
+          subject: spec.subject,
+          servicePrincipal: spec.servicePrincipal,
+        },
+      });
+      reply.code(204);
     },
   );
 

@@ -165,6 +165,11 @@ export class Sessions {
     this.forget(await this.store.revokeCredentialSessions(credentialId, this.clock.now()));
   }
 
+  /** Drop a person's cached sessions: their groups or roles changed, the next request re-reads them. */
+  forgetUser(userId: string): void {
+    for (const [h, e] of this.cache) if (e.resolved.user.id === userId) this.cache.delete(h);
+  }
+
   private forget(idHashes: string[]): void {
     for (const h of idHashes) this.cache.delete(h);
   }
@@ -196,7 +201,7 @@ function toIdentity(session: SessionRecord, user: UserRecord, credential: Creden
       id: user.id,
       email: user.email,
       displayName: user.displayName,
-      groups: [],
+      groups: user.groups,
       roles: user.roles,
     },
     auth: {

@@ -21,8 +21,8 @@ export const ACTIONS = {
   'api:read': { sensitive: false, what: 'read the API' },
   'api:invoke': { sensitive: false, what: 'call the API' },
   'api:manage': { sensitive: true, what: 'manage the API' },
-  // Keygate's own admin API (resource Keygate::<area>: users, credentials, service-principals,
-  // sessions, invitations, audit, policy).
+  // Keygate's own admin API (resource Keygate::<area>: users, groups, credentials,
+  // service-principals, sessions, invitations, audit, policy).
   'admin:read': { sensitive: false, what: "read Keygate's users, keys, principals, sessions and audit log" },
   'admin:manage': { sensitive: true, what: "change Keygate's users, keys, principals and sessions" },
 } as const;

@@ -2,6 +2,7 @@
  * The CLI is a thin shim over commander: each command lives in its own file, failures print
  * one clear line and set the exit code.
  */
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { adminInvite, adminRecover } from './commands/admin.js';
 import {
@@ -11,6 +12,25 @@ import {
   adminSpRevokeSecret,
   adminSpRotate,
 } from './commands/admin-sp.js';
+import {
+  groupsCreate,
+  groupsDelete,
+  groupsList,
+  groupsMember,
+  groupsShow,
+  remoteInvite,
+  remoteRecover,
+  remoteSpCreate,
+  remoteSpDisable,
+  remoteSpList,
+  remoteSpRevokeSecret,
+  remoteSpRotate,
+  usersChange,
+  usersList,
+  usersRevokeKey,
+  usersShow,
+  withAdminApi,
+} from './commands/admin-remote.js';
 import { auditExport, auditTail, auditVerify, type TailOptions } from './commands/audit.js';
 import { configCheck } from './commands/config-check.js';
 import { demo } from './commands/demo.js';
@@ -23,6 +43,12 @@ import { sim } from './commands/sim.js';
 import { token } from './commands/token.js';
 import { whoami } from './commands/whoami.js';
 import { EXIT, type Output, stdio } from './output.js';
+
+/** A public JWK or JWKS file, as a JWKS. */
+function readJwks(file: string): { keys: unknown[] } {
+  const doc = JSON.parse(readFileSync(file, 'utf8')) as { keys?: unknown[] };
+  return Array.isArray(doc.keys) ? { keys: doc.keys } : { keys: [doc] };
+}
 
 function port(v: string): number {
   const n = Number(v);
@@ -153,8 +179,13 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
 
   const admin = program
     .command('admin')
-    .description('administration on the local store (works before any admin exists)');
+    .description(
+      'administration: on the local store (works before any admin exists), or with --gateway through a running gateway as you (keygate login first)',
+    );
   const collect = (v: string, prev: string[] = []) => [...prev, v];
+  const GATEWAY_HELP = "a running gateway's URL: go through its admin API as the person logged in there";
+  const remote = (o: { gateway?: string }, fn: Parameters<typeof withAdminApi>[2]) =>
+    withAdminApi(o, out, fn).then(setCode);
   admin
     .command('invite')
     .description('create a user (if new) and print a one-time enrollment link')
@@ -162,15 +193,105 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('-r, --role <role>', 'role to grant (repeatable), e.g. admin', collect)
     .option('-n, --name <name>', 'display name')
     .option('-c, --config <file>', 'config file')
-    .action(async (email: string, o: { role?: string[]; name?: string; config?: string }) =>
-      setCode(await adminInvite(email, o, out)),
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action(async (email: string, o: { role?: string[]; name?: string; config?: string; gateway?: string }) =>
+      o.gateway !== undefined
+        ? remote(o, (api) => remoteInvite(email, o, api, out))
+        : setCode(await adminInvite(email, o, out)),
     );
   admin
     .command('recover')
     .description('print a one-time recovery link that lets a user register a new key')
     .argument('<email>', 'their email address')
     .option('-c, --config <file>', 'config file')
-    .action(async (email: string, o: { config?: string }) => setCode(await adminRecover(email, o, out)));
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action(async (email: string, o: { config?: string; gateway?: string }) =>
+      o.gateway !== undefined
+        ? remote(o, (api) => remoteRecover(email, api, out))
+        : setCode(await adminRecover(email, o, out)),
+    );
+
+  // People and groups: through a gateway only (--gateway, $KEYGATE_GATEWAY or the last login).
+  const users = admin
+    .command('users')
+    .description('people: list, show, disable, enable, delete, revoke a key (through a gateway)');
+  users
+    .command('list', { isDefault: true })
+    .description('email, id, roles, groups and state of every user (or those matching --query)')
+    .option('-q, --query <text>', 'only users whose email or name contains this')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((o: { query?: string; gateway?: string }) => remote(o, (api) => usersList(o, api, out)));
+  users
+    .command('show')
+    .description("a user's roles, groups, keys and live sessions")
+    .argument('<user>', 'email or user id')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((user: string, o: { gateway?: string }) => remote(o, (api) => usersShow(user, api, out)));
+  for (const [verb, what] of [
+    ['disable', 'end their sessions and token families at once and refuse their logins'],
+    ['enable', 'let a disabled user log in again'],
+    ['delete', 'delete the user; their sessions, tokens and keys end at once (their audit records stay)'],
+  ] as const) {
+    users
+      .command(verb)
+      .description(what)
+      .argument('<user>', 'email or user id')
+      .option('--gateway <url>', GATEWAY_HELP)
+      .action((user: string, o: { gateway?: string }) => remote(o, (api) => usersChange(verb, user, api, out)));
+  }
+  users
+    .command('revoke-key')
+    .description("revoke one of a user's keys (see `users show` for key ids); sessions made with it end")
+    .argument('<user>', 'email or user id')
+    .argument('<credential-id>', 'the key id')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((user: string, cred: string, o: { gateway?: string }) =>
+      remote(o, (api) => usersRevokeKey(user, cred, api, out)),
+    );
+
+  const groups = admin
+    .command('groups')
+    .description('groups and their members; roles come from groups (through a gateway)');
+  groups
+    .command('list', { isDefault: true })
+    .description('groups, member counts and the roles bound to them')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((o: { gateway?: string }) => remote(o, (api) => groupsList(api, out)));
+  groups
+    .command('show')
+    .description('a group, its roles and members')
+    .argument('<group>', 'name or id')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((group: string, o: { gateway?: string }) => remote(o, (api) => groupsShow(group, api, out)));
+  groups
+    .command('create')
+    .description('create a group; prints its id')
+    .argument('<name>', 'the group name policies and bindings use')
+    .option('-d, --description <text>', 'what it is for')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((name: string, o: { description?: string; gateway?: string }) =>
+      remote(o, (api) => groupsCreate(name, o, api, out)),
+    );
+  groups
+    .command('delete')
+    .description('delete a group; its members lose it at their next request')
+    .argument('<group>', 'name or id')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((group: string, o: { gateway?: string }) => remote(o, (api) => groupsDelete(group, api, out)));
+  for (const [verb, add] of [
+    ['add', true],
+    ['remove', false],
+  ] as const) {
+    groups
+      .command(verb)
+      .description(add ? 'add a person to a group' : 'remove a person from a group')
+      .argument('<group>', 'name or id')
+      .argument('<user>', 'email or user id')
+      .option('--gateway <url>', GATEWAY_HELP)
+      .action((group: string, user: string, o: { gateway?: string }) =>
+        remote(o, (api) => groupsMember(add, group, user, api, out)),
+      );
+  }
 
   const sp = admin.command('sp').description('service principals: machines (CI, schedulers, agents) as OAuth clients');
   sp.command('create')
@@ -181,29 +302,63 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('--no-secret', 'no secret: federation (tokens.federation) only')
     .option('--jwks <file>', 'a public JWK or JWKS file: authenticate with private_key_jwt instead of a secret')
     .option('-c, --config <file>', 'config file')
+    .option('--gateway <url>', GATEWAY_HELP)
     .action(
       async (
         name: string,
-        o: { role?: string[]; description?: string; secret: boolean; jwks?: string; config?: string },
-      ) => setCode(await adminSpCreate(name, o, out)),
+        o: { role?: string[]; description?: string; secret: boolean; jwks?: string; config?: string; gateway?: string },
+      ) =>
+        o.gateway !== undefined
+          ? remote(o, (api) =>
+              remoteSpCreate(
+                name,
+                {
+                  secret: o.secret,
+                  ...(o.role === undefined ? {} : { role: o.role }),
+                  ...(o.description === undefined ? {} : { description: o.description }),
+                  ...(o.jwks === undefined ? {} : { jwks: readJwks(o.jwks) }),
+                },
+                api,
+                out,
+              ),
+            )
+          : setCode(await adminSpCreate(name, o, out)),
     );
   sp.command('rotate')
     .description('issue a new secret; the previous one stays valid (two at most) until revoked or expired')
     .argument('<name>', 'name or client id')
     .option('-c, --config <file>', 'config file')
-    .action(async (name: string, o: { config?: string }) => setCode(await adminSpRotate(name, o, out)));
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action(async (name: string, o: { config?: string; gateway?: string }) =>
+      o.gateway !== undefined
+        ? remote(o, (api) => remoteSpRotate(name, api, out))
+        : setCode(await adminSpRotate(name, o, out)),
+    );
   sp.command('revoke-secret')
     .description('revoke one secret of a service principal (see `sp list` for secret ids)')
     .argument('<name>', 'name or client id')
     .argument('<secret-id>', 'the secret id')
     .option('-c, --config <file>', 'config file')
-    .action(async (name: string, id: string, o: { config?: string }) =>
-      setCode(await adminSpRevokeSecret(name, id, o, out)),
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action(async (name: string, id: string, o: { config?: string; gateway?: string }) =>
+      o.gateway !== undefined
+        ? remote(o, (api) => remoteSpRevokeSecret(name, id, api, out))
+        : setCode(await adminSpRevokeSecret(name, id, o, out)),
     );
+  sp.command('disable')
+    .description(
+      'disable a service principal: no new tokens, and the ones it has are refused at once (through a gateway)',
+    )
+    .argument('<name>', 'name or client id')
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action((name: string, o: { gateway?: string }) => remote(o, (api) => remoteSpDisable(name, api, out)));
   sp.command('list')
     .description('list service principals, their roles and live secrets')
     .option('-c, --config <file>', 'config file')
-    .action(async (o: { config?: string }) => setCode(await adminSpList(o, out)));
+    .option('--gateway <url>', GATEWAY_HELP)
+    .action(async (o: { config?: string; gateway?: string }) =>
+      o.gateway !== undefined ? remote(o, (api) => remoteSpList(api, out)) : setCode(await adminSpList(o, out)),
+    );
   admin
     .command('keys')
     .description('token signing keys')

@@ -128,6 +128,30 @@ export const upstreamSchema = z.strictObject({
   connections: z.int().min(1).max(4096).default(128).describe('Keep-alive connections in the upstream pool.'),
 });
 
+/** One workload federation trust: in keygate.yaml (tokens.federation) or made through the admin API. */
+export const federationTrust = z.strictObject({
+  name: z.string().min(1).describe('A label for logs and audit.'),
+  issuer: z
+    .url()
+    .describe('The `iss` the platform puts in its tokens, e.g. https://token.actions.githubusercontent.com.'),
+  jwksUrl: z
+    .url()
+    .optional()
+    .describe(
+      "Where the issuer's public keys (JWKS) are, e.g. https://token.actions.githubusercontent.com/.well-known/jwks.",
+    ),
+  jwks: z
+    .strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) })
+    .optional()
+    .describe('Inline public keys instead of a URL.'),
+  audience: z.string().min(1).describe('The `aud` the token must carry.'),
+  subject: z
+    .string()
+    .min(1)
+    .describe('The `sub` required; `*` matches any run of characters, e.g. repo:acme/ml:ref:refs/heads/*.'),
+  servicePrincipal: z.string().min(1).describe('Name or id of the service principal the token is exchanged for.'),
+});
+
 export const configSchema = z
   .strictObject({
     publicUrl: httpUrl
@@ -361,35 +385,7 @@ export const configSchema = z
         secretLifetime: duration('90d').describe('Default lifetime of a service principal secret.'),
         deviceCodeLifetime: duration('10m').describe('How long a device-login code (RFC 8628) can be approved.'),
         federation: z
-          .array(
-            z.strictObject({
-              name: z.string().min(1).describe('A label for logs and audit.'),
-              issuer: z
-                .url()
-                .describe(
-                  'The `iss` the platform puts in its tokens, e.g. https://token.actions.githubusercontent.com.',
-                ),
-              jwksUrl: z
-                .url()
-                .optional()
-                .describe(
-                  "Where the issuer's public keys (JWKS) are, e.g. https://token.actions.githubusercontent.com/.well-known/jwks.",
-                ),
-              jwks: z
-                .strictObject({ keys: z.array(z.record(z.string(), z.unknown())).min(1) })
-                .optional()
-                .describe('Inline public keys instead of a URL.'),
-              audience: z.string().min(1).describe('The `aud` the token must carry.'),
-              subject: z
-                .string()
-                .min(1)
-                .describe('The `sub` required; `*` matches any run of characters, e.g. repo:acme/ml:ref:refs/heads/*.'),
-              servicePrincipal: z
-                .string()
-                .min(1)
-                .describe('Name or id of the service principal the token is exchanged for.'),
-            }),
-          )
+          .array(federationTrust)
           .default([])
           .describe(
             "Workload identity federation (RFC 8693): platform tokens exchanged for a service principal's token.",

@@ -14,7 +14,7 @@ import type { AuthEvents } from '../authenticate/auth-events.js';
 import { readCookie } from '../authenticate/cookies.js';
 import type { Identifier } from '../authenticate/identity.js';
 import type { Sessions } from '../authenticate/sessions.js';
-import type { Config } from '../config/schema.js';
+import { type Config, federationTrust } from '../config/schema.js';
 import { SigningKeys } from '../crypto/keys.js';
 import { randomId } from '../crypto/random.js';
 import { KeygateError } from '../errors/index.js';
@@ -36,6 +36,7 @@ import { Revocations } from './revocations.js';
 import { ServicePrincipals } from './service-principals.js';
 
 export { CLI_CLIENT_ID, DATABRICKS_CLI_CLIENT_ID, OAUTH_PREFIX };
+type FederationTrust = Config['tokens']['federation'][number];
 
 /** The workspace id Keygate reports in the Databricks host metadata. */
 const DATABRICKS_WORKSPACE_ID = '900800700600';
@@ -78,6 +79,8 @@ export class OAuthServer {
   private origins: string[] = [];
   private cookieKeys: string[] = [];
   private rotationTimer: NodeJS.Timeout | undefined;
+  /** keygate.yaml's federation trusts, then those made through the admin API. */
+  private allTrusts: readonly FederationTrust[];
 
   private constructor(private readonly d: OAuthDeps) {
     const c = d.config.tokens;
@@ -88,6 +91,7 @@ export class OAuthServer {
       Math.max(c.peopleAccessTokenLifetime, c.machineAccessTokenLifetime),
     );
     this.replay = new DpopReplayCache(d.clock);
+    this.allTrusts = d.config.tokens.federation;
   }
 
   static async create(d: OAuthDeps): Promise<OAuthServer> {
@@ -106,7 +110,28 @@ export class OAuthServer {
     // Cookie signing keys for the provider's interaction cookies, shared by every replica.
     s.cookieKeys = [await d.store.initMeta('oauth.cookie_key', randomId(32))];
     await s.revocations.start();
+    await s.reloadTrusts();
     return s;
+  }
+
+  /** Workload federation trusts in force: keygate.yaml's, then the stored ones. */
+  trusts(): readonly FederationTrust[] {
+    return this.allTrusts;
+  }
+
+  /**
+   * Re-read the trusts made through the admin API: at start, every 5 s (another replica's
+   * changes) and at once after a change here. A stored trust that no longer validates (a
+   * schema change) is skipped with a warning rather than trusted in part.
+   */
+  async reloadTrusts(): Promise<void> {
+    const stored: FederationTrust[] = [];
+    for (const row of await this.d.store.listFederationTrusts()) {
+      const parsed = federationTrust.safeParse(JSON.parse(row.spec));
+      if (parsed.success) stored.push(parsed.data);
+      else this.d.log.warn({ detail: row.name }, 'stored federation trust is not valid; ignored');
+    }
+    this.allTrusts = [...this.d.config.tokens.federation, ...stored];
   }
 
   get accessTokens(): AccessTokens {
@@ -184,6 +209,7 @@ export class OAuthServer {
       signingKey: () => this.keys.current().jwk,
       cookieKeys: this.cookieKeys,
       audiences: d.audiences,
+      trusts: () => this.allTrusts,
       clientIp: d.clientIp,
       log: (detail, msg) => d.log.warn(detail, msg),
     });

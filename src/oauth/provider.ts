@@ -75,6 +75,8 @@ export interface ProviderDeps {
   cookieKeys: string[];
   /** Upstream audiences, the first is the default resource. */
   audiences: readonly string[];
+  /** Workload federation trusts: keygate.yaml's and those made through the admin API. */
+  trusts: () => readonly Config['tokens']['federation'][number][];
   clientIp: (req: IncomingMessage) => string;
   log: (detail: Record<string, unknown>, msg: string) => void;
 }
@@ -282,7 +284,7 @@ export function createProvider(issuer: string, d: ProviderDeps): Provider {
     return d.sps.verifySecret(this.clientId, secret);
   };
 
-  registerTokenExchange(provider, d, { defaultResource, info: resourceInfo });
+  registerTokenExchange(provider, d, { defaultResource, keygate: issuer, info: resourceInfo });
   return provider;
 }
 
@@ -339,7 +341,7 @@ async function tokenClaims(
     email: user.email,
     name: user.displayName,
     roles: user.roles,
-    groups: [],
+    groups: user.groups,
     ...(token.grantId === undefined ? {} : { kg_grant: token.grantId }),
     kg_gty: token.gty,
     ...(gc === null

@@ -235,9 +235,8 @@ export class ServicePrincipals {
   }
 }
 
-/** Keep only public members of the keys (a private key must never be registered by mistake). */
 /** Each registered key must be a usable public key now, not an error at its first use. */
-async function assertUsableKeys(keys: JWK[]): Promise<void> {
+export async function assertUsableKeys(keys: JWK[]): Promise<void> {
   for (const k of keys) {
     try {
       await importJWK(
@@ -250,6 +249,7 @@ async function assertUsableKeys(keys: JWK[]): Promise<void> {
   }
 }
 
+/** Keep only public members of the keys (a private key must never be registered by mistake). */
 export function publicJwks(jwks: { keys: JWK[] }): { keys: JWK[] } {
   return {
     keys: jwks.keys.map((k) => {

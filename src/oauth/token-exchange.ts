@@ -7,7 +7,9 @@
  *     principal's short-lived access token. No static secret is involved.
  *  2. The CLI trades its DPoP-bound access token (with a proof of its key) for a short plain
  *     bearer token, for tools that can only send `Authorization: Bearer` (`keygate token`).
- *     Policy decides where such tokens are accepted.
+ *     Policy decides where such tokens are accepted. With `resource` = Keygate's own issuer,
+ *     the answer is a token for Keygate's admin API instead, still bound to the same key
+ *     (`keygate admin … --gateway`).
  *
  * Every refusal is `invalid_grant` (or `invalid_request` for a malformed request) and is
  * recorded as an auth event with its reason.
@@ -48,16 +50,19 @@ const PARAMS = [
 type Trust = Config['tokens']['federation'][number];
 
 export function registerTokenExchange(provider: Provider, d: ProviderDeps, r: Resources): void {
-  // Keyed by the trust itself, not its name: names are labels and need not be unique.
-  const keySets = new Map<Trust, JWTVerifyGetKey>();
+  // Keyed by where the keys are, not the trust's name (a label): stored trusts are re-read as
+  // new objects, and a remote key set keeps its cache across those reloads.
+  const keySets = new Map<string, JWTVerifyGetKey>();
   const keysFor = (t: Trust): JWTVerifyGetKey => {
-    let k = keySets.get(t);
+    const id = t.jwks !== undefined ? JSON.stringify(t.jwks) : `url:${t.jwksUrl as string}`;
+    let k = keySets.get(id);
     if (k === undefined) {
       k =
         t.jwks !== undefined
           ? createLocalJWKSet(t.jwks as JSONWebKeySet)
           : createRemoteJWKSet(new URL(t.jwksUrl as string), { timeoutDuration: 5_000, cooldownDuration: 30_000 });
-      keySets.set(t, k);
+      if (keySets.size >= 1_000) keySets.clear();
+      keySets.set(id, k);
     }
     return k;
   };
@@ -125,7 +130,7 @@ async function federate(
     return refuse(d, ctx, 'federation_malformed', client.clientId);
   }
   // Step 1: a trust for this issuer.
-  const trusts = d.config.tokens.federation.filter((t) => t.issuer === unverified.iss);
+  const trusts = d.trusts().filter((t) => t.issuer === unverified.iss);
   if (trusts.length === 0) return refuse(d, ctx, 'federation_issuer', client.clientId);
   let reason: AuthFailureReason = 'federation_subject';
   for (const trust of trusts) {
@@ -222,7 +227,10 @@ function verifyFailure(e: unknown): AuthFailureReason {
   return 'federation_expired';
 }
 
-/** Use 2: the CLI's DPoP-bound token (with a proof of its key) for a short plain bearer token. */
+/**
+ * Use 2: the CLI's DPoP-bound token (with a proof of its key) for a short plain bearer token
+ * for its upstream, or a token for Keygate's admin API bound to the same key.
+ */
 async function unbind(
   provider: Provider,
   d: ProviderDeps,
@@ -257,6 +265,7 @@ async function unbind(
     return refuse(d, ctx, 'exchange_proof_invalid', c.sub ?? null);
   }
   if (c.kg_grant === undefined) return refuse(d, ctx, 'exchange_subject_invalid', c.sub ?? null);
+  const forKeygate = ctx.oidc.params?.resource === r.keygate;
   const token = new provider.AccessToken({
     accountId: c.sub as string,
     client,
@@ -264,14 +273,19 @@ async function unbind(
     scope: c.scope ?? ALL_APIS,
     grantId: c.kg_grant,
   });
-  token.resourceServer = await resourceServerFor(provider, r, ctx, v.audiences[0]);
+  token.resourceServer = await resourceServerFor(provider, r, ctx, forKeygate ? r.keygate : v.audiences[0]);
+  // Keygate's own API is never reached with a plain bearer token from this exchange: the new
+  // token carries the subject token's key binding (cnf.jkt, RFC 9449 §6).
+  if (forKeygate) token.setThumbprint('jkt', jkt);
   const value = await token.save();
-  ctx.body = tokenResponse(value, token.expiration, token.scope);
+  ctx.body = tokenResponse(value, token.expiration, token.scope, forKeygate ? 'DPoP' : 'Bearer');
 }
 
 /** How the provider describes a resource server (audience, lifetime, format), shared with its own grants. */
 export interface Resources {
   defaultResource: string;
+  /** Keygate's own audience (its issuer URL): tokens for the admin API. */
+  keygate: string;
   info(
     ctx: KoaContextWithOIDC,
     indicator: string,
@@ -287,11 +301,16 @@ async function resourceServerFor(provider: Provider, r: Resources, ctx: KoaConte
   return new provider.ResourceServer(indicator, await r.info(ctx, indicator, client));
 }
 
-function tokenResponse(accessToken: string, expiresIn: number, scope: string | undefined): Record<string, unknown> {
+function tokenResponse(
+  accessToken: string,
+  expiresIn: number,
+  scope: string | undefined,
+  tokenType: 'Bearer' | 'DPoP' = 'Bearer',
+): Record<string, unknown> {
   return {
     access_token: accessToken,
     issued_token_type: ACCESS_TOKEN_TYPE,
-    token_type: 'Bearer',
+    token_type: tokenType,
     expires_in: expiresIn,
     ...(scope === undefined || scope === '' ? {} : { scope }),
   };

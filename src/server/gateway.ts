@@ -357,11 +357,12 @@ export class Gateway {
       actor: { type: 'system' },
       detail: { pid: process.pid },
     });
-    // Role bindings made through the admin API (by this process or another on the same store).
+    // Role bindings and federation trusts made through the admin API (by this process or another
+    // on the same store).
     await gw.reloadBindings();
     const bindingsTimer = setInterval(() => {
-      gw.reloadBindings().catch((e: unknown) =>
-        gw.log.warn({ detail: (e as Error).message }, 'stored role bindings not reloaded; retrying'),
+      Promise.all([gw.reloadBindings(), gw.oauthServer?.reloadTrusts()]).catch((e: unknown) =>
+        gw.log.warn({ detail: (e as Error).message }, 'stored role bindings or trusts not reloaded; retrying'),
       );
     }, 5_000);
     bindingsTimer.unref();
@@ -437,12 +438,16 @@ export class Gateway {
         publicOrigin: () => gw.publicOrigin,
         clientIp: gw.clientIp,
         sps: oauth.sps,
+        tokens: oauth.identifier,
+        adminAudience: () => oauth.issuer,
         audit,
         store,
         config: opts.config,
         authorizer: gw.authorizer,
         revokeSubject: (subject) => oauth.revocations.revokeSubject(subject),
         reloadBindings: () => gw.reloadBindings(),
+        reloadTrusts: () => oauth.reloadTrusts(),
+        trusts: () => oauth.trusts(),
         revokeGrant: async (grantId) => {
           await oauth.revocations.revokeGrant(grantId);
           await store.revokeOAuthGrant(grantId);

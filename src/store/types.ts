@@ -43,6 +43,27 @@ export interface UserRecord {
   createdAt: number;
   disabledAt: number | null;
   roles: string[];
+  /** Names of the Keygate groups the person is a member of, sorted. */
+  groups: string[];
+}
+
+export interface GroupRecord {
+  /** A UUID (what SCIM calls the group's id). */
+  id: string;
+  /** Unique; what role bindings and policies name (`Group::"<name>"`). */
+  name: string;
+  description: string;
+  createdAt: number;
+  createdBy: string;
+}
+
+/** A workload federation trust made through the admin API; `spec` has the shape of a tokens.federation entry. */
+export interface FederationTrustRecord {
+  name: string;
+  /** JSON of the trust (issuer, jwksUrl or jwks, audience, subject, servicePrincipal). */
+  spec: string;
+  createdAt: number;
+  createdBy: string;
 }
 
 export interface CredentialRecord {
@@ -198,7 +219,7 @@ export interface Store {
 
   // People
   /** Creates the user, or returns the existing one with that email (case-insensitive). */
-  upsertUser(u: Omit<UserRecord, 'roles' | 'disabledAt'>, roles: string[]): Promise<UserRecord>;
+  upsertUser(u: Omit<UserRecord, 'roles' | 'groups' | 'disabledAt'>, roles: string[]): Promise<UserRecord>;
   getUser(id: string): Promise<UserRecord | null>;
   getUserByEmail(email: string): Promise<UserRecord | null>;
   getUserByWebauthnId(webauthnId: string): Promise<UserRecord | null>;
@@ -207,6 +228,24 @@ export interface Store {
   listUsers(o: { query?: string; after?: string; limit: number }): Promise<UserRecord[]>;
   /** Disable (at) or enable (null) a user; false when there is no such user. */
   setUserDisabled(id: string, at: number | null): Promise<boolean>;
+  /**
+   * Delete a person and everything that is theirs in the store (keys, sessions, links, group
+   * memberships); their auth events stay. False when there is no such user.
+   */
+  deleteUser(id: string): Promise<boolean>;
+
+  // Groups and their members
+  listGroups(): Promise<(GroupRecord & { members: number })[]>;
+  getGroup(idOrName: string): Promise<GroupRecord | null>;
+  /** False when a group of that name exists already. */
+  insertGroup(g: GroupRecord): Promise<boolean>;
+  /** Deletes the group and its memberships; the deleted group, or null. */
+  deleteGroup(id: string): Promise<GroupRecord | null>;
+  listGroupMembers(groupId: string): Promise<UserRecord[]>;
+  /** False when the person is a member already. */
+  addGroupMember(groupId: string, userId: string, at: number): Promise<boolean>;
+  /** False when the person was not a member. */
+  removeGroupMember(groupId: string, userId: string): Promise<boolean>;
 
   // Credentials
   /** Throws DuplicateCredentialError when the id is registered already (to anyone, revoked or not). */
@@ -300,6 +339,12 @@ export interface Store {
   /** False when the same subject already holds that role by a stored binding. */
   insertRoleBinding(b: RoleBindingRecord): Promise<boolean>;
   deleteRoleBinding(id: string): Promise<RoleBindingRecord | null>;
+
+  // Workload federation trusts made through the admin API
+  listFederationTrusts(): Promise<FederationTrustRecord[]>;
+  /** False when a stored trust of that name exists already. */
+  insertFederationTrust(t: FederationTrustRecord): Promise<boolean>;
+  deleteFederationTrust(name: string): Promise<FederationTrustRecord | null>;
 
   // Audit entries waiting for a gateway to chain them (written by the admin CLI)
   enqueueAuditEntry(e: { id: string; at: number; entry: string }): Promise<void>;

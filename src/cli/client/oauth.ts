@@ -209,6 +209,39 @@ export async function exchangeForBearer(
   }
 }
 
+/**
+ * RFC 8693 with a resource indicator (RFC 8707): trade the DPoP-bound access token, with a
+ * proof of its key, for a token whose audience is Keygate itself — the admin API's. The new
+ * token stays bound to the same key.
+ */
+export async function exchangeForKeygate(
+  gateway: string,
+  config: oidc.Configuration,
+  key: DpopKey,
+  accessToken: string,
+): Promise<TokenResponse> {
+  try {
+    const t = await oidc.genericGrantRequest(
+      config,
+      TOKEN_EXCHANGE,
+      {
+        subject_token: accessToken,
+        subject_token_type: ACCESS_TOKEN_TYPE,
+        resource: config.serverMetadata().issuer,
+      },
+      { DPoP: oidc.getDPoPHandle(config, key.pair) },
+    );
+    if (t.token_type.toLowerCase() !== 'dpop')
+      throw new ClientError(
+        'TOKEN_REFUSED',
+        `the token exchange returned a ${t.token_type} token, not a DPoP-bound one`,
+      );
+    return t;
+  } catch (e) {
+    throw failure(gateway, 'the token exchange failed', e);
+  }
+}
+
 /** RFC 7009: revoke the refresh token (the gateway ends its whole family). */
 export async function revokeRefreshToken(
   gateway: string,

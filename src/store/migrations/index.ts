@@ -188,4 +188,33 @@ export const MIGRATIONS: readonly Migration[] = [
         UNIQUE (subject_type, subject, role)
       ) STRICT;`,
   },
+  {
+    version: 7,
+    name: 'groups_and_trusts',
+    sqlite: `
+      -- Keygate groups: made through the admin API (and, later, by SCIM). Roles come from groups
+      -- through bindings; a person's groups are read with the person, so a change applies to
+      -- their next request.
+      CREATE TABLE groups (
+        id          TEXT PRIMARY KEY,
+        name        TEXT NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at  INTEGER NOT NULL,
+        created_by  TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE group_members (
+        group_id TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+        user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        added_at INTEGER NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+      ) STRICT;
+      CREATE INDEX group_members_user ON group_members (user_id);
+      -- Workload federation trusts made through the admin API, in addition to keygate.yaml's.
+      CREATE TABLE federation_trusts (
+        name       TEXT PRIMARY KEY,
+        spec       TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        created_by TEXT NOT NULL
+      ) STRICT;`,
+  },
 ];

@@ -8,6 +8,8 @@ import {
   type CredentialRecord,
   DuplicateCredentialError,
   type EnrollmentTokenRecord,
+  type FederationTrustRecord,
+  type GroupRecord,
   type MigrationStatus,
   type OAuthArtifactRecord,
   type OAuthGrantSummary,
@@ -150,6 +152,11 @@ export class SqliteStore implements Store {
         role: string;
       }[]
     ).map((x) => x.role);
+    const groups = (
+      this.sql(
+        'SELECT g.name FROM group_members m JOIN groups g ON g.id = m.group_id WHERE m.user_id = ? ORDER BY g.name',
+      ).all(r.id) as { name: string }[]
+    ).map((x) => x.name);
     return {
       id: r.id,
       email: r.email,
@@ -158,10 +165,11 @@ export class SqliteStore implements Store {
       createdAt: r.created_at,
       disabledAt: r.disabled_at,
       roles,
+      groups,
     };
   }
 
-  async upsertUser(u: Omit<UserRecord, 'roles' | 'disabledAt'>, roles: string[]): Promise<UserRecord> {
+  async upsertUser(u: Omit<UserRecord, 'roles' | 'groups' | 'disabledAt'>, roles: string[]): Promise<UserRecord> {
     const tx = this.db.transaction(() => {
       this.sql(
         `INSERT INTO users (id, email, display_name, webauthn_id, created_at) VALUES (?, ?, ?, ?, ?)
@@ -202,6 +210,71 @@ export class SqliteStore implements Store {
 
   async setUserDisabled(id: string, at: number | null): Promise<boolean> {
     return this.sql('UPDATE users SET disabled_at = ? WHERE id = ?').run(at, id).changes === 1;
+  }
+
+  async deleteUser(id: string): Promise<boolean> {
+    // Keys, sessions, roles, links and memberships go with the row (ON DELETE CASCADE).
+    return this.sql('DELETE FROM users WHERE id = ?').run(id).changes === 1;
+  }
+
+  // ---- groups --------------------------------------------------------------------------------
+
+  async listGroups(): Promise<(GroupRecord & { members: number })[]> {
+    return (
+      this.sql(
+        `SELECT g.*, (SELECT count(*) FROM group_members m WHERE m.group_id = g.id) AS members
+           FROM groups g ORDER BY g.name`,
+      ).all() as (GroupRow & { members: number })[]
+    ).map((r) => ({ ...groupFromRow(r), members: r.members }));
+  }
+
+  async getGroup(idOrName: string): Promise<GroupRecord | null> {
+    const r = this.sql('SELECT * FROM groups WHERE id = ? OR name = ? ORDER BY id = ? DESC LIMIT 1').get(
+      idOrName,
+      idOrName,
+      idOrName,
+    ) as GroupRow | undefined;
+    return r === undefined ? null : groupFromRow(r);
+  }
+
+  async insertGroup(g: GroupRecord): Promise<boolean> {
+    return (
+      this.sql(
+        `INSERT INTO groups (id, name, description, created_at, created_by) VALUES (?, ?, ?, ?, ?)
+           ON CONFLICT DO NOTHING`,
+      ).run(g.id, g.name, g.description, g.createdAt, g.createdBy).changes === 1
+    );
+  }
+
+  async deleteGroup(id: string): Promise<GroupRecord | null> {
+    const tx = this.db.transaction(() => {
+      const r = this.sql('SELECT * FROM groups WHERE id = ?').get(id) as GroupRow | undefined;
+      if (r !== undefined) this.sql('DELETE FROM groups WHERE id = ?').run(id);
+      return r;
+    });
+    const r = tx.immediate();
+    return r === undefined ? null : groupFromRow(r);
+  }
+
+  async listGroupMembers(groupId: string): Promise<UserRecord[]> {
+    const rows = this.sql(
+      `SELECT u.* FROM group_members m JOIN users u ON u.id = m.user_id WHERE m.group_id = ? ORDER BY u.email`,
+    ).all(groupId) as UserRow[];
+    return rows.map((r) => this.userFromRow(r) as UserRecord);
+  }
+
+  async addGroupMember(groupId: string, userId: string, at: number): Promise<boolean> {
+    return (
+      this.sql('INSERT INTO group_members (group_id, user_id, added_at) VALUES (?, ?, ?) ON CONFLICT DO NOTHING').run(
+        groupId,
+        userId,
+        at,
+      ).changes === 1
+    );
+  }
+
+  async removeGroupMember(groupId: string, userId: string): Promise<boolean> {
+    return this.sql('DELETE FROM group_members WHERE group_id = ? AND user_id = ?').run(groupId, userId).changes === 1;
   }
 
   async countUsersWithRole(role: string): Promise<number> {
@@ -754,6 +827,33 @@ export class SqliteStore implements Store {
     return found;
   }
 
+  // ---- federation trusts ---------------------------------------------------------------------
+
+  async listFederationTrusts(): Promise<FederationTrustRecord[]> {
+    return (
+      this.sql('SELECT * FROM federation_trusts ORDER BY name').all() as {
+        name: string;
+        spec: string;
+        created_at: number;
+        created_by: string;
+      }[]
+    ).map((r) => ({ name: r.name, spec: r.spec, createdAt: r.created_at, createdBy: r.created_by }));
+  }
+
+  async insertFederationTrust(t: FederationTrustRecord): Promise<boolean> {
+    return (
+      this.sql(
+        'INSERT INTO federation_trusts (name, spec, created_at, created_by) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING',
+      ).run(t.name, t.spec, t.createdAt, t.createdBy).changes === 1
+    );
+  }
+
+  async deleteFederationTrust(name: string): Promise<FederationTrustRecord | null> {
+    const found = (await this.listFederationTrusts()).find((t) => t.name === name) ?? null;
+    if (found !== null) this.sql('DELETE FROM federation_trusts WHERE name = ?').run(name);
+    return found;
+  }
+
   // ---- audit outbox --------------------------------------------------------------------------
 
   async enqueueAuditEntry(e: { id: string; at: number; entry: string }): Promise<void> {
@@ -795,6 +895,18 @@ interface UserRow {
   webauthn_id: string;
   created_at: number;
   disabled_at: number | null;
+}
+
+interface GroupRow {
+  id: string;
+  name: string;
+  description: string;
+  created_at: number;
+  created_by: string;
+}
+
+function groupFromRow(r: GroupRow): GroupRecord {
+  return { id: r.id, name: r.name, description: r.description, createdAt: r.created_at, createdBy: r.created_by };
 }
 
 interface CredentialRow {

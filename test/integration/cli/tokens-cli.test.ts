@@ -5,7 +5,7 @@
  * bound token that is refused as a bearer), `proxy` (unmodified requests, any Authorization,
  * signed on the way), a refresh that rotates the refresh token, `logout` (the refresh token is
  * dead at the gateway, the CLI is logged out), the browser login with its loopback redirect, and
- * a refresh family ended at the gateway.
+ * a refresh family ended at the gateway; `admin … --gateway` through the admin API as the person.
  */
 import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -189,6 +189,51 @@ describe.skipIf(!hasBrowser)('keygate login, token, whoami, proxy, logout', () =
     expect(a.status).toBe(401);
     expect(a.body).toContain('DPoP-bound token presented as a bearer token');
     expect(a.reached).toBe(0);
+  });
+
+  it('admin --gateway: goes through the admin API as the person; policy decides, changes are audited as theirs', async () => {
+    // An ml-engineer: the admin API refuses, and the CLI says why in one line.
+    const denied = await cli(['admin', 'users', 'list', '--gateway', gateway]);
+    expect(denied.code).toBe(1);
+    expect(denied.stderr).toMatch(/^keygate: PERMISSION_DENIED: This needs admin:read on Keygate::users/);
+    // Made an admin by a binding (the login a minute ago is fresh enough for changes).
+    await g.gw.store.insertRoleBinding({
+      id: 'cli-admin',
+      subjectType: 'user',
+      subject: EMAIL,
+      role: 'admin',
+      createdAt: Date.now(),
+      createdBy: 'test',
+    });
+    await g.gw.reloadBindings();
+    const list = await cli(['admin', 'users', 'list']);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(new RegExp(`^${EMAIL}\t${userId}\tml-engineer\t-\tactive$`, 'm'));
+
+    const made = await cli(['admin', 'groups', 'create', 'ml-platform', '-d', 'serving fleet']);
+    expect(made.code, made.stderr).toBe(0);
+    const groupId = made.stdout.trim();
+    const add = await cli(['admin', 'groups', 'add', 'ml-platform', EMAIL]);
+    expect(add.code, add.stderr).toBe(0);
+    const shown = await cli(['admin', 'users', 'show', EMAIL]);
+    expect(shown.stdout).toMatch(/^groups +ml-platform$/m);
+    expect(shown.stdout).toMatch(/^key +\S+ +CLI test key \(/m);
+    const groups = await cli(['admin', 'groups', 'list']);
+    expect(groups.stdout).toContain(`ml-platform\t${groupId}\t1 members\t-`);
+
+    const sp = await cli(['admin', 'sp', 'create', 'cli-made', '-r', 'ml-reader', '--gateway', gateway]);
+    expect(sp.code, sp.stderr).toBe(0);
+    expect(sp.stdout.trim()).toMatch(/^[0-9a-f-]{36}:\S{20,}$/);
+    expect(sp.stderr).toContain('shown once');
+
+    await g.gw.audit.flushed();
+    const changes = g.gw.audit
+      .query({ kind: 'admin.change', actor: userId }, { limit: 100 })
+      .lines.map((l) => JSON.parse(l) as { change: { op: string }; actor: { method: string; email: string } });
+    expect(changes.map((c) => c.change.op)).toEqual(['group.create', 'group.member_add', 'service_principal.create']);
+    expect(changes[0]?.actor).toMatchObject({ email: EMAIL, method: 'dpop' });
+    await g.gw.store.deleteRoleBinding('cli-admin');
+    await g.gw.reloadBindings();
   });
 
   it('proxy: forwards unmodified requests with the person’s token, replacing any Authorization', async () => {
