@@ -3,7 +3,7 @@
  * small DOM builders shared by the views — tables, dialogs, one-time secrets, dates. Every piece
  * of API data reaches the page through textContent or an attribute, never as markup.
  */
-import { ApiError, api, errorMessage, h, loginUrl } from './common.js';
+import { ApiError, api, errorMessage, h, loginUrl, showStatus } from './common.js';
 
 export const CONSOLE_PATH = '/.keygate/admin/';
 const API = '/.keygate/api/admin/v1';
@@ -107,6 +107,25 @@ export function done(container: HTMLElement, ...children: Child[]): void {
   for (const c of children) if (c !== null && c !== undefined && c !== false) container.append(c);
 }
 
+/**
+ * Fill a container from the API: "Loading…" the first time, then what `draw` makes of the
+ * answer, or the error (`what` could not be loaded). Nothing is written once the view has gone.
+ */
+export async function fill(
+  container: HTMLElement,
+  signal: AbortSignal,
+  what: string,
+  draw: () => Promise<Child[]>,
+): Promise<void> {
+  if (container.childElementCount === 0) loading(container);
+  try {
+    const children = await draw();
+    if (!signal.aborted) done(container, ...children);
+  } catch (err) {
+    if (!signal.aborted) fail(container, err, `${what} could not be loaded`);
+  }
+}
+
 /** A short-lived note in a view's own polite live region. */
 export function say(region: HTMLElement, text: string, kind: 'ok' | 'error' = 'ok'): void {
   region.className = kind === 'ok' ? 'status' : 'error';
@@ -145,6 +164,17 @@ export function fullTime(ms: number): string {
 }
 
 // ---- building blocks -----------------------------------------------------------------------
+
+/** Name the view: its heading, and the document's title. */
+export function titled(h1: HTMLElement, text: string): void {
+  h1.textContent = text;
+  document.title = `${text} · Keygate admin`;
+}
+
+/** Label → value pairs as a `.facts` list. */
+export function facts(rows: [string, Child][]): HTMLElement {
+  return h('dl', { class: 'facts' }, ...rows.map(([k, v]) => h('div', {}, h('dt', {}, k), h('dd', {}, v))));
+}
 
 export function section(title: string, ...children: Child[]): HTMLElement {
   const id = uid('sec');
@@ -222,12 +252,10 @@ export function table<T>(caption: string, columns: Column<T>[], rows: T[], empty
   return h('div', { class: 'table-wrap', role: 'region', 'aria-labelledby': captionId, tabindex: '0' }, t);
 }
 
+type Control = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
+
 /** A label + input pair in a `.field`. */
-export function field(
-  label: string,
-  input: HTMLInputElement | HTMLSelectElement,
-  hint?: string,
-): { wrap: HTMLElement; input: HTMLInputElement | HTMLSelectElement } {
+export function field(label: string, input: Control, hint?: string): { wrap: HTMLElement; input: Control } {
   const id = input.id || uid('f');
   input.id = id;
   const kids: Child[] = [h('label', { for: id }, label), input];
@@ -239,12 +267,158 @@ export function field(
   return { wrap: h('div', { class: 'field' }, ...kids), input };
 }
 
-/** Role names typed as "a, b c" → ['a', 'b', 'c']. */
-export function roleList(s: string): string[] {
-  return s
-    .split(/[\s,]+/)
-    .map((x) => x.trim())
-    .filter((x) => x !== '');
+export function roleBadges(roles: unknown): HTMLElement {
+  const list = arr<string>(roles).map((r) => str(r));
+  return list.length === 0
+    ? h('span', { class: 'muted' }, 'none')
+    : h('span', { class: 'badges' }, ...list.map((r) => badge(r, 'role')));
+}
+
+/** The roles there are (GET /roles), each a checkbox; `value()` is the names ticked. */
+export function rolePicker(): { wrap: HTMLElement; value: () => string[] } {
+  const wrap = h('fieldset', { class: 'choice role-pick' }, h('legend', {}, 'Roles'));
+  const note = h('p', { class: 'muted' }, 'Loading roles…');
+  wrap.append(note);
+  call<{ roles: { name: string; description?: string }[] }>('/roles').then(
+    (r) => {
+      const names = arr<{ name: string }>(r.roles).map((x) => str(x.name));
+      note.replaceWith(
+        ...names.map((n) =>
+          h('label', { class: 'radio' }, h('input', { type: 'checkbox', name: 'roles', value: n }), ` ${n}`),
+        ),
+      );
+    },
+    (err: unknown) => {
+      if (!(err instanceof Handled)) note.replaceWith(errorBox(err, 'Roles could not be loaded'));
+    },
+  );
+  const value = () => [...wrap.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
+  return { wrap, value };
+}
+
+/** Mark a field as wrong: say why and put focus on it. */
+export function flag(input: Control, msg: HTMLElement, why: string): void {
+  input.setAttribute('aria-invalid', 'true');
+  say(msg, why, 'error');
+  input.focus();
+}
+
+/** True when the field has a value; otherwise it is flagged with `why`. */
+export function filled(input: Control, msg: HTMLElement, why: string): boolean {
+  if (input.value.trim() === '') {
+    flag(input, msg, why);
+    return false;
+  }
+  input.removeAttribute('aria-invalid');
+  return true;
+}
+
+/** A JWK or a JWKS pasted into a field, as a JWKS; null (the field flagged) when it is neither. */
+export function jwksIn(input: HTMLTextAreaElement, msg: HTMLElement): { keys: unknown[] } | null {
+  let v: unknown;
+  try {
+    v = JSON.parse(input.value);
+  } catch {
+    v = null;
+  }
+  const o = v !== null && typeof v === 'object' ? (v as { keys?: unknown; kty?: unknown }) : {};
+  if (Array.isArray(o.keys)) return { keys: o.keys };
+  if (typeof o.kty === 'string') return { keys: [o] };
+  flag(input, msg, 'Paste the keys as JSON: one JWK ({"kty": …}) or a JWKS ({"keys": […]}).');
+  return null;
+}
+
+/**
+ * Make a change from a button, busy while it runs. A refusal is said in `msg` in the API's words
+ * (a 400 names the field it refused — "issuer: Invalid URL" —, and that field among `fields` is
+ * marked and focused); a fresh-login prompt has opened already. When the button went away with
+ * the change, focus goes to its section's heading.
+ */
+export async function attempt(
+  b: HTMLButtonElement,
+  msg: HTMLElement,
+  fn: () => Promise<void>,
+  fields: Record<string, Control> = {},
+): Promise<void> {
+  const home = b.closest('section')?.querySelector<HTMLElement>('h2');
+  await busy(b, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof Handled) return;
+      const text = err instanceof Error ? err.message : 'Something went wrong.';
+      const named =
+        err instanceof ApiError && err.status === 400 ? /^(?:[^:]+: )?(\w+)[.:]/.exec(text)?.[1] : undefined;
+      const input = named === undefined ? undefined : fields[named];
+      if (input) flag(input, msg, text);
+      else say(msg, text, 'error');
+    }
+  });
+  if (!b.isConnected) (home?.isConnected ? home : document.querySelector<HTMLElement>('#view h1'))?.focus();
+}
+
+/** A button for a change that needs a yes first (a destructive dialog starts on Cancel), then runs as an `attempt`. */
+export function confirmButton(
+  label: string,
+  ask: { title: string; message: string; confirm: string },
+  msg: HTMLElement,
+  fn: () => Promise<void>,
+  cls = 'btn btn-danger-quiet',
+  hiddenContext?: string,
+): HTMLButtonElement {
+  return button(
+    label,
+    async (b) => {
+      if (await confirmAction(ask.title, ask.message, ask.confirm)) await attempt(b, msg, fn);
+    },
+    cls,
+    hiddenContext,
+  );
+}
+
+/** A `.form-grid` form: its fields, then its submit button. */
+export function gridForm(
+  id: string,
+  submit: { label: string; id: string; secondary?: boolean },
+  ...fields: Child[]
+): { form: HTMLFormElement; submit: HTMLButtonElement } {
+  const cls = submit.secondary ? 'btn btn-secondary' : 'btn btn-primary';
+  const btn = h('button', { type: 'submit', class: cls, id: submit.id }, submit.label);
+  const form = h(
+    'form',
+    { class: 'form-grid', id, novalidate: true },
+    ...fields,
+    h('div', { class: 'form-actions' }, btn),
+  );
+  return { form, submit: btn };
+}
+
+/** A form whose submission (button or Enter) runs `fn` as an `attempt`. */
+export function onSubmit(
+  form: HTMLFormElement,
+  submit: HTMLButtonElement,
+  msg: HTMLElement,
+  fn: () => Promise<void>,
+  fields: Record<string, Control> = {},
+): void {
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (submit.dataset['busy'] === 'true') return;
+    for (const f of Object.values(fields)) f.removeAttribute('aria-invalid');
+    void attempt(submit, msg, fn, fields);
+  });
+}
+
+/** Go to another view (the thing shown here is gone) and say why there. */
+export function leave(hash: string, note: string): void {
+  // After the router's own listener, which clears the messages and draws the view.
+  window.addEventListener('hashchange', () => showStatus(note), { once: true });
+  location.hash = hash;
+}
+
+/** Where a binding or a trust comes from. */
+export function sourceLabel(source: unknown): string {
+  return source === 'store' ? 'this console' : 'keygate.yaml';
 }
 
 // ---- dialogs -------------------------------------------------------------------------------

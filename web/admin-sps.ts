@@ -1,4 +1,4 @@
-/** Machines: service principals, their secrets (shown once), and federation trusts. */
+/** Machines: service principals, their secrets (shown once) and public keys, and federation trusts. */
 import { h } from './common.js';
 import {
   arr,
@@ -11,20 +11,25 @@ import {
   enc,
   fail,
   field,
+  filled,
+  gridForm,
   Handled,
+  jwksIn,
   loading,
   num,
   oncePanel,
+  onSubmit,
   relative,
-  roleList,
+  roleBadges,
+  rolePicker,
   say,
   section,
   str,
   table,
   when,
 } from './admin-core.js';
-import { roleBadges } from './admin-users.js';
 import type { View } from './admin-router.js';
+import { trustsSection } from './admin-trusts.js';
 
 interface Secret {
   id: string;
@@ -43,15 +48,6 @@ interface ServicePrincipal {
   disabled: boolean;
 }
 
-interface Trust {
-  name: string;
-  issuer: string;
-  audience: string;
-  subject: string;
-  servicePrincipal: string;
-  keys?: string;
-}
-
 const DAY = 86_400_000;
 const WARN_DAYS = 14;
 
@@ -60,6 +56,16 @@ const AUTH_LABELS: Record<string, string> = {
   private_key_jwt: 'Private key JWT',
   federation: 'Federation only',
 };
+const authLabel = (sp: ServicePrincipal) => AUTH_LABELS[str(sp.auth)] ?? str(sp.auth);
+
+/** Refill a select with the live service principals, keeping the choice when it is still there. */
+function fillSps(select: HTMLSelectElement, sps: ServicePrincipal[]): void {
+  const was = select.value;
+  select.replaceChildren(
+    ...sps.filter((sp) => !sp.disabled).map((sp) => h('option', { value: str(sp.id) }, str(sp.name))),
+  );
+  if ([...select.options].some((o) => o.value === was)) select.value = was;
+}
 
 function secretCell(sp: ServicePrincipal, s: Secret, onRevoke: (b: HTMLButtonElement) => void): HTMLElement {
   const now = Date.now();
@@ -91,16 +97,14 @@ export const servicePrincipals: View = (root, ctx) => {
 
   // Create
   const name = h('input', { type: 'text', name: 'name', required: true, maxlength: '63', autocomplete: 'off' });
-  const roles = h('input', { type: 'text', name: 'roles', autocomplete: 'off', spellcheck: 'false' });
+  const roles = rolePicker();
   const desc = h('input', { type: 'text', name: 'description', maxlength: '512', autocomplete: 'off' });
-  const createBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'sp-create' }, 'Create');
-  const form = h(
-    'form',
-    { class: 'form-grid', id: 'sp-form', novalidate: true },
+  const { form, submit } = gridForm(
+    'sp-form',
+    { label: 'Create', id: 'sp-create' },
     field('Name', name, 'For example ci-deployer').wrap,
-    field('Roles', roles, 'Separate with commas, e.g. ml-inference').wrap,
     field('Description (optional)', desc).wrap,
-    h('div', { class: 'form-actions' }, createBtn),
+    roles.wrap,
   );
   const secretOut = h('div', { id: 'sp-secret' });
   const createSection = section('Create a service principal', form, secretOut);
@@ -122,47 +126,77 @@ export const servicePrincipals: View = (root, ctx) => {
     panel.querySelector<HTMLElement>('h3')?.focus();
   };
 
-  form.addEventListener('submit', (e) => {
-    e.preventDefault();
-    if (createBtn.dataset['busy'] === 'true') return;
-    if (name.value.trim() === '') {
-      name.setAttribute('aria-invalid', 'true');
-      say(msg, 'Give the service principal a name.', 'error');
-      name.focus();
-      return;
-    }
-    name.removeAttribute('aria-invalid');
-    void busy(createBtn, async () => {
-      try {
-        const body: Record<string, unknown> = { name: name.value.trim(), roles: roleList(roles.value) };
-        if (desc.value.trim() !== '') body['description'] = desc.value.trim();
-        const r = await call<ServicePrincipal & { clientSecret?: string; secretExpiresAt?: number }>(
-          '/service-principals',
-          body,
-        );
-        say(msg, `Service principal ${str(r.name)} created.`);
-        form.reset();
-        if (typeof r.clientSecret === 'string') showSecret(str(r.name), str(r.id), r.clientSecret, r.secretExpiresAt);
-        void load();
-      } catch (err) {
-        if (!(err instanceof Handled)) say(msg, err instanceof Error ? err.message : 'Failed.', 'error');
-      }
-    });
-  });
+  onSubmit(
+    form,
+    submit,
+    msg,
+    async () => {
+      if (!filled(name, msg, 'Give the service principal a name.')) return;
+      const body: Record<string, unknown> = { name: name.value.trim(), roles: roles.value() };
+      if (desc.value.trim() !== '') body['description'] = desc.value.trim();
+      const r = await call<ServicePrincipal & { clientSecret?: string; secretExpiresAt?: number }>(
+        '/service-principals',
+        body,
+      );
+      say(msg, `Service principal ${str(r.name)} created.`);
+      form.reset();
+      if (typeof r.clientSecret === 'string') showSecret(str(r.name), str(r.id), r.clientSecret, r.secretExpiresAt);
+      void load();
+    },
+    { name, description: desc },
+  );
 
   // List
   const list = h('div', { id: 'sp-list' });
   const listSection = section('Service principals', list);
   root.append(listSection);
 
+  // Public keys for private_key_jwt
+  const keysMsg = h('div', { role: 'status', 'aria-live': 'polite', id: 'keys-msg' });
+  const keySp = h('select', { name: 'servicePrincipal' });
+  const keyText = h('textarea', { name: 'keys', rows: '6', spellcheck: 'false', autocomplete: 'off' });
+  const keysForm = gridForm(
+    'keys-form',
+    { label: 'Register keys', id: 'keys-submit' },
+    field('Service principal', keySp).wrap,
+    field(
+      'Public keys (JSON)',
+      keyText,
+      'One JWK or a JWKS, public members only. They replace any keys registered before; the principal then authenticates by signing its token requests (private_key_jwt), not with a secret.',
+    ).wrap,
+  );
+  onSubmit(
+    keysForm.form,
+    keysForm.submit,
+    keysMsg,
+    async () => {
+      if (!filled(keySp, keysMsg, 'There is no live service principal to register keys for.')) return;
+      const jwks = jwksIn(keyText, keysMsg);
+      if (jwks === null) return;
+      const sp = await call<ServicePrincipal>(`/service-principals/${enc(keySp.value)}/keys`, jwks, 'PUT');
+      say(keysMsg, `Keys registered for ${str(sp.name)}: it authenticates with ${authLabel(sp)} now.`);
+      keyText.value = '';
+      await load();
+    },
+    { keys: keyText },
+  );
+  const trustSp = h('select', { name: 'servicePrincipal' });
+  const trusts = trustsSection(ctx, trustSp);
+  root.append(section('Public keys (private_key_jwt)', keysForm.form, keysMsg), trusts.el);
+
   async function load(): Promise<void> {
     if (list.childElementCount === 0) loading(list);
     try {
       const r = await call<{ servicePrincipals: ServicePrincipal[] }>('/service-principals');
       if (ctx.signal.aborted) return;
-      done(list, spTable(arr<ServicePrincipal>(r.servicePrincipals)));
+      const sps = arr<ServicePrincipal>(r.servicePrincipals);
+      done(list, spTable(sps));
+      for (const s of [keySp, trustSp]) fillSps(s, sps);
+      await trusts.load(new Map(sps.map((sp) => [str(sp.id), str(sp.name)])));
     } catch (err) {
-      if (!ctx.signal.aborted) fail(list, err, 'Service principals could not be loaded');
+      if (ctx.signal.aborted) return;
+      fail(list, err, 'Service principals could not be loaded');
+      await trusts.load(new Map());
     }
   }
 
@@ -186,7 +220,7 @@ export const servicePrincipals: View = (root, ctx) => {
         },
         { label: 'Client ID', cell: (sp: ServicePrincipal) => h('span', { class: 'mono' }, str(sp.id)) },
         { label: 'Roles', cell: (sp: ServicePrincipal) => roleBadges(sp.roles) },
-        { label: 'Auth', cell: (sp: ServicePrincipal) => AUTH_LABELS[str(sp.auth)] ?? str(sp.auth) },
+        { label: 'Auth', cell: (sp: ServicePrincipal) => authLabel(sp) },
         {
           label: 'Secrets',
           cls: 'col-secrets',
@@ -294,43 +328,4 @@ export const servicePrincipals: View = (root, ctx) => {
     );
   }
   void load();
-
-  // Federation trusts
-  const trusts = h('div', { id: 'trusts' });
-  root.append(
-    section(
-      'Federation trusts',
-      h(
-        'p',
-        { class: 'hint' },
-        "Workloads whose platform identity tokens match a trust get the service principal's tokens without any secret.",
-      ),
-      trusts,
-    ),
-  );
-  loading(trusts);
-  call<{ trusts: Trust[] }>('/federation-trusts').then(
-    (r) => {
-      if (ctx.signal.aborted) return;
-      done(
-        trusts,
-        table(
-          'Federation trusts',
-          [
-            { label: 'Name', cell: (t: Trust) => str(t.name) },
-            { label: 'Issuer', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.issuer)) },
-            { label: 'Audience', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.audience)) },
-            { label: 'Subject', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.subject)) },
-            { label: 'Service principal', cell: (t: Trust) => str(t.servicePrincipal) },
-            { label: 'Keys', cell: (t: Trust) => h('span', { class: 'mono' }, str(t.keys) || '—') },
-          ],
-          arr<Trust>(r.trusts),
-          'No federation trusts are configured.',
-        ),
-      );
-    },
-    (err: unknown) => {
-      if (!ctx.signal.aborted) fail(trusts, err, 'Federation trusts could not be loaded');
-    },
-  );
 };

@@ -2,26 +2,33 @@
 import { h } from './common.js';
 import {
   arr,
+  attempt,
   badge,
   busy,
   button,
   call,
   confirmAction,
+  confirmButton,
   done,
   enc,
+  facts,
   fail,
   field,
   Handled,
+  leave,
   loading,
   oncePanel,
   qs,
-  roleList,
+  roleBadges,
+  rolePicker,
   say,
   section,
   str,
   table,
+  titled,
   when,
 } from './admin-core.js';
+import { personGroups } from './admin-groups.js';
 import type { View } from './admin-router.js';
 
 interface User {
@@ -29,6 +36,7 @@ interface User {
   email: string;
   displayName: string;
   roles: string[];
+  groups: string[];
   createdAt: number;
   disabled: boolean;
   disabledAt: number | null;
@@ -64,13 +72,6 @@ interface Link {
   user: { id: string; email: string };
 }
 
-export function roleBadges(roles: unknown): HTMLElement {
-  const list = arr<string>(roles).map((r) => str(r));
-  return list.length === 0
-    ? h('span', { class: 'muted' }, 'none')
-    : h('span', { class: 'badges' }, ...list.map((r) => badge(r, 'role')));
-}
-
 export function keyKind(c: { synced?: unknown; backupEligible?: unknown }): string {
   if (c.synced === true) return 'Synced passkey';
   if (c.backupEligible === true) return 'Passkey, not synced yet';
@@ -93,15 +94,15 @@ export const users: View = (root, ctx) => {
   // Invite
   const inviteMsg = h('div', { role: 'status', 'aria-live': 'polite' });
   const email = h('input', { type: 'email', name: 'email', required: true, autocomplete: 'off', spellcheck: 'false' });
-  const roles = h('input', { type: 'text', name: 'roles', autocomplete: 'off', spellcheck: 'false' });
+  const roles = rolePicker();
   const display = h('input', { type: 'text', name: 'displayName', autocomplete: 'off' });
   const inviteBtn = h('button', { type: 'submit', class: 'btn btn-primary', id: 'invite-submit' }, 'Create invitation');
   const inviteForm = h(
     'form',
     { class: 'form-grid', id: 'invite-form', novalidate: true },
     field('Email', email).wrap,
-    field('Roles', roles, 'Separate with commas, e.g. ml-engineer, ml-deployer').wrap,
     field('Display name (optional)', display).wrap,
+    roles.wrap,
     h('div', { class: 'form-actions' }, inviteBtn),
   );
   const inviteOut = h('div', { id: 'invite-result' });
@@ -117,7 +118,7 @@ export const users: View = (root, ctx) => {
     email.removeAttribute('aria-invalid');
     void busy(inviteBtn, async () => {
       try {
-        const body: Record<string, unknown> = { email: email.value.trim(), roles: roleList(roles.value) };
+        const body: Record<string, unknown> = { email: email.value.trim(), roles: roles.value() };
         if (display.value.trim() !== '') body['displayName'] = display.value.trim();
         const link = await call<Link>('/invitations', body);
         say(inviteMsg, `Invitation created for ${str(link.user?.email)}.`);
@@ -209,22 +210,17 @@ export const userDetail: View = (root, ctx) => {
   const linkOut = h('div');
   const keys = h('div', { id: 'user-keys' });
   const sessions = h('div', { id: 'user-sessions' });
+  const groups = h('div', { id: 'user-groups' });
   const keysSection = section('Security keys and passkeys', keys);
   const sessionsSection = section('Live sessions', sessions);
-  root.append(msg, summary, actions, linkOut, keysSection, sessionsSection);
+  const groupsSection = section('Groups', groups);
+  root.append(msg, summary, actions, linkOut, groupsSection, keysSection, sessionsSection);
 
-  const act = async (b: HTMLButtonElement, fn: () => Promise<unknown>, ok: string): Promise<void> => {
-    await busy(b, async () => {
-      try {
-        await fn();
-        say(msg, ok);
-        await load();
-        // The button may have been replaced (Disable → Enable): keep focus in the view.
-        if (!b.isConnected) title.focus();
-      } catch (err) {
-        if (!(err instanceof Handled)) say(msg, errMsg(err), 'error');
-      }
-    });
+  /** A change, then say so and redraw (its button may go with it: `attempt` keeps focus in the view). */
+  const change = (fn: () => Promise<unknown>, ok: string) => async () => {
+    await fn();
+    say(msg, ok);
+    await load();
   };
 
   async function load(): Promise<void> {
@@ -234,29 +230,20 @@ export const userDetail: View = (root, ctx) => {
       u = await call(`/users/${enc(id)}`);
     } catch (err) {
       if (!ctx.signal.aborted) fail(summary, err, 'This user could not be loaded');
-      keysSection.hidden = true;
-      sessionsSection.hidden = true;
+      for (const s of [groupsSection, keysSection, sessionsSection]) s.hidden = true;
       return;
     }
     if (ctx.signal.aborted) return;
-    title.textContent = str(u.email) || 'User';
-    document.title = `${title.textContent} · Keygate admin`;
+    titled(title, str(u.email) || 'User');
     done(
       summary,
-      h(
-        'dl',
-        { class: 'facts' },
-        h('div', {}, h('dt', {}, 'Name'), h('dd', {}, str(u.displayName) || '—')),
-        h('div', {}, h('dt', {}, 'Roles'), h('dd', {}, roleBadges(u.roles))),
-        h(
-          'div',
-          {},
-          h('dt', {}, 'Status'),
-          h('dd', {}, u.disabled ? badge('Disabled', 'danger') : badge('Active', 'ok')),
-        ),
-        h('div', {}, h('dt', {}, 'Added'), h('dd', {}, when(u.createdAt))),
-        h('div', {}, h('dt', {}, 'ID'), h('dd', { class: 'mono' }, str(u.id))),
-      ),
+      facts([
+        ['Name', str(u.displayName) || '—'],
+        ['Roles', roleBadges(u.roles)],
+        ['Status', u.disabled ? badge('Disabled', 'danger') : badge('Active', 'ok')],
+        ['Added', when(u.createdAt)],
+        ['ID', h('span', { class: 'mono' }, str(u.id))],
+      ]),
     );
 
     const email = str(u.email);
@@ -264,36 +251,33 @@ export const userDetail: View = (root, ctx) => {
       u.disabled
         ? button(
             'Enable',
-            (b) => act(b, () => call(`/users/${enc(id)}/enable`, {}), `${email} can sign in again.`),
+            (b) =>
+              attempt(
+                b,
+                msg,
+                change(() => call(`/users/${enc(id)}/enable`, {}), `${email} can sign in again.`),
+              ),
             'btn btn-secondary',
           )
-        : button(
+        : confirmButton(
             'Disable',
-            async (b) => {
-              if (
-                await confirmAction(
-                  `Disable ${email}?`,
-                  'Their sessions and token families end now, and they cannot sign in until enabled again.',
-                  'Disable',
-                )
-              )
-                await act(b, () => call(`/users/${enc(id)}/disable`, {}), `${email} is disabled.`);
+            {
+              title: `Disable ${email}?`,
+              message: 'Their sessions and token families end now, and they cannot sign in until enabled again.',
+              confirm: 'Disable',
             },
-            'btn btn-danger-quiet',
+            msg,
+            change(() => call(`/users/${enc(id)}/disable`, {}), `${email} is disabled.`),
           ),
-      button(
+      confirmButton(
         'End all sessions',
-        async (b) => {
-          if (
-            await confirmAction(
-              `End all of ${email}'s sessions?`,
-              'They will have to sign in again in every browser.',
-              'End sessions',
-            )
-          )
-            await act(b, () => call(`/users/${enc(id)}/sessions`, undefined, 'DELETE'), 'Their sessions have ended.');
+        {
+          title: `End all of ${email}'s sessions?`,
+          message: 'They will have to sign in again in every browser.',
+          confirm: 'End sessions',
         },
-        'btn btn-danger-quiet',
+        msg,
+        change(() => call(`/users/${enc(id)}/sessions`, undefined, 'DELETE'), 'Their sessions have ended.'),
       ),
       button(
         'Create a recovery link',
@@ -314,6 +298,21 @@ export const userDetail: View = (root, ctx) => {
             }
           }),
         'btn btn-secondary',
+      ),
+      confirmButton(
+        'Delete user',
+        {
+          title: `Delete ${email}?`,
+          message:
+            'Their sessions, token families and access tokens end now, and they, their keys and their group memberships are removed. Their audit records stay. This cannot be undone.',
+          confirm: 'Delete user',
+        },
+        msg,
+        async () => {
+          await call(`/users/${enc(id)}`, undefined, 'DELETE');
+          leave('#/users', `${email} was deleted.`);
+        },
+        'btn btn-danger-quiet delete-user',
       ),
     );
 
@@ -342,24 +341,18 @@ export const userDetail: View = (root, ctx) => {
                 ? h(
                     'span',
                     { class: 'cell-actions', 'data-credential-id': str(c.id) },
-                    button(
+                    confirmButton(
                       'Revoke',
-                      async (b) => {
-                        if (
-                          await confirmAction(
-                            `Revoke “${str(c.name)}”?`,
-                            `${email} can no longer sign in with this key, and the sessions made with it end.`,
-                            'Revoke key',
-                          )
-                        ) {
-                          await act(
-                            b,
-                            () => call(`/users/${enc(id)}/credentials/${enc(str(c.id))}`, undefined, 'DELETE'),
-                            `The key “${str(c.name)}” is revoked.`,
-                          );
-                          keysSection.querySelector<HTMLElement>('h2')?.focus();
-                        }
+                      {
+                        title: `Revoke “${str(c.name)}”?`,
+                        message: `${email} can no longer sign in with this key, and the sessions made with it end.`,
+                        confirm: 'Revoke key',
                       },
+                      msg,
+                      change(
+                        () => call(`/users/${enc(id)}/credentials/${enc(str(c.id))}`, undefined, 'DELETE'),
+                        `The key “${str(c.name)}” is revoked.`,
+                      ),
                       'btn btn-danger-quiet btn-small revoke-key',
                       str(c.name),
                     ),
@@ -373,6 +366,7 @@ export const userDetail: View = (root, ctx) => {
     );
 
     done(sessions, sessionTable(arr<Session>(u.sessions), null, msg, load));
+    await personGroups(groups, ctx.signal, { id, email, groups: u.groups }, msg, load);
   }
   void load();
 };

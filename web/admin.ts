@@ -7,6 +7,7 @@ import { api, byId, clearMessages, h, loginUrl } from './common.js';
 import { audit } from './admin-audit.js';
 import { CONSOLE_PATH, errorBox, Handled, withAuth } from './admin-core.js';
 import { dashboard } from './admin-dashboard.js';
+import { groupDetail, groups } from './admin-groups.js';
 import { policy } from './admin-policy.js';
 import { resolve, type Route, type View } from './admin-router.js';
 import { sessions } from './admin-sessions.js';
@@ -24,6 +25,8 @@ const ROUTES: Route[] = [
   { pattern: /^\/dashboard$/, view: dashboard, title: 'Dashboard', nav: 'dashboard' },
   { pattern: /^\/users$/, view: users, title: 'Users', nav: 'users' },
   { pattern: /^\/users\/([^/]+)$/, view: userDetail, title: 'User', nav: 'users' },
+  { pattern: /^\/groups$/, view: groups, title: 'Groups', nav: 'groups' },
+  { pattern: /^\/groups\/([^/]+)$/, view: groupDetail, title: 'Group', nav: 'groups' },
   {
     pattern: /^\/service-principals$/,
     view: servicePrincipals,

@@ -1,15 +1,20 @@
 /**
  * The admin console in a real browser: Debian's Chromium with Chrome's virtual authenticator.
- * An admin enrolls, is sent to the login page from the console and back, invites a person,
- * revokes another person's key, creates a service principal (its secret shown exactly once),
- * finds a denied proxied request in the audit log, asks the policy tester, and opens every
- * view at 1280×800 (and two at 390×844), saving a screenshot of each into the git-ignored
- * test-artifacts/screenshots/. Console errors and page errors are collected over the whole run.
+ * An admin enrolls, is sent to the login page from the console and back, invites a person (roles
+ * ticked from the API's list), revokes another person's key, makes a group and moves a person in
+ * and out of it from either page, deletes a person (and is refused deleting themself), creates
+ * a service principal (its secret shown exactly once) and registers another one's public key
+ * (a private key is refused), adds and removes a federation trust, finds a denied proxied
+ * request in the audit log, asks the policy tester, and opens every view at 1280×800 (and four
+ * at 390×844), saving a screenshot of each into the git-ignored test-artifacts/screenshots/.
+ * Console errors and page errors are collected over the whole run.
  *
  * Each view is its own `it`, in order, on one page: a view whose endpoint is missing fails
  * alone, with the API's message on screen.
  */
 import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { exportJWK, generateKeyPair } from 'jose';
+import * as oidc from 'openid-client';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
@@ -37,7 +42,7 @@ const shots: string[] = [];
 
 /**
  * The only errors the run may show. Chrome logs every 4xx answer to a fetch as a console error
- * ("Failed to load resource"), so the two steps that provoke a 401 on purpose name it here.
+ * ("Failed to load resource"), so the steps that provoke one on purpose name it here.
  */
 const ALLOWED: { step: string | null; url: RegExp; text: RegExp }[] = [
   { step: null, url: /\/favicon\.ico$/, text: /status of 404/ },
@@ -45,8 +50,14 @@ const ALLOWED: { step: string | null; url: RegExp; text: RegExp }[] = [
   { step: 'signed-out visit', url: /\/\.keygate\/api\//, text: /status of 401/ },
   // A change answered 401 FRESH_LOGIN_REQUIRED (simulated with page.route).
   { step: 'fresh login', url: /\/\.keygate\/api\/admin\/v1\/service-principals$/, text: /status of 401/ },
-  // A person without an admin role opens the console: the admin API answers 403.
-  { step: 'not an admin', url: /\/\.keygate\/api\/admin\/v1\/users\?/, text: /status of 403/ },
+  { step: 'fresh login: groups', url: /\/\.keygate\/api\/admin\/v1\/groups$/, text: /status of 401/ },
+  // A person without an admin role opens the console: the admin API answers 403 (the user list,
+  // and the roles offered in the invitation form).
+  { step: 'not an admin', url: /\/\.keygate\/api\/admin\/v1\/(users\?|roles$)/, text: /status of 403/ },
+  // Refusals shown in the API's words: deleting yourself, a private key, a trust's bad issuer.
+  { step: 'delete yourself', url: /\/\.keygate\/api\/admin\/v1\/users\/[^/?]+$/, text: /status of 400/ },
+  { step: 'sp keys: private', url: /\/admin\/v1\/service-principals\/[^/]+\/keys$/, text: /status of 400/ },
+  { step: 'trust: bad issuer', url: /\/\.keygate\/api\/admin\/v1\/federation-trusts$/, text: /status of 400/ },
 ];
 
 beforeAll(async () => {
@@ -54,7 +65,11 @@ beforeAll(async () => {
   mkdirSync(SHOTS, { recursive: true });
   sim = await startSimulator(demoSimOptions());
   g = await startGateway(
-    { authorization: { stepUpMaxAge: '10m' }, upstreams: simUpstream(sim.url) },
+    {
+      // The group made in the console holds a role from keygate.yaml (bindings naming it stay).
+      authorization: { stepUpMaxAge: '10m', bindings: [{ group: 'ml-platform', roles: ['ml-reader'] }] },
+      upstreams: simUpstream(sim.url),
+    },
     { identifiers: [] },
   );
   origin = g.gw.publicOrigin;
@@ -91,6 +106,55 @@ async function open(nav: string, heading: string | RegExp): Promise<void> {
   await expect.poll(() => page.locator('#view h1').textContent()).toMatch(heading);
 }
 
+/** Confirm the open dialog; a destructive one starts on Cancel. */
+async function confirmDialog(): Promise<string> {
+  const dialog = page.locator('dialog.modal[open]');
+  await expect.poll(() => dialog.count()).toBe(1);
+  expect(await page.evaluate<string | null>('document.activeElement?.textContent ?? null')).toBe('Cancel');
+  const text = (await dialog.textContent()) ?? '';
+  await dialog.locator('button[value="confirm"]').click();
+  await expect.poll(() => dialog.count()).toBe(0);
+  return text;
+}
+
+/**
+ * Answer changes (POSTs) to an admin API path with 401 FRESH_LOGIN_REQUIRED, as the API does when
+ * the login is older than stepUpMaxAge; other calls pass. Resolves to the function that stops it.
+ */
+async function staleLogin(path: string): Promise<() => Promise<void>> {
+  const url = `${origin}/.keygate/api/admin/v1/${path}`;
+  await page.route(url, (route) =>
+    route.request().method() === 'POST'
+      ? route.fulfill({
+          status: 401,
+          contentType: 'application/json',
+          body: JSON.stringify({
+            error_code: 'FRESH_LOGIN_REQUIRED',
+            message: 'Changes need a login within the last few minutes: tap your security key again, then retry.',
+            request_id: 'e2e',
+          }),
+        })
+      : route.continue(),
+  );
+  return () => page.unroute(url);
+}
+
+/** A change from this button opens the fresh-login prompt; Escape closes it and focus goes back to the button. */
+async function promptedThenEscape(buttonId: string): Promise<void> {
+  const prompt = page.locator('dialog#fresh-login[open]');
+  await page.click(`#${buttonId}`);
+  await expect.poll(() => prompt.count()).toBe(1);
+  expect(await prompt.textContent()).toContain('Confirm with your security key');
+  await page.keyboard.press('Escape');
+  await expect.poll(() => prompt.count()).toBe(0);
+  expect(await page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe(buttonId);
+}
+
+/** The groups a person is in, by the store. */
+async function groupsOf(id: string): Promise<string[] | undefined> {
+  return (await g.gw.store.getUser(id))?.groups;
+}
+
 /** The in-view error, if the view shows one (a missing endpoint, say). */
 async function viewErrors(): Promise<string[]> {
   return page.locator('#view .view-error').allTextContents();
@@ -125,7 +189,7 @@ describe('the admin console', () => {
   it.skipIf(!hasBrowser)('invites a person: the one-time link appears once, with a copy button', async () => {
     step = 'users';
     await page.fill('#invite-form input[name="email"]', 'newcomer@example.com');
-    await page.fill('#invite-form input[name="roles"]', 'ml-engineer');
+    await page.check('#invite-form input[name="roles"][value="ml-engineer"]');
     await page.click('#invite-submit');
     const value = page.locator('#invite-result input.once-value');
     await expect.poll(() => value.inputValue(), { timeout: 10_000 }).toMatch(/\/\.keygate\/enroll\?token=/);
@@ -164,11 +228,118 @@ describe('the admin console', () => {
     await shot('user');
   });
 
+  it.skipIf(!hasBrowser)(
+    'makes a group, adds a person from its page and from theirs, removes them, deletes the group',
+    async () => {
+      step = 'groups';
+      const bob = await g.gw.store.getUserByEmail('bob@example.com');
+      const bobId = bob?.id ?? '';
+      await open('groups', 'Groups');
+      await page.fill('#group-form input[name="name"]', 'ml-platform');
+      await page.fill('#group-form input[name="description"]', 'The ML platform team');
+      await page.press('#group-form input[name="description"]', 'Enter'); // the keyboard submits
+      const listed = page.locator('#group-list tr', { hasText: 'ml-platform' });
+      await expect.poll(() => listed.count(), { timeout: 10_000 }).toBe(1);
+      const group = await g.gw.store.getGroup('ml-platform');
+      expect(group?.description).toBe('The ML platform team');
+      // Its roles come from the binding in keygate.yaml.
+      expect(await listed.textContent()).toContain('ml-reader');
+      await shot('groups');
+
+      step = 'group';
+      await listed.locator('a.group-link').click();
+      await expect.poll(() => page.locator('#view h1').textContent()).toBe('ml-platform');
+      expect(new URL(page.url()).hash).toBe(`#/groups/${group?.id}`);
+      // An email nobody has is refused before any change.
+      await page.fill('#member-form input[name="email"]', 'nobody@example.com');
+      await page.click('#member-add');
+      await expect.poll(() => page.textContent('#group-msg'), { timeout: 10_000 }).toContain('Nobody has the email');
+      expect(await page.getAttribute('#member-form input[name="email"]', 'aria-invalid')).toBe('true');
+      await page.fill('#member-form input[name="email"]', 'Bob@Example.com');
+      await page.click('#member-add');
+      await expect.poll(() => page.textContent('#group-members'), { timeout: 10_000 }).toContain('bob@example.com');
+      expect(await page.textContent('#group-msg')).toContain('bob@example.com is now in ml-platform');
+      expect((await g.gw.store.listGroupMembers(group?.id ?? '')).map((u) => u.email)).toEqual(['bob@example.com']);
+      expect(await groupsOf(bobId)).toEqual(['ml-platform']);
+      await shot('group');
+
+      // Bob's page lists the group; removing him there takes him out.
+      step = 'user groups';
+      await page.locator('#group-members a', { hasText: 'bob@example.com' }).click();
+      await expect.poll(() => page.locator('#view h1').textContent()).toBe('bob@example.com');
+      const mine = page.locator('#user-groups tr', { hasText: 'ml-platform' });
+      await expect.poll(() => mine.count(), { timeout: 10_000 }).toBe(1);
+      expect(await mine.textContent()).toContain('ml-reader');
+      await mine.locator('button.remove-member').click();
+      expect(await confirmDialog()).toContain('Remove bob@example.com from ml-platform?');
+      await expect.poll(() => page.textContent('#user-groups'), { timeout: 10_000 }).toContain('Not in any group');
+      expect(await groupsOf(bobId)).toEqual([]);
+
+      // And back in from his page, the group chosen from the list of groups.
+      await page.selectOption('#user-group-form select[name="group"]', { label: 'ml-platform' });
+      await page.click('#user-group-add');
+      await expect.poll(() => mine.count(), { timeout: 10_000 }).toBe(1);
+      expect(await groupsOf(bobId)).toEqual(['ml-platform']);
+
+      // Removed on the group's page, then the group is deleted after a confirmation.
+      step = 'group delete';
+      await mine.locator('a', { hasText: 'ml-platform' }).click();
+      await expect.poll(() => page.locator('#view h1').textContent()).toBe('ml-platform');
+      const member = page.locator('#group-members tr', { hasText: 'bob@example.com' });
+      await expect.poll(() => member.count(), { timeout: 10_000 }).toBe(1);
+      await member.locator('button.remove-member').click();
+      await confirmDialog();
+      await expect.poll(() => page.textContent('#group-members'), { timeout: 10_000 }).toContain('No members yet.');
+      expect(await groupsOf(bobId)).toEqual([]);
+      await page.fill('#member-form input[name="email"]', 'bob@example.com');
+      await page.click('#member-add');
+      await expect.poll(() => member.count(), { timeout: 10_000 }).toBe(1);
+
+      await page.locator('#view .actions button', { hasText: 'Delete group' }).click();
+      expect(await confirmDialog()).toContain('Its 1 member(s) lose it');
+      await page.waitForURL((u) => u.hash === '#/groups', { timeout: 10_000 });
+      await expect.poll(() => page.textContent('#status')).toBe('Group ml-platform deleted.');
+      await expect.poll(() => page.locator('#group-list[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
+      expect(await page.textContent('#group-list')).toContain('No groups yet.');
+      expect(await g.gw.store.getGroup('ml-platform')).toBeNull();
+      expect(await groupsOf(bobId)).toEqual([]);
+    },
+    60_000,
+  );
+
+  it.skipIf(!hasBrowser)('deletes a person after a confirmation, and refuses to delete yourself', async () => {
+    step = 'delete a person';
+    await enroll(g, 'erin@example.com');
+    const erin = await g.gw.store.getUserByEmail('erin@example.com');
+    await open('users', 'Users');
+    await page.fill('#user-search input[name="q"]', 'erin');
+    await page.press('#user-search input[name="q"]', 'Enter');
+    await page.locator('#user-list a', { hasText: 'erin@example.com' }).click();
+    await expect.poll(() => page.locator('#view h1').textContent()).toBe('erin@example.com');
+    await page.click('#view .actions button.delete-user');
+    expect(await confirmDialog()).toContain('This cannot be undone.');
+    await page.waitForURL((u) => u.hash === '#/users', { timeout: 10_000 });
+    await expect.poll(() => page.textContent('#status')).toBe('erin@example.com was deleted.');
+    await expect.poll(() => page.textContent('#user-list'), { timeout: 10_000 }).toContain(ADMIN);
+    expect(await page.textContent('#user-list')).not.toContain('erin@example.com');
+    expect(await g.gw.store.getUser(erin?.id ?? '')).toBeNull();
+    expect(await g.gw.store.getUserByEmail('erin@example.com')).toBeNull();
+
+    step = 'delete yourself';
+    const me = await g.gw.store.getUserByEmail(ADMIN);
+    await page.locator('#user-list a', { hasText: ADMIN }).click();
+    await expect.poll(() => page.locator('#view h1').textContent()).toBe(ADMIN);
+    await page.click('#view .actions button.delete-user');
+    await confirmDialog();
+    await expect.poll(() => page.textContent('#user-msg'), { timeout: 10_000 }).toBe('You cannot delete yourself.');
+    expect(await g.gw.store.getUser(me?.id ?? '')).not.toBeNull();
+  });
+
   it.skipIf(!hasBrowser)('creates a service principal and shows its secret exactly once', async () => {
     step = 'service-principals';
     await open('service-principals', 'Service principals');
     await page.fill('#sp-form input[name="name"]', 'ci-deployer');
-    await page.fill('#sp-form input[name="roles"]', 'ml-inference');
+    await page.check('#sp-form input[name="roles"][value="ml-inference"]');
     await page.click('#sp-create');
     const secretInput = page.locator('#sp-secret input.secret-value');
     await expect.poll(() => secretInput.count(), { timeout: 10_000 }).toBe(1);
@@ -176,6 +347,7 @@ describe('the admin console', () => {
     expect(secret.length).toBeGreaterThan(20);
     expect(await page.textContent('#sp-secret')).toMatch(/shown only once/i);
     await expect.poll(() => page.textContent('#sp-list')).toContain('ci-deployer');
+    expect((await g.gw.store.getServicePrincipalByName('ci-deployer'))?.roles).toEqual(['ml-inference']);
     await page.locator('#sp-secret button', { hasText: 'Copy' }).last().click();
     await expect.poll(() => page.textContent('#sp-secret .copy-note')).toMatch(/copied|selected/);
     await shot('service-principals');
@@ -205,6 +377,94 @@ describe('the admin console', () => {
     step = 'federation-trusts';
     await expect.poll(() => page.locator('#trusts[aria-busy]').count(), { timeout: 10_000 }).toBe(0);
     expect(await page.locator('#trusts .view-error').allTextContents()).toEqual([]);
+  });
+
+  it.skipIf(!hasBrowser)(
+    "registers a service principal's public key: a private key is refused, the public one makes it private_key_jwt",
+    async () => {
+      step = 'sp keys';
+      await page.fill('#sp-form input[name="name"]', 'ml-signer');
+      await page.check('#sp-form input[name="roles"][value="ml-reader"]');
+      await page.click('#sp-create');
+      const row = page.locator('#sp-list tr', { hasText: 'ml-signer' });
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('Client secret');
+      const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+      const key = { kid: 'e2e-signer', alg: 'ES256' };
+
+      step = 'sp keys: private';
+      await page.selectOption('#keys-form select[name="servicePrincipal"]', { label: 'ml-signer' });
+      await page.fill('#keys-form textarea[name="keys"]', JSON.stringify({ ...(await exportJWK(privateKey)), ...key }));
+      await page.click('#keys-submit');
+      await expect
+        .poll(() => page.textContent('#keys-msg'), { timeout: 10_000 })
+        .toBe('Register the public key only (the JWK has private members).');
+      expect((await g.gw.store.getServicePrincipalByName('ml-signer'))?.jwks).toBeNull();
+
+      step = 'sp keys: public';
+      const pub = { ...(await exportJWK(publicKey)), ...key };
+      await page.fill('#keys-form textarea[name="keys"]', JSON.stringify({ keys: [pub] }));
+      await page.click('#keys-submit');
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('Private key JWT');
+      expect(await page.textContent('#keys-msg')).toBe(
+        'Keys registered for ml-signer: it authenticates with Private key JWT now.',
+      );
+      const sp = await g.gw.store.getServicePrincipalByName('ml-signer');
+      expect(JSON.parse(sp?.jwks ?? 'null')).toEqual({ keys: [pub] });
+      // The token endpoint agrees: a client_credentials grant signed with the private key.
+      const config = await oidc.discovery(
+        new URL(origin),
+        sp?.id ?? '',
+        undefined,
+        oidc.PrivateKeyJwt({ key: privateKey, kid: key.kid }),
+        { execute: [oidc.allowInsecureRequests] },
+      );
+      const tokens = await oidc.clientCredentialsGrant(config, {});
+      expect(tokens.access_token.length).toBeGreaterThan(20);
+    },
+  );
+
+  it.skipIf(!hasBrowser)('adds a federation trust (the API names a wrong field) and removes it', async () => {
+    step = 'trust: bad issuer';
+    const signer = await g.gw.store.getServicePrincipalByName('ml-signer');
+    const jwk = { ...(await exportJWK((await generateKeyPair('ES256', { extractable: true })).publicKey)), kid: 'ci' };
+    await page.fill('#trust-form input[name="name"]', 'github-ml');
+    await page.fill('#trust-form input[name="issuer"]', 'token.actions.githubusercontent.com');
+    await page.fill('#trust-form input[name="audience"]', 'keygate');
+    await page.fill('#trust-form input[name="subject"]', 'repo:acme/ml:ref:refs/heads/*');
+    await page.selectOption('#trust-form select[name="servicePrincipal"]', { label: 'ml-signer' });
+    await page.fill('#trust-form textarea[name="jwks"]', JSON.stringify(jwk));
+    await page.click('#trust-create');
+    await expect
+      .poll(() => page.textContent('#trust-msg'), { timeout: 10_000 })
+      .toMatch(/^Invalid request body: issuer: /);
+    expect(await page.getAttribute('#trust-form input[name="issuer"]', 'aria-invalid')).toBe('true');
+    expect(await page.evaluate<string | null>('document.activeElement?.getAttribute("name") ?? null')).toBe('issuer');
+    expect(await g.gw.store.listFederationTrusts()).toEqual([]);
+
+    step = 'trust: add';
+    await page.fill('#trust-form input[name="issuer"]', 'https://token.actions.githubusercontent.com');
+    await page.click('#trust-create');
+    const row = page.locator('#trusts tr', { hasText: 'github-ml' });
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+    expect(await row.textContent()).toContain('this console');
+    expect(await page.getAttribute('#trust-form input[name="issuer"]', 'aria-invalid')).toBeNull();
+    const stored = await g.gw.store.listFederationTrusts();
+    expect(stored.map((t) => t.name)).toEqual(['github-ml']);
+    expect(JSON.parse(stored[0]?.spec ?? 'null')).toMatchObject({
+      issuer: 'https://token.actions.githubusercontent.com',
+      audience: 'keygate',
+      subject: 'repo:acme/ml:ref:refs/heads/*',
+      servicePrincipal: signer?.id,
+      jwks: { keys: [jwk] },
+    });
+    await shot('federation-trusts');
+
+    step = 'trust: remove';
+    await row.locator('button.remove-trust').click();
+    expect(await confirmDialog()).toContain('Remove the trust github-ml?');
+    await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(0);
+    expect(await page.textContent('#trust-msg')).toBe('Trust github-ml removed.');
+    expect(await g.gw.store.listFederationTrusts()).toEqual([]);
   });
 
   it.skipIf(!hasBrowser)('finds a denied proxied request in the audit log, and follows new ones', async () => {
@@ -332,42 +592,40 @@ describe('the admin console', () => {
   });
 
   it.skipIf(!hasBrowser)(
+    'asks for a fresh key tap for the new changes too (a group), and changes nothing',
+    async () => {
+      step = 'fresh login: groups';
+      await open('groups', 'Groups');
+      const unroute = await staleLogin('groups');
+      try {
+        await page.fill('#group-form input[name="name"]', 'needs-fresh-login');
+        await promptedThenEscape('group-create');
+        // The prompt says it all: no error in the view.
+        expect(await page.textContent('#groups-msg')).toBe('');
+      } finally {
+        await unroute();
+      }
+      expect(await g.gw.store.getGroup('needs-fresh-login')).toBeNull();
+    },
+  );
+
+  it.skipIf(!hasBrowser)(
     'asks for a fresh key tap when a change needs one, and comes back to the same view',
     async () => {
       step = 'fresh login';
       await open('service-principals', 'Service principals');
-      const api = `${origin}/.keygate/api/admin/v1/service-principals`;
-      await page.route(api, (route) =>
-        route.request().method() === 'POST'
-          ? route.fulfill({
-              status: 401,
-              contentType: 'application/json',
-              body: JSON.stringify({
-                error_code: 'FRESH_LOGIN_REQUIRED',
-                message: 'Changes need a login within the last few minutes: tap your security key again, then retry.',
-                request_id: 'e2e',
-              }),
-            })
-          : route.continue(),
-      );
+      const unroute = await staleLogin('service-principals');
       try {
         await page.fill('#sp-form input[name="name"]', 'needs-fresh-login');
-        await page.click('#sp-create');
-        const prompt = page.locator('dialog#fresh-login[open]');
-        await expect.poll(() => prompt.count()).toBe(1);
-        expect(await prompt.textContent()).toContain('Confirm with your security key');
-        // Escape closes it and focus goes back to the button that asked.
-        await page.keyboard.press('Escape');
-        await expect.poll(() => prompt.count()).toBe(0);
-        expect(await page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe('sp-create');
+        await promptedThenEscape('sp-create');
 
         await page.click('#sp-create');
-        await expect.poll(() => prompt.count()).toBe(1);
+        await expect.poll(() => page.locator('dialog#fresh-login[open]').count()).toBe(1);
         await page.click('#fresh-login-go');
         await page.waitForURL((u) => u.pathname === '/.keygate/login', { timeout: 15_000 });
         expect(new URL(page.url()).searchParams.get('return_to')).toBe('/.keygate/admin/#/service-principals');
       } finally {
-        await page.unroute(api);
+        await unroute();
       }
       step = 'fresh login: sign in';
       await page.click('#signin');
@@ -427,6 +685,8 @@ describe('the admin console', () => {
       for (const [hash, heading, name] of [
         ['#/users', 'Users', 'phone-users'],
         ['#/audit', 'Audit log', 'phone-audit'],
+        ['#/groups', 'Groups', 'phone-groups'],
+        ['#/service-principals', 'Service principals', 'phone-service-principals'],
       ] as const) {
         await page.goto(`${origin}/.keygate/admin/${hash}`);
         await expect.poll(() => page.locator('#view h1').textContent()).toBe(heading);
@@ -446,13 +706,18 @@ describe('the admin console', () => {
     const expected = [
       'users',
       'user',
+      'groups',
+      'group',
       'service-principals',
+      'federation-trusts',
       'audit',
       'policy',
       'sessions',
       'dashboard',
       'phone-users',
       'phone-audit',
+      'phone-groups',
+      'phone-service-principals',
     ].map((n) => `${SHOTS}${n}.png`);
     for (const f of expected) {
       expect(existsSync(f), f).toBe(true);
