@@ -504,7 +504,16 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const { id } = parseInput(spParams, req.params);
       const b = parseInput(spKeys, req.body);
       const before = await sps.find(id);
-      const sp = await sps.setKeys(id, b as never);
+      let sp: ServicePrincipalRecord;
+      try {
+        sp = await sps.setKeys(id, b as never);
+      } catch (e) {
+        // Name the field, like every validation error.
+        if (e instanceof KeygateError && e.status === 400) {
+          throw new KeygateError('BAD_REQUEST', { message: `keys: ${e.message}` });
+        }
+        throw e;
+      }
       const kids = (j: string | null) =>
         j === null ? [] : (JSON.parse(j) as { keys: { kid?: string }[] }).keys.map((k) => k.kid ?? '?');
       changed(req, admin, {

@@ -397,7 +397,7 @@ describe('the admin console', () => {
       await page.click('#keys-submit');
       await expect
         .poll(() => page.textContent('#keys-msg'), { timeout: 10_000 })
-        .toBe('Register the public key only (the JWK has private members).');
+        .toBe('keys: Register the public key only (the JWK has private members).');
       expect((await g.gw.store.getServicePrincipalByName('ml-signer'))?.jwks).toBeNull();
 
       step = 'sp keys: public';
