@@ -15,6 +15,12 @@ import {
   UNSUPPORTED_MESSAGE,
 } from './common.js';
 
+interface IdpInfo {
+  providers: { name: string; displayName: string }[];
+  /** A provider login this browser is finishing with a key (require-local-key). */
+  pending: { email: string; provider: string } | null;
+}
+
 interface VerifyResult {
   user: { id: string; email: string; displayName: string };
   returnTo: string;
@@ -25,6 +31,8 @@ const emailButton = byId<HTMLButtonElement>('signin-email');
 const emailForm = byId<HTMLFormElement>('email-form');
 const emailInput = byId<HTMLInputElement>('email');
 const returnTo = safePath(queryParam('return_to'));
+/** After a provider login: the key tap must be by the person it named (the server holds who). */
+let afterIdp = false;
 
 /** Bumped by every explicit attempt, so a stale conditional (autofill) request never acts. */
 let generation = 0;
@@ -43,8 +51,9 @@ function showLoginError(err: unknown): void {
 
 async function verify(response: AuthenticationResponseJSON): Promise<void> {
   showStatus('Checking your key…');
-  const body: { response: AuthenticationResponseJSON; returnTo?: string } = { response };
+  const body: { response: AuthenticationResponseJSON; returnTo?: string; idp?: true } = { response };
   if (returnTo !== undefined) body.returnTo = returnTo;
+  if (afterIdp) body.idp = true;
   const result = await api<VerifyResult>('/.keygate/api/webauthn/authentication/verify', body);
   showStatus('Signed in. Redirecting…');
   location.assign(safePath(result.returnTo) ?? '/');
@@ -62,7 +71,7 @@ async function signIn(button: HTMLButtonElement, email?: string): Promise<void> 
     showStatus('Preparing sign-in…');
     const optionsJSON = await api<PublicKeyCredentialRequestOptionsJSON>(
       '/.keygate/api/webauthn/authentication/options',
-      email === undefined ? {} : { email },
+      afterIdp ? { idp: true } : email === undefined ? {} : { email },
     );
     showStatus('Follow your browser’s prompt: touch your security key or confirm with your passkey.');
     const response = await startAuthentication({ optionsJSON });
@@ -112,7 +121,41 @@ async function startConditional(): Promise<void> {
   }
 }
 
+/**
+ * Identity providers: a "Continue with …" link for each; and, back from one in
+ * require-local-key mode, the page asks for a key of the person it named.
+ */
+async function initProviders(): Promise<void> {
+  let info: IdpInfo;
+  try {
+    info = await api<IdpInfo>('/.keygate/api/idp');
+  } catch {
+    return;
+  }
+  if (queryParam('idp') !== null && info.pending !== null) {
+    afterIdp = true;
+    byId('title').textContent = 'Confirm it’s you';
+    byId('lead').textContent =
+      `Signed in through ${info.pending.provider} as ${info.pending.email}. Now use your passkey or security key.`;
+    byId('signin').querySelector('span')!.textContent = 'Use my passkey or security key';
+    details.hidden = true;
+    return;
+  }
+  if (queryParam('idp') !== null) showError('Your sign-in through your identity provider has expired. Start it again.');
+  const box = byId('idp-options');
+  for (const p of info.providers) {
+    const link = document.createElement('a');
+    link.className = 'btn btn-secondary btn-block';
+    link.id = `idp-${p.name}`;
+    link.href = `/.keygate/idp/${encodeURIComponent(p.name)}/start${returnTo === undefined ? '' : `?return_to=${encodeURIComponent(returnTo)}`}`;
+    link.textContent = `Continue with ${p.displayName}`;
+    box.append(link);
+  }
+  box.hidden = info.providers.length === 0;
+}
+
 function init(): void {
+  void initProviders();
   if (!browserSupportsWebAuthn()) {
     showError(UNSUPPORTED_MESSAGE + ' Try a current version of Chrome, Edge, Firefox or Safari.');
     signinButton.disabled = true;

@@ -7,6 +7,8 @@ export const AUDIT_KINDS = {
   'http.request': 'A proxied request: allowed and forwarded, refused (401/403/step-up), or failed upstream.',
   'auth.register': 'A WebAuthn credential was registered (enrollment, backup key, recovery), or the attempt failed.',
   'auth.login': 'A WebAuthn login, success or failure with its reason.',
+  'auth.idp_login':
+    'A login through a corporate identity provider (OIDC), success or failure with its reason (state, token, claims, MFA, approval).',
   'auth.step_up': 'A fresh, user-verified assertion for a sensitive action (RFC 9470), success or failure.',
   'auth.logout': 'A browser session was ended by its owner.',
   'auth.credential_revoked': 'A person revoked one of their credentials.',

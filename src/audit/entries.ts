@@ -43,7 +43,7 @@ function buildActor(identity: Identity): AuditActor {
     sessionId: a.sessionId,
     tokenId: a.tokenId,
     deviceBound: a.deviceBound,
-    via: undefined,
+    via: a.idp === undefined ? undefined : `idp:${a.idp}`,
   });
 }
 

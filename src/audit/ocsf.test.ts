@@ -89,6 +89,16 @@ const RECORDS = chain([
     },
   ],
   [
+    '2d3d-idp-login',
+    {
+      kind: 'auth.idp_login',
+      at: T0 + 59_000,
+      actor: { ...alice('ev-idp-1', T0 + 59_000), via: 'idp:okta' },
+      request: browser,
+      outcome: 'success',
+    },
+  ],
+  [
     '2d3e-login',
     {
       kind: 'auth.login',
@@ -270,6 +280,7 @@ const EXPECTED: Record<string, [number, number, number]> = {
   'http.request': [6003, 1, 1],
   'auth.register': [3001, 10, 1],
   'auth.login': [3002, 1, 1],
+  'auth.idp_login': [3002, 1, 1],
   'auth.step_up': [3002, 1, 1],
   'auth.logout': [3002, 2, 1],
   'auth.credential_revoked': [3001, 11, 1],

@@ -192,6 +192,7 @@ function classify(r: ChainedRecord): Mapping {
       return apiActivity(r.request?.method ?? '', r.request?.action);
     // A step-up is a fresh logon by the same person (RFC 9470): counted with logons.
     case 'auth.login':
+    case 'auth.idp_login':
     case 'auth.step_up':
       return m(AUTHENTICATION, 1, 'Logon');
     case 'auth.logout':

@@ -10,6 +10,7 @@ import { authenticatorName } from './webauthn/authenticators.js';
 export const AUTH_EVENT_KINDS = [
   'auth.register', // a credential was registered (enrollment, backup key, recovery)
   'auth.login', // a WebAuthn login
+  'auth.idp_login', // a login through a corporate identity provider (OIDC), before the key or instead of it
   'auth.step_up', // a fresh, user-verified assertion for a sensitive action (RFC 9470)
   'auth.logout',
   'auth.credential_revoked',
@@ -68,7 +69,14 @@ export type AuthFailureReason =
   | 'exchange_subject_revoked'
   | 'exchange_subject_not_bound'
   | 'exchange_proof_invalid'
-  | 'refresh_token_reused';
+  | 'refresh_token_reused'
+  | 'idp_state'
+  | 'idp_token'
+  | 'idp_claims'
+  | 'idp_email_unverified'
+  | 'idp_mfa'
+  | 'idp_not_approved'
+  | 'idp_refused';
 
 export interface EventContext {
   ip: string;

@@ -48,6 +48,14 @@ export class Enrollment {
     return this.issue(publicOrigin, user, 'enroll', o.createdBy);
   }
 
+  /**
+   * A short-lived enrollment link for a person an identity provider has just vouched for, who
+   * has no key yet (require-local-key): their first key is registered in the same sitting.
+   */
+  async firstKey(publicOrigin: string, user: UserRecord, createdBy: string, lifetimeMs: number): Promise<IssuedLink> {
+    return this.issue(publicOrigin, user, 'enroll', createdBy, lifetimeMs);
+  }
+
   /** Issue a recovery link for an existing user. */
   async recover(publicOrigin: string, email: string, createdBy: string): Promise<IssuedLink> {
     const user = await this.store.getUserByEmail(email);
@@ -60,10 +68,11 @@ export class Enrollment {
     user: UserRecord,
     kind: EnrollmentTokenRecord['kind'],
     createdBy: string,
+    lifetimeMs = this.lifetimeMs,
   ): Promise<IssuedLink> {
     const token = randomId(32);
     const now = this.clock.now();
-    const expiresAt = now + this.lifetimeMs;
+    const expiresAt = now + lifetimeMs;
     await this.store.insertEnrollmentToken({
       tokenHash: sha256Hex(token),
       userId: user.id,

@@ -27,6 +27,9 @@ export interface AuthContext {
   /** The credential's attestation statement was verified at registration. */
   attested?: boolean;
   sessionId?: string;
+  /** The corporate identity provider the person also logged in through, and that login's auth event. */
+  idp?: string;
+  idpEventId?: string;
   tokenId?: string;
   /** Access tokens only: the audiences (upstreams) the token was issued for. */
   audiences?: readonly string[];

@@ -9,7 +9,10 @@ import { randomId } from '../crypto/random.js';
 import type { Clock } from '../lib/clock.js';
 import type { Store } from '../store/types.js';
 import { AuthEvents } from './auth-events.js';
+import { Sealer } from '../crypto/seal.js';
 import { Enrollment } from './enrollment.js';
+import { IdentityProviders } from './idp/providers.js';
+import { IdpCookies } from './idp/routes.js';
 import type { Identifier } from './identity.js';
 import { registerAuthRoutes } from './routes.js';
 import { sessionIdentifier } from './session-identifier.js';
@@ -27,6 +30,8 @@ export interface AuthenticationDeps {
   publicOrigin: () => string;
   clientIp: (req: IncomingMessage) => string;
   log: { warn(o: object, msg: string): void; info(o: object, msg: string): void };
+  /** For identity providers' client secrets and the sealing key. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Authentication {
@@ -79,6 +84,7 @@ export async function createAuthentication(d: AuthenticationDeps): Promise<Authe
     log: (o, msg) => d.log.info(o, msg),
   });
   const origins = () => rp().origins;
+  const idp = identityProviders(d, sessions, events);
   return {
     sessions,
     enrollment,
@@ -99,6 +105,49 @@ export async function createAuthentication(d: AuthenticationDeps): Promise<Authe
         publicOrigin: d.publicOrigin,
         secure,
         rateLimits: config.rateLimits,
+        ...(idp === undefined ? {} : { idp }),
       }),
   };
+}
+
+/**
+ * Corporate identity providers, when configured: their logins, and the re-confirmation of their
+ * groups on sessions older than `groupsTtl` (with the sealed refresh token, when a key is set).
+ */
+function identityProviders(
+  d: AuthenticationDeps,
+  sessions: Sessions,
+  events: AuthEvents,
+): { providers: IdentityProviders; cookies: IdpCookies } | undefined {
+  const { config, store, clock } = d;
+  if (config.identityProviders.length === 0) return undefined;
+  const env = d.env ?? process.env;
+  const key = config.secretKeyEnv === undefined ? undefined : env[config.secretKeyEnv];
+  const sealer = key === undefined || key.trim() === '' ? null : Sealer.fromBase64(key);
+  if (sealer === null) {
+    d.log.warn(
+      {},
+      "no secretKeyEnv: identity providers' refresh tokens are not kept, so their groups lapse after groupsTtl until the next login",
+    );
+  }
+  const providers = new IdentityProviders({ config, store, clock, publicOrigin: d.publicOrigin, env, sealer });
+  sessions.idpGroupsTtl = (name) => providers.find(name)?.groupsTtl;
+  sessions.refreshIdp = async (session) => {
+    const p = providers.find(session.idp.provider);
+    if (p === undefined || session.idp.refresh === null) return null;
+    let r: Awaited<ReturnType<IdentityProviders['refresh']>>;
+    try {
+      r = await providers.refresh(p, session.idp.refresh);
+    } catch (e) {
+      // The provider no longer vouches for the person: recorded, and the session ends.
+      await events.record(
+        'auth.idp_login',
+        { ip: session.ip, userAgent: session.userAgent },
+        { outcome: 'failure', reason: 'idp_refused', userId: session.userId, via: `idp:${p.name}` },
+      );
+      throw e;
+    }
+    return r === null ? null : { ...session.idp, groups: r.groups, groupsAt: clock.now(), refresh: r.sealedRefresh };
+  };
+  return { providers, cookies: new IdpCookies({ store, clock, secure: isSecureDeployment(config) }) };
 }

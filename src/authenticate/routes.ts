@@ -17,6 +17,8 @@ import type { CredentialRecord, Store } from '../store/types.js';
 import type { AuthEvents } from './auth-events.js';
 import { isCrossSite, readCookie } from './cookies.js';
 import type { Enrollment } from './enrollment.js';
+import type { IdentityProviders } from './idp/providers.js';
+import { type IdpCookies, registerIdpRoutes } from './idp/routes.js';
 import { safeReturnTo } from './return-to.js';
 import type { ResolvedSession, Sessions } from './sessions.js';
 import { authenticatorName } from './webauthn/authenticators.js';
@@ -40,6 +42,8 @@ export interface AuthRouteDeps {
   publicOrigin: () => string;
   secure: boolean;
   rateLimits: { perIpPerMinute: number; perAccountPerMinute: number };
+  /** Corporate identity providers, when configured. */
+  idp?: { providers: IdentityProviders; cookies: IdpCookies };
 }
 
 const PAGE_CSP =
@@ -92,8 +96,28 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
   ) => {
     const old = readCookie(req.headers.cookie, d.sessions.cookieName);
     if (old !== undefined) await d.sessions.revoke(old);
-    const s = await d.sessions.create(o.user, o.credential, o.eventId, o.uv, ctxOf(req));
+    // A first key enrolled right after an identity provider login: the session records both.
+    const pending = d.idp === undefined ? null : await d.idp.cookies.pendingOf(req);
+    const idp = pending !== null && pending.userId === o.user.id ? pending.idp : undefined;
+    const s = await d.sessions.create(o.user, o.credential, o.eventId, o.uv, {
+      ...ctxOf(req),
+      ...(idp === undefined ? {} : { idp }),
+    });
+    if (idp !== undefined) await d.idp?.cookies.endPending(req, reply);
     reply.header('set-cookie', d.sessions.cookie(s.value));
+    // Where the person was going before the provider login, if that is how they came.
+    return idp === undefined ? undefined : pending?.returnTo;
+  };
+
+  /** The provider login this browser is finishing with a key; refused when there is none (expired). */
+  const pendingIdp = async (req: FastifyRequest) => {
+    const p = d.idp === undefined ? null : await d.idp.cookies.pendingOf(req);
+    if (p === null) {
+      throw new KeygateError('UNAUTHENTICATED', {
+        message: 'Your sign-in through your identity provider has expired: start it again.',
+      });
+    }
+    return p;
   };
 
   // Cross-site state changes are refused for every Keygate API (ASVS 3.5.1-3.5.3).
@@ -171,7 +195,8 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
           });
         }
         // Enrolling proves presence with the new key: the person is logged in.
-        await startSession(req, reply, { ...out, uv: out.credential.uvInitialized });
+        const next = await startSession(req, reply, { ...out, uv: out.credential.uvInitialized });
+        if (next !== undefined) return { credential: deviceView(out.credential, null), returnTo: safeReturnTo(next) };
       }
       return { credential: deviceView(out.credential, null), returnTo: '/.keygate/devices' };
     });
@@ -198,16 +223,21 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
 
     r.post('/.keygate/api/webauthn/authentication/options', async (req, reply) => {
       const body = parseInput(authenticationOptionsBody, req.body);
-      return d.webauthn.authenticationOptions(body.email, binding(req, reply));
+      // After a provider login, only the keys of the person it named are offered.
+      const email = body.idp === true ? (await pendingIdp(req)).email : body.email;
+      return d.webauthn.authenticationOptions(email, binding(req, reply));
     });
 
     r.post('/.keygate/api/webauthn/authentication/verify', async (req, reply) => {
       const body = parseInput(authenticationVerifyBody, req.body);
+      const pending = body.idp === true ? await pendingIdp(req) : null;
       const out = await d.webauthn.verifyAuthentication(body, {
         ...ctxOf(req),
         binding: readCookie(req.headers.cookie, ceremonyCookie),
         previousSession: readCookie(req.headers.cookie, d.sessions.cookieName),
+        ...(pending === null ? {} : { afterIdp: { userId: pending.userId, idp: pending.idp } }),
       });
+      if (pending !== null) await d.idp?.cookies.endPending(req, reply);
       reply.header('set-cookie', d.sessions.cookie(out.sessionValue));
       return {
         user: { id: out.user.id, email: out.user.email, displayName: out.user.displayName },
@@ -221,15 +251,58 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     const s = await requireSession(req);
     reply.header('cache-control', 'no-store');
     return {
-      user: { id: s.user.id, email: s.user.email, displayName: s.user.displayName, roles: s.user.roles },
+      user: {
+        id: s.user.id,
+        email: s.user.email,
+        displayName: s.user.displayName,
+        roles: s.user.roles,
+        groups: s.identity.principal.groups,
+      },
       session: {
         authTime: s.session.authTime,
         expiresAt: s.session.expiresAt,
         uv: s.session.uv,
         fresh: d.sessions.isFresh(s),
+        method: s.identity.auth.method,
+        ...(s.session.idp === undefined ? {} : { idp: s.session.idp.provider }),
       },
     };
   });
+
+  // The login page's identity providers ("Continue with …") and the provider login this browser
+  // is finishing with a key, if any.
+  app.get('/.keygate/api/idp', async (req, reply) => {
+    reply.header('cache-control', 'no-store');
+    const pending = d.idp === undefined ? null : await d.idp.cookies.pendingOf(req);
+    const providers = d.idp?.providers.list ?? [];
+    return {
+      providers: providers.map((p) => ({ name: p.name, displayName: p.displayName ?? p.name, mode: p.mode })),
+      pending:
+        pending === null
+          ? null
+          : {
+              email: pending.email,
+              provider: providers.find((p) => p.name === pending.provider)?.displayName ?? pending.provider,
+            },
+    };
+  });
+  if (d.idp !== undefined) {
+    registerIdpRoutes(
+      app,
+      {
+        idps: d.idp.providers,
+        store: d.store,
+        clock: d.clock,
+        events: d.events,
+        sessions: d.sessions,
+        enrollment: d.enrollment,
+        publicOrigin: d.publicOrigin,
+        clientIp: d.clientIp,
+        secure: d.secure,
+      },
+      d.idp.cookies,
+    );
+  }
 
   app.post('/.keygate/api/session/logout', async (req, reply) => {
     const value = readCookie(req.headers.cookie, d.sessions.cookieName);
@@ -245,7 +318,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
     const creds = (await d.store.listCredentials(s.user.id)).filter((c) => c.revokedAt === null);
     reply.header('cache-control', 'no-store');
     return {
-      credentials: creds.map((c) => deviceView(c, s.credential.id)),
+      credentials: creds.map((c) => deviceView(c, s.credential?.id ?? null)),
       hasRecovery: await d.store.hasUsableRecoveryToken(s.user.id, d.clock.now()),
     };
   });
@@ -264,7 +337,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
       credentialId: id,
     });
     const c = await d.store.getCredential(id);
-    return deviceView(c as CredentialRecord, s.credential.id);
+    return deviceView(c as CredentialRecord, s.credential?.id ?? null);
   });
 
   app.delete('/.keygate/api/devices/:id', async (req, reply) => {
@@ -285,7 +358,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
       userId: s.user.id,
       credentialId: id,
     });
-    if (id === s.credential.id) reply.header('set-cookie', d.sessions.clearCookie());
+    if (id === s.credential?.id) reply.header('set-cookie', d.sessions.clearCookie());
     reply.code(204);
   });
 

@@ -6,7 +6,7 @@
  */
 import { randomId, sha256Hex } from '../crypto/random.js';
 import type { Clock } from '../lib/clock.js';
-import type { CredentialRecord, SessionRecord, Store, UserRecord } from '../store/types.js';
+import type { CredentialRecord, SessionIdp, SessionRecord, Store, UserRecord } from '../store/types.js';
 import type { Identity } from './identity.js';
 
 export interface SessionSettings {
@@ -20,9 +20,17 @@ export interface SessionSettings {
 export interface ResolvedSession {
   session: SessionRecord;
   user: UserRecord;
-  credential: CredentialRecord;
+  /** The key of the login; null for a session an identity provider made alone (trust-idp-mfa). */
+  credential: CredentialRecord | null;
   identity: Identity;
 }
+
+/**
+ * Re-confirms an identity provider's groups for a session whose groups are older than the
+ * provider's TTL: the refreshed part, or null when they cannot be confirmed (then they are
+ * dropped until the next login). Throws when the provider says the person is gone: the session ends.
+ */
+export type IdpRefresher = (session: SessionRecord & { idp: SessionIdp }) => Promise<SessionIdp | null>;
 
 /** How long a resolved session is trusted without asking the store again. */
 const CACHE_MS = 5_000;
@@ -33,6 +41,11 @@ export class Sessions {
   private readonly cache = new Map<string, { resolved: ResolvedSession; fetchedAt: number }>();
   /** Time between last-seen writes: the idle clock has this granularity, and no request waits on a write. */
   private readonly touchEveryMs: number;
+
+  /** Identity providers' group lifetimes by provider name (absent: the provider is no longer configured). */
+  idpGroupsTtl: (provider: string) => number | undefined = () => undefined;
+  refreshIdp: IdpRefresher | undefined;
+  private readonly refreshing = new Map<string, Promise<ResolvedSession | null>>();
 
   constructor(
     private readonly store: Store,
@@ -47,10 +60,10 @@ export class Sessions {
   /** Start a session (a new id every time: no fixation) and return the cookie value. */
   async create(
     user: UserRecord,
-    credential: CredentialRecord,
+    credential: CredentialRecord | null,
     authEventId: string,
     uv: boolean,
-    ctx: { ip: string; userAgent: string },
+    ctx: { ip: string; userAgent: string; idp?: SessionIdp },
   ): Promise<{ value: string; record: SessionRecord }> {
     const s = this.prepare(user, credential, authEventId, uv, ctx);
     await this.store.insertSession(s.record);
@@ -60,17 +73,17 @@ export class Sessions {
   /** A new session and its cookie value, not yet stored (the caller stores it with the login). */
   prepare(
     user: UserRecord,
-    credential: CredentialRecord,
+    credential: CredentialRecord | null,
     authEventId: string,
     uv: boolean,
-    ctx: { ip: string; userAgent: string },
+    ctx: { ip: string; userAgent: string; idp?: SessionIdp | undefined },
   ): { value: string; record: SessionRecord } {
     const value = randomId(32);
     const now = this.clock.now();
     const record: SessionRecord = {
       idHash: sha256Hex(value),
       userId: user.id,
-      credentialId: credential.id,
+      credentialId: credential?.id ?? '',
       authEventId,
       authTime: now,
       uv,
@@ -80,6 +93,7 @@ export class Sessions {
       revokedAt: null,
       ip: ctx.ip.slice(0, 64),
       userAgent: ctx.userAgent.slice(0, 512),
+      ...(ctx.idp === undefined ? {} : { idp: ctx.idp }),
     };
     return { value, record };
   }
@@ -98,8 +112,53 @@ export class Sessions {
     const idHash = sha256Hex(value);
     const now = this.clock.now();
     const hit = this.cache.get(idHash);
-    if (hit !== undefined && now - hit.fetchedAt < CACHE_MS) return this.check(hit.resolved, now);
-    return this.load(idHash).then((r) => (r === null ? null : this.check(r, this.clock.now())));
+    if (hit !== undefined && now - hit.fetchedAt < CACHE_MS) return this.withIdpGroups(this.check(hit.resolved, now));
+    return this.load(idHash).then((r) => (r === null ? null : this.withIdpGroups(this.check(r, this.clock.now()))));
+  }
+
+  /**
+   * A provider's groups are trusted for its `groupsTtl` after they were confirmed; past that,
+   * the request waits for them to be re-confirmed (one refresh per session at a time) — so a
+   * person who lost a group at the provider loses its roles at their next request after the TTL.
+   */
+  private withIdpGroups(r: ResolvedSession | null): ResolvedSession | null | Promise<ResolvedSession | null> {
+    const idp = r?.session.idp;
+    if (r === null || idp === undefined) return r;
+    const ttl = this.idpGroupsTtl(idp.provider);
+    if (ttl !== undefined && this.clock.now() - idp.groupsAt < ttl) return r;
+    const key = r.session.idHash;
+    let p = this.refreshing.get(key);
+    if (p === undefined) {
+      p = this.reconfirm(r, ttl).finally(() => this.refreshing.delete(key));
+      this.refreshing.set(key, p);
+    }
+    return p;
+  }
+
+  private async reconfirm(r: ResolvedSession, ttl: number | undefined): Promise<ResolvedSession | null> {
+    const session = r.session as SessionRecord & { idp: SessionIdp };
+    let next: SessionIdp | null = null;
+    if (ttl !== undefined && this.refreshIdp !== undefined && session.idp.refresh !== null) {
+      try {
+        next = await this.refreshIdp(session);
+      } catch {
+        // The provider refused the person (disabled, removed, consent revoked): the session ends.
+        await this.revokeByHash(session.idHash);
+        return null;
+      }
+    }
+    // Not confirmed: the provider's groups are dropped until the next login through it.
+    const idp: SessionIdp = next ?? { ...session.idp, groups: [], groupsAt: this.clock.now(), refresh: null };
+    await this.store.setSessionIdp(session.idHash, idp);
+    const updated: SessionRecord = { ...session, idp };
+    const resolved: ResolvedSession = {
+      session: updated,
+      user: r.user,
+      credential: r.credential,
+      identity: toIdentity(updated, r.user, r.credential),
+    };
+    this.cache.set(session.idHash, { resolved, fetchedAt: this.clock.now() });
+    return resolved;
   }
 
   private async load(idHash: string): Promise<ResolvedSession | null> {
@@ -110,9 +169,10 @@ export class Sessions {
     }
     const [user, credential] = await Promise.all([
       this.store.getUser(session.userId),
-      this.store.getCredential(session.credentialId),
+      session.credentialId === '' ? null : this.store.getCredential(session.credentialId),
     ]);
-    if (!user || !credential) return null;
+    // A key login needs its key; only a provider-made session has none.
+    if (!user || (credential === null && (session.credentialId !== '' || session.idp === undefined))) return null;
     const resolved: ResolvedSession = { session, user, credential, identity: toIdentity(session, user, credential) };
     if (this.cache.size >= CACHE_MAX) this.cache.clear();
     this.cache.set(idHash, { resolved, fetchedAt: this.clock.now() });
@@ -127,8 +187,7 @@ export class Sessions {
       now >= session.expiresAt ||
       now - session.lastSeenAt >= this.s.idleMs ||
       user.disabledAt !== null ||
-      credential.revokedAt !== null ||
-      credential.clonedAt !== null
+      (credential !== null && (credential.revokedAt !== null || credential.clonedAt !== null))
     ) {
       this.cache.delete(session.idHash);
       return null;
@@ -194,28 +253,33 @@ export class Sessions {
   }
 }
 
-function toIdentity(session: SessionRecord, user: UserRecord, credential: CredentialRecord): Identity {
+function toIdentity(session: SessionRecord, user: UserRecord, credential: CredentialRecord | null): Identity {
+  const idp = session.idp;
+  // Keygate's own groups, and those the identity provider asserted (while they are trusted).
+  const groups =
+    idp === undefined || idp.groups.length === 0 ? user.groups : [...new Set([...user.groups, ...idp.groups])].sort();
   return {
     principal: {
       type: 'user',
       id: user.id,
       email: user.email,
       displayName: user.displayName,
-      groups: user.groups,
+      groups,
       roles: user.roles,
     },
     auth: {
-      method: 'webauthn',
+      method: credential === null ? 'oidc' : 'webauthn',
       authEventId: session.authEventId,
       authTime: session.authTime,
       uv: session.uv,
-      // A synced passkey can leave the device; a device-bound key cannot.
-      deviceBound: !credential.backupEligible,
-      credentialId: credential.id,
-      aaguid: credential.aaguid,
-      attested: credential.attested,
+      // A synced passkey can leave the device; a device-bound key cannot; a provider login is not bound here.
+      deviceBound: credential !== null && !credential.backupEligible,
+      ...(credential === null
+        ? {}
+        : { credentialId: credential.id, aaguid: credential.aaguid, attested: credential.attested }),
       sessionId: session.idHash.slice(0, 16),
+      ...(idp === undefined ? {} : { idp: idp.provider, idpEventId: idp.eventId }),
     },
-    cacheKey: `session:${session.idHash}`,
+    cacheKey: `session:${session.idHash}:${JSON.stringify([groups, user.roles])}`,
   };
 }

@@ -25,7 +25,8 @@ export function runtimeIssues(config: Config, env: NodeJS.ProcessEnv): ConfigIss
     needFile('tls.keyFile', config.tls.keyFile);
   }
   if (config.webauthn.mdsBlobFile !== undefined) needFile('webauthn.mdsBlobFile', config.webauthn.mdsBlobFile);
-  if (config.webauthn.mdsRootCertFile !== undefined) needFile('webauthn.mdsRootCertFile', config.webauthn.mdsRootCertFile);
+  if (config.webauthn.mdsRootCertFile !== undefined)
+    needFile('webauthn.mdsRootCertFile', config.webauthn.mdsRootCertFile);
   for (const [name, u] of Object.entries(config.upstreams)) {
     const c = u.credential;
     const base = `upstreams.${name}.credential`;
@@ -37,5 +38,16 @@ export function runtimeIssues(config: Config, env: NodeJS.ProcessEnv): ConfigIss
       if (c.clientSecretFile !== undefined) needFile(`${base}.clientSecretFile`, c.clientSecretFile);
     }
   }
+  if (config.secretKeyEnv !== undefined) {
+    needEnv('secretKeyEnv', config.secretKeyEnv);
+    const v = env[config.secretKeyEnv];
+    if (v !== undefined && v.trim() !== '' && Buffer.from(v.trim(), 'base64').length !== 32) {
+      issues.push({ path: 'secretKeyEnv', message: `${config.secretKeyEnv} must hold 32 bytes in base64` });
+    }
+  }
+  config.identityProviders.forEach((p, i) => {
+    if (p.clientSecretEnv !== undefined) needEnv(`identityProviders[${i}].clientSecretEnv`, p.clientSecretEnv);
+    if (p.privateKeyFile !== undefined) needFile(`identityProviders[${i}].privateKeyFile`, p.privateKeyFile);
+  });
   return issues;
 }

@@ -128,6 +128,78 @@ export const upstreamSchema = z.strictObject({
   connections: z.int().min(1).max(4096).default(128).describe('Keep-alive connections in the upstream pool.'),
 });
 
+/** A corporate identity provider people log in through (OIDC), before or instead of a local key. */
+export const identityProvider = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[a-z][a-z0-9-]{0,31}$/, 'must be a short lower-case name such as okta')
+      .describe('Short name used in URLs (`/.keygate/idp/<name>/…`) and in the audit log.'),
+    displayName: z
+      .string()
+      .min(1)
+      .max(64)
+      .optional()
+      .describe('Shown on the login button: "Continue with <displayName>".'),
+    preset: z
+      .enum(['generic', 'okta', 'entra', 'google', 'keycloak'])
+      .default('generic')
+      .describe('Usual scopes and claim names of that provider (each can still be set below).'),
+    issuer: httpUrl.describe(
+      "The provider's issuer URL; discovery is read from `<issuer>/.well-known/openid-configuration`.",
+    ),
+    clientId: z.string().min(1).describe("Keygate's client id at the provider."),
+    clientSecretEnv: envName
+      .optional()
+      .describe('Environment variable holding the client secret (client_secret_basic).'),
+    privateKeyFile: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A private key (PKCS#8 PEM, EC P-256 or RSA) to authenticate with private_key_jwt instead of a secret.',
+      ),
+    scopes: z
+      .array(z.string().min(1))
+      .optional()
+      .describe('Scopes asked for; default by preset (`openid email profile`, plus `groups` for Okta).'),
+    claims: z
+      .strictObject({
+        email: z.string().min(1).optional().describe('Claim holding the email address.'),
+        name: z.string().min(1).optional().describe('Claim holding the display name.'),
+        groups: z.string().min(1).optional().describe('Claim holding the list of groups.'),
+      })
+      .prefault({})
+      .describe('Claim names; default by preset (Entra: `preferred_username` for the email, `groups`).'),
+    mode: z
+      .enum(['require-local-key', 'trust-idp-mfa'])
+      .default('require-local-key')
+      .describe(
+        "`require-local-key`: after the provider, the person also taps a key registered to them (the first time, the provider login lets them enroll one). `trust-idp-mfa`: accept the provider's own phishing-resistant MFA, shown by `amr` or `acr`.",
+      ),
+    acceptedAmr: z
+      .array(z.string().min(1))
+      .default(['hwk', 'fido', 'phr', 'phrh'])
+      .describe("trust-idp-mfa: the ID token's `amr` must contain one of these (RFC 8176 values)."),
+    acceptedAcr: z.array(z.string().min(1)).default([]).describe('trust-idp-mfa: or its `acr` must be one of these.'),
+    enrollment: z
+      .enum(['open', 'pre-approved'])
+      .default('open')
+      .describe(
+        'require-local-key, first login: `open` lets anyone the provider vouches for enroll a key; `pre-approved` only people Keygate knows already (invited or provisioned by SCIM) or in `enrollGroups`.',
+      ),
+    enrollGroups: z
+      .array(z.string().min(1))
+      .default([])
+      .describe('pre-approved enrollment: members of these provider groups may enroll a key on first login.'),
+    groupsTtl: duration('5m').describe(
+      "How long the provider's groups are trusted after a login; then they are refreshed with the provider's refresh token, or dropped until the next login.",
+    ),
+  })
+  .refine((p) => !(p.clientSecretEnv !== undefined && p.privateKeyFile !== undefined), {
+    message: 'set at most one of clientSecretEnv and privateKeyFile',
+  });
+
 /** One workload federation trust: in keygate.yaml (tokens.federation) or made through the admin API. */
 export const federationTrust = z.strictObject({
   name: z.string().min(1).describe('A label for logs and audit.'),
@@ -285,6 +357,17 @@ export const configSchema = z
       })
       .prefault({})
       .describe('One-time enrollment and recovery links.'),
+    secretKeyEnv: envName
+      .optional()
+      .describe(
+        "Environment variable holding a 32-byte key (base64) that seals secrets Keygate keeps in its store: identity providers' refresh tokens. Without it none are kept, and a provider's groups lapse after `groupsTtl` until the next login.",
+      ),
+    identityProviders: z
+      .array(identityProvider)
+      .default([])
+      .describe(
+        'Corporate identity providers (OIDC: Okta, Entra ID, Google, Keycloak, …). The login page offers "Continue with <provider>"; the groups they assert count as the person\'s groups (docs/guides/identity-providers.md).',
+      ),
     rateLimits: z
       .strictObject({
         perIpPerMinute: z
@@ -516,6 +599,17 @@ export const configSchema = z
           message: `RP ID "${rpId}" is not a registrable suffix of ${host}`,
         });
       }
+    });
+    const idpNames = new Set<string>();
+    c.identityProviders.forEach((p, i) => {
+      if (idpNames.has(p.name)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['identityProviders', i, 'name'],
+          message: `duplicate provider name "${p.name}"`,
+        });
+      }
+      idpNames.add(p.name);
     });
     const trustNames = new Set<string>();
     c.tokens.federation.forEach((t, i) => {

@@ -550,7 +550,7 @@ export class OAuthServer {
         {
           authEventId: session.authEventId,
           credentialId: session.credentialId,
-          aaguid: resolved.credential.aaguid,
+          aaguid: resolved.credential?.aaguid ?? '',
           uv: session.uv,
           authTime: session.authTime,
         },

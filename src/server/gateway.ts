@@ -389,6 +389,7 @@ export class Gateway {
       publicOrigin: () => gw.publicOrigin,
       clientIp: gw.clientIp,
       log: gw.log,
+      env: opts.env ?? process.env,
     });
     gw.oauthServer = await OAuthServer.create({
       config: opts.config,

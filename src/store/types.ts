@@ -105,9 +105,24 @@ export interface ChallengeRecord {
   expiresAt: number;
 }
 
+/** The corporate identity provider login behind a session. */
+export interface SessionIdp {
+  /** The provider's name in keygate.yaml. */
+  provider: string;
+  /** The auth event of the provider login. */
+  eventId: string;
+  /** The provider's groups for the person, as last confirmed. */
+  groups: string[];
+  /** Epoch ms the groups were last confirmed (login or refresh). */
+  groupsAt: number;
+  /** The provider's refresh token, sealed (AES-256-GCM) with the configured secret key; null when none is kept. */
+  refresh: string | null;
+}
+
 export interface SessionRecord {
   idHash: string;
   userId: string;
+  /** The key the person logged in with; '' for a session made by an identity provider alone (trust-idp-mfa). */
   credentialId: string;
   authEventId: string;
   authTime: number;
@@ -118,6 +133,8 @@ export interface SessionRecord {
   revokedAt: number | null;
   ip: string;
   userAgent: string;
+  /** The identity provider login behind the session, when there was one. */
+  idp?: SessionIdp;
 }
 
 export interface AuthEventRecord {
@@ -292,6 +309,14 @@ export interface Store {
   listSessions(o: { userId?: string; liveAt: number; limit: number }): Promise<SessionRecord[]>;
   /** Revokes every live session that was opened with this credential; returns their id hashes. */
   revokeCredentialSessions(credentialId: string, at: number): Promise<string[]>;
+  /** Replace the identity provider part of a session (its groups were refreshed or dropped). */
+  setSessionIdp(idHash: string, idp: SessionIdp): Promise<void>;
+
+  // A person's accounts at identity providers
+  /** The user id linked to (provider, subject), or null. */
+  findUserIdentity(provider: string, subject: string): Promise<string | null>;
+  /** Link (or re-confirm) an account at a provider to a user; records the login time. */
+  linkUserIdentity(provider: string, subject: string, userId: string, at: number): Promise<void>;
 
   insertAuthEvent(e: AuthEventRecord): Promise<void>;
   listAuthEvents(filter: { userId?: string; limit: number }): Promise<AuthEventRecord[]>;

@@ -18,7 +18,13 @@ import {
 import type { z } from 'zod';
 import { KeygateError } from '../../errors/index.js';
 import type { Clock } from '../../lib/clock.js';
-import { type CredentialRecord, DuplicateCredentialError, type Store, type UserRecord } from '../../store/types.js';
+import {
+  type CredentialRecord,
+  DuplicateCredentialError,
+  type SessionIdp,
+  type Store,
+  type UserRecord,
+} from '../../store/types.js';
 import type { AuthEvents, AuthFailureReason, EventContext } from '../auth-events.js';
 import type { Sessions } from '../sessions.js';
 import { authenticatorName } from './authenticators.js';
@@ -226,7 +232,10 @@ export class WebAuthnService {
 
   // ---- authentication (WebAuthn L3 §7.2) ----------------------------------------------------
 
-  async authenticationOptions(email: string | undefined, binding: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+  async authenticationOptions(
+    email: string | undefined,
+    binding: string,
+  ): Promise<PublicKeyCredentialRequestOptionsJSON> {
     const rp = this.d.rp();
     const { store } = this.d;
     let userId: string | null = null;
@@ -282,6 +291,11 @@ export class WebAuthnService {
       previousSession: string | undefined;
       /** Set for a step-up: the session's user, who must be the one answering, with UV. */
       stepUpFor?: string;
+      /**
+       * Set after an identity provider login (require-local-key): the person it named must be the
+       * one answering, and the session records that provider login too.
+       */
+      afterIdp?: { userId: string; idp: SessionIdp };
     },
   ): Promise<LoginOutcome> {
     const rp = this.d.rp();
@@ -314,7 +328,8 @@ export class WebAuthnService {
 
     // A1/A2: in a username-first login (and a step-up) the credential must belong to that user
     // and be offered.
-    if (ctx.stepUpFor !== undefined && (challenge.userId !== ctx.stepUpFor || cred.userId !== ctx.stepUpFor)) {
+    const only = ctx.stepUpFor ?? ctx.afterIdp?.userId;
+    if (only !== undefined && (challenge.userId !== only || cred.userId !== only)) {
       return fail('credential_not_allowed');
     }
     if (challenge.userId !== null && challenge.userId !== cred.userId) return fail('credential_not_allowed');
@@ -358,13 +373,17 @@ export class WebAuthnService {
       return fail('counter_regression');
     }
     // A10: backup eligibility is fixed at creation; a change means a different authenticator.
-    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible) return fail('backup_eligibility_changed');
+    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible)
+      return fail('backup_eligibility_changed');
     if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice') return fail('synced_passkey_refused');
 
     // A13: persist counter and flags only now, as a compare-and-swap on the counter, together
     // with the auth event and the new session (a new id: no fixation; the old one ends).
     const event = this.d.events.build(kind, ctx, { outcome: 'success', userId: user.id, ...details });
-    const session = this.d.sessions.prepare(user, cred, event.id, info.userVerified, ctx);
+    const session = this.d.sessions.prepare(user, cred, event.id, info.userVerified, {
+      ...ctx,
+      idp: ctx.afterIdp?.idp,
+    });
     const ok = await store.completeLogin({
       credentialId: cred.id,
       expectedCounter: cred.counter,
@@ -408,7 +427,10 @@ function registrationError(reason: AuthFailureReason): KeygateError {
   if (reason === 'enrollment_token_invalid') return new KeygateError('ENROLLMENT_TOKEN_INVALID', { detail: reason });
   if (reason === 'duplicate_credential') return new KeygateError('CREDENTIAL_ALREADY_REGISTERED', { detail: reason });
   const message = REGISTRATION_MESSAGES[reason];
-  return new KeygateError('REGISTRATION_REFUSED', message === undefined ? { detail: reason } : { message, detail: reason });
+  return new KeygateError(
+    'REGISTRATION_REFUSED',
+    message === undefined ? { detail: reason } : { message, detail: reason },
+  );
 }
 
 function loginError(reason: AuthFailureReason): KeygateError {

@@ -6,7 +6,11 @@
 import type { AuthenticationResponseJSON, RegistrationResponseJSON } from '@simplewebauthn/server';
 import { z } from 'zod';
 
-const b64url = (max: number) => z.string().max(max).regex(/^[A-Za-z0-9_-]*$/, 'must be base64url');
+const b64url = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[A-Za-z0-9_-]*$/, 'must be base64url');
 const credId = b64url(1400); // 1023 bytes (SECURITY-CHECKLIST R12) is 1364 base64url characters
 
 const extensions = z.record(z.string(), z.unknown()).default({});
@@ -50,11 +54,16 @@ export const registrationVerifyBody = z.strictObject({
   enrollmentToken: z.string().max(128).optional(),
 });
 
-export const authenticationOptionsBody = z.strictObject({ email: z.string().trim().max(320).optional() });
+export const authenticationOptionsBody = z.strictObject({
+  email: z.string().trim().max(320).optional(),
+  /** After an identity provider login (require-local-key): a key of the person it named. */
+  idp: z.literal(true).optional(),
+});
 
 export const authenticationVerifyBody = z.strictObject({
   response: authenticationResponse,
   returnTo: z.string().max(2048).optional(),
+  idp: z.literal(true).optional(),
 });
 
 /** Narrowing to the library's types: the shapes match; extra optional members are the library's own. */

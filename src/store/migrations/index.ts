@@ -217,4 +217,23 @@ export const MIGRATIONS: readonly Migration[] = [
         created_by TEXT NOT NULL
       ) STRICT;`,
   },
+  {
+    version: 8,
+    name: 'identity_providers',
+    sqlite: `
+      -- A person's accounts at corporate identity providers: (provider, subject) → user.
+      CREATE TABLE user_identities (
+        provider      TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at    INTEGER NOT NULL,
+        last_login_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, subject)
+      ) STRICT;
+      CREATE INDEX user_identities_user ON user_identities (user_id);
+      -- The provider login behind a session (JSON: provider, event, groups and when they were
+      -- confirmed, the sealed refresh token); null for a key-only login. A session made by the
+      -- provider alone (trust-idp-mfa) has credential_id ''.
+      ALTER TABLE sessions ADD COLUMN idp TEXT;`,
+  },
 ];

@@ -17,6 +17,7 @@ import {
   type RoleBindingRecord,
   type ServicePrincipalRecord,
   type ServicePrincipalSecretRecord,
+  type SessionIdp,
   type SessionRecord,
   type SigningKeyRecord,
   type Store,
@@ -451,7 +452,7 @@ export class SqliteStore implements Store {
   private insertSessionSync(x: SessionRecord): void {
     this.sql(
       `INSERT INTO sessions (id_hash, user_id, credential_id, auth_event_id, auth_time, uv, created_at, last_seen_at,
-           expires_at, revoked_at, ip, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+           expires_at, revoked_at, ip, user_agent, idp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ).run(
       x.idHash,
       x.userId,
@@ -465,7 +466,27 @@ export class SqliteStore implements Store {
       x.revokedAt,
       x.ip,
       x.userAgent,
+      x.idp === undefined ? null : JSON.stringify(x.idp),
     );
+  }
+
+  async setSessionIdp(idHash: string, idp: SessionIdp): Promise<void> {
+    this.sql('UPDATE sessions SET idp = ? WHERE id_hash = ?').run(JSON.stringify(idp), idHash);
+  }
+
+  async findUserIdentity(provider: string, subject: string): Promise<string | null> {
+    const r = this.sql('SELECT user_id FROM user_identities WHERE provider = ? AND subject = ?').get(
+      provider,
+      subject,
+    ) as { user_id: string } | undefined;
+    return r?.user_id ?? null;
+  }
+
+  async linkUserIdentity(provider: string, subject: string, userId: string, at: number): Promise<void> {
+    this.sql(
+      `INSERT INTO user_identities (provider, subject, user_id, created_at, last_login_at) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (provider, subject) DO UPDATE SET last_login_at = excluded.last_login_at`,
+    ).run(provider, subject, userId, at, at);
   }
 
   async listSessions(o: { userId?: string; liveAt: number; limit: number }): Promise<SessionRecord[]> {
@@ -502,6 +523,7 @@ export class SqliteStore implements Store {
           revokedAt: r.revoked_at,
           ip: r.ip,
           userAgent: r.user_agent,
+          ...(r.idp === null ? {} : { idp: JSON.parse(r.idp) as SessionIdp }),
         }
       : null;
   }
@@ -972,6 +994,7 @@ interface SessionRow {
   revoked_at: number | null;
   ip: string;
   user_agent: string;
+  idp: string | null;
 }
 
 interface AuthEventRow {
