@@ -227,6 +227,14 @@ export interface Column<T> {
   cls?: string;
 }
 
+/** "Last used" and "Status" (live or revoked): the columns of a credential that can be revoked. */
+export function usageColumns<T extends { lastUsedAt: unknown; revokedAt: unknown }>(): Column<T>[] {
+  return [
+    { label: 'Last used', cell: (r) => (r.lastUsedAt === null ? 'Never' : when(r.lastUsedAt, 'relative')) },
+    { label: 'Status', cell: (r) => (r.revokedAt === null ? badge('Live', 'ok') : badge('Revoked', 'danger')) },
+  ];
+}
+
 /** A table in a horizontally scrollable, keyboard-focusable region (phones scroll it sideways). */
 export function table<T>(caption: string, columns: Column<T>[], rows: T[], empty: string): HTMLElement {
   if (rows.length === 0) return h('p', { class: 'empty' }, empty);
@@ -512,16 +520,18 @@ export async function freshLoginPrompt(): Promise<void> {
   }
 }
 
-/**
- * A value shown once (an enrollment link, a client secret): read-only, with a copy button. It
- * lives only in this element — never in storage — and goes when the panel is dismissed.
- */
-export function oncePanel(o: {
+export interface Once {
   title: string;
   warning: string;
   fields: { label: string; value: string; secret?: boolean }[];
   extra?: Child[];
-}): HTMLElement {
+}
+
+/**
+ * A value shown once (an enrollment link, a client secret): read-only, with a copy button. It
+ * lives only in this element — never in storage — and goes when the panel is dismissed.
+ */
+function oncePanel(o: Once): HTMLElement {
   const note = h('p', { class: 'copy-note', role: 'status', 'aria-live': 'polite' });
   const titleId = uid('once');
   const panel = h(
@@ -571,4 +581,16 @@ export function oncePanel(o: {
   );
   panel.append(note, h('div', { class: 'once-actions' }, dismiss));
   return panel;
+}
+
+/** Show a value once in `out`, in place of what was there, with focus on its title (so it is read out). */
+export function showOnce(out: HTMLElement, o: Once): void {
+  const panel = oncePanel(o);
+  out.replaceChildren(panel);
+  panel.querySelector<HTMLElement>('h3')?.focus();
+}
+
+/** The warning over a secret Keygate keeps only the hash of (`what` it is, `where` it goes). */
+export function hashOnly(what: string, where: string): string {
+  return `This ${what} is shown only once: Keygate keeps only its hash. Copy it now into ${where} — it will not be shown again.`;
 }

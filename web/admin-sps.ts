@@ -14,16 +14,17 @@ import {
   filled,
   gridForm,
   Handled,
+  hashOnly,
   jwksIn,
   loading,
   num,
-  oncePanel,
   onSubmit,
   relative,
   roleBadges,
   rolePicker,
   say,
   section,
+  showOnce,
   str,
   table,
   when,
@@ -112,18 +113,15 @@ export const servicePrincipals: View = (root, ctx) => {
 
   const showSecret = (spName: string, clientId: string, secret: string, expiresAt: unknown) => {
     const exp = num(expiresAt);
-    const panel = oncePanel({
+    showOnce(secretOut, {
       title: `Client secret for ${spName}`,
-      warning:
-        'This secret is shown only once: Keygate keeps only its hash. Copy it now into your secret manager or CI settings — it will not be shown again.',
+      warning: hashOnly('secret', 'your secret manager or CI settings'),
       fields: [
         { label: 'Client ID', value: clientId },
         { label: 'Client secret', value: secret, secret: true },
       ],
       extra: [exp === null ? null : h('p', { class: 'hint' }, `It expires ${new Date(exp).toLocaleString()}.`)],
     });
-    secretOut.replaceChildren(panel);
-    panel.querySelector<HTMLElement>('h3')?.focus();
   };
 
   onSubmit(

@@ -1,4 +1,4 @@
-/** People: the list and search, invitations, and one person's keys, sessions and status. */
+/** People: the list and search, invitations, SCIM provisioning, and one person's keys, sessions and status. */
 import { h } from './common.js';
 import {
   arr,
@@ -17,19 +17,21 @@ import {
   Handled,
   leave,
   loading,
-  oncePanel,
   qs,
   roleBadges,
   rolePicker,
   say,
   section,
+  showOnce,
   str,
   table,
   titled,
+  usageColumns,
   when,
 } from './admin-core.js';
 import { personGroups } from './admin-groups.js';
 import type { View } from './admin-router.js';
+import { scimSection } from './admin-scim.js';
 
 interface User {
   id: string;
@@ -47,6 +49,10 @@ interface Credential {
   name: string;
   aaguid: string;
   authenticator: string;
+  /** security-key, platform, password-manager, virtual or unknown. */
+  kind: string;
+  /** The model's icon from the FIDO metadata BLOB (a data: URL), where configured. */
+  icon: string | null;
   synced: boolean;
   backupEligible: boolean;
   createdAt: number;
@@ -70,6 +76,37 @@ interface Link {
   url: string;
   expiresAt: number;
   user: { id: string; email: string };
+}
+
+/** Glyphs for the kinds of authenticator, where the metadata BLOB gives no icon (24×24, even-odd fill). */
+const GLYPH: Record<string, string> = {
+  'security-key':
+    'M7 16a4 4 0 1 1 3.46-6H21v3h-2v3h-3v-3h-5.54A4 4 0 0 1 7 16zm0-2.5a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3z',
+  platform: 'M4 5h16v11H4zm2 2v7h12V7zM2 18h20v2H2z',
+  'password-manager': 'M7 10V7a5 5 0 0 1 10 0v3h1v11H6V10zm2 0h6V7a3 3 0 0 0-6 0z',
+  virtual: 'M4 4h16v16H4zm3 3v10h10V7z',
+  unknown: 'M12 2a10 10 0 1 1 0 20 10 10 0 0 1 0-20zm0 3a8 8 0 1 0 0 16 8 8 0 0 0 0-16z',
+};
+
+/** The authenticator's icon (from the BLOB where known, else a glyph for its kind) and model name. */
+function authenticatorCell(c: Credential): HTMLElement {
+  const name = str(c.authenticator) || 'Unknown';
+  let icon: Element;
+  if (typeof c.icon === 'string' && c.icon.startsWith('data:image/')) {
+    icon = h('img', { class: 'auth-icon', src: c.icon, alt: '', width: '20', height: '20' });
+  } else {
+    const ns = 'http://www.w3.org/2000/svg';
+    icon = document.createElementNS(ns, 'svg');
+    icon.setAttribute('class', 'auth-icon');
+    icon.setAttribute('viewBox', '0 0 24 24');
+    icon.setAttribute('aria-hidden', 'true');
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', GLYPH[str(c.kind)] ?? (GLYPH.unknown as string));
+    path.setAttribute('fill-rule', 'evenodd');
+    path.setAttribute('fill', 'currentColor');
+    icon.append(path);
+  }
+  return h('span', { class: 'auth-model', 'data-kind': str(c.kind) || 'unknown' }, icon, name);
 }
 
 export function keyKind(c: { synced?: unknown; backupEligible?: unknown }): string {
@@ -122,15 +159,13 @@ export const users: View = (root, ctx) => {
         if (display.value.trim() !== '') body['displayName'] = display.value.trim();
         const link = await call<Link>('/invitations', body);
         say(inviteMsg, `Invitation created for ${str(link.user?.email)}.`);
-        const panel = oncePanel({
+        showOnce(inviteOut, {
           title: `Enrollment link for ${str(link.user?.email)}`,
           warning: `Send this link to them directly. It works once and expires ${new Date(link.expiresAt).toLocaleString()}. It is not shown again.`,
           fields: [{ label: 'Enrollment link', value: str(link.url) }],
         });
-        inviteOut.replaceChildren(panel);
         inviteForm.reset();
         void reloadList();
-        panel.querySelector<HTMLElement>('h3')?.focus();
       } catch (err) {
         if (!(err instanceof Handled)) inviteOut.replaceChildren();
         if (!(err instanceof Handled)) say(inviteMsg, errMsg(err), 'error');
@@ -155,7 +190,7 @@ export const users: View = (root, ctx) => {
     history.replaceState(null, '', `#/users${qs({ q: q.value.trim() })}`);
     void reloadList();
   });
-  root.append(section('People', searchForm, listBox, more));
+  root.append(section('People', searchForm, listBox, more), scimSection(ctx.signal));
 
   let rows: User[] = [];
   const columns = [
@@ -286,13 +321,11 @@ export const userDetail: View = (root, ctx) => {
             try {
               const link = await call<Link>('/recovery-links', { email });
               say(msg, `Recovery link created for ${email}.`);
-              const panel = oncePanel({
+              showOnce(linkOut, {
                 title: `Recovery link for ${email}`,
                 warning: `It lets them register a new key. Send it to them directly (after checking it is really them). It works once and expires ${new Date(link.expiresAt).toLocaleString()}. It is not shown again.`,
                 fields: [{ label: 'Recovery link', value: str(link.url) }],
               });
-              linkOut.replaceChildren(panel);
-              panel.querySelector<HTMLElement>('h3')?.focus();
             } catch (err) {
               if (!(err instanceof Handled)) say(msg, errMsg(err), 'error');
             }
@@ -323,17 +356,10 @@ export const userDetail: View = (root, ctx) => {
         `Keys of ${email}`,
         [
           { label: 'Name', cell: (c: Credential) => str(c.name) || '—' },
-          { label: 'Authenticator', cell: (c: Credential) => str(c.authenticator) || 'Unknown' },
+          { label: 'Authenticator', cell: authenticatorCell },
           { label: 'Kind', cell: (c: Credential) => keyKind(c) },
           { label: 'Added', cell: (c: Credential) => when(c.createdAt) },
-          {
-            label: 'Last used',
-            cell: (c: Credential) => (c.lastUsedAt === null ? 'Never' : when(c.lastUsedAt, 'relative')),
-          },
-          {
-            label: 'Status',
-            cell: (c: Credential) => (c.revokedAt === null ? badge('Live', 'ok') : badge('Revoked', 'danger')),
-          },
+          ...usageColumns<Credential>(),
           {
             label: 'Actions',
             cell: (c: Credential) =>

@@ -17,7 +17,7 @@ import { readCookie } from '../authenticate/cookies.js';
 import { isEmail } from '../authenticate/enrollment.js';
 import type { Authentication } from '../authenticate/index.js';
 import type { Identifier, Identity } from '../authenticate/identity.js';
-import { authenticatorName } from '../authenticate/webauthn/authenticators.js';
+import { authenticatorKind, authenticatorName } from '../authenticate/webauthn/authenticators.js';
 import { ACTION_NAMES } from '../authorize/actions.js';
 import { DescribeError, type Evaluation, evaluateDescribed, RESOURCE_REF } from '../authorize/describe.js';
 import type { Authorizer } from '../authorize/engine.js';
@@ -37,7 +37,9 @@ import type {
   Store,
   UserRecord,
 } from '../store/types.js';
+import { newScimToken, SCIM_PREFIX } from '../scim/server.js';
 import { type AdminArea, AdminRoutes } from './openapi.js';
+import type { People } from './people.js';
 
 const inviteBody = z.strictObject({
   email: z.string().trim().refine(isEmail, 'must be an email address'),
@@ -194,6 +196,10 @@ export interface AdminDeps {
   reloadTrusts: () => Promise<void>;
   /** Trusts in force: keygate.yaml's, then the stored ones. */
   trusts: () => readonly FederationTrust[];
+  /** Disabling and deleting people (shared with SCIM). */
+  people: People;
+  /** A person's groups changed: their next request, on any replica, re-reads them. */
+  groupsChanged: (userId: string) => void;
   /** Refuse every token of a subject issued so far (a disabled service principal). */
   revokeSubject: (subject: string) => Promise<void>;
   /** End a token family: its refresh tokens are deleted and its access tokens refused at once. */
@@ -565,7 +571,10 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     id: c.id,
     name: c.name,
     aaguid: c.aaguid,
-    authenticator: authenticatorName(c.aaguid),
+    // The model's name and icon from the FIDO metadata BLOB where configured, else Keygate's short list.
+    authenticator: auth.metadata?.description(c.aaguid) ?? authenticatorName(c.aaguid),
+    kind: authenticatorKind(c.aaguid),
+    icon: auth.metadata?.icon(c.aaguid) ?? null,
     // A passkey that may be copied to the person's other devices (backup eligible), and whether it is.
     synced: c.backedUp,
     backupEligible: c.backupEligible,
@@ -665,13 +674,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         if (disabled && u.id === admin.id) {
           throw new KeygateError('BAD_REQUEST', { message: 'You cannot disable yourself.' });
         }
-        await deps.store.setUserDisabled(u.id, disabled ? deps.now() : null);
-        if (disabled) {
-          await auth.sessions.revokeForUser(u.id);
-          // And every token family: their refresh tokens go, their access tokens are refused.
-          for (const f of await deps.store.listOAuthGrants({ accountId: u.id, now: deps.now(), limit: 10_000 }))
-            await deps.revokeGrant(f.id);
-        }
+        await deps.people.setDisabled(u, disabled);
         changed(req, admin, {
           op: `user.${verb}`,
           target: `user:${u.id}`,
@@ -699,12 +702,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const keys = await deps.store.listCredentials(u.id);
       // Everything that lets the person in ends first: sessions, refresh-token families, and
       // every access token already issued to them (refused at once, on every replica).
-      await auth.sessions.revokeForUser(u.id);
-      for (const f of await deps.store.listOAuthGrants({ accountId: u.id, now: deps.now(), limit: 10_000 }))
-        await deps.revokeGrant(f.id);
-      await deps.revokeSubject(u.id);
-      await deps.store.deleteUser(u.id);
-      auth.sessions.forgetUser(u.id);
+      await deps.people.delete(u);
       changed(req, admin, {
         op: 'user.delete',
         target: `user:${u.id}`,
@@ -810,6 +808,71 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
   );
 
+  // ---- SCIM bearer tokens (what an identity provider provisions with) ------------------------
+  const scimTokenBody = z.strictObject({ name: z.string().trim().min(1).max(63) });
+  const scimTokenParams = z.object({ id: z.string().min(1).max(64) });
+  r.add(
+    'GET',
+    '/scim-tokens',
+    {
+      summary: 'SCIM bearer tokens: name, when made and last used, revoked or not (never the token)',
+      action: 'admin:read',
+      area: 'users',
+      ok: { status: 200, description: '{ tokens }' },
+    },
+    async (_req, reply, _admin) => {
+      reply.header('cache-control', 'no-store');
+      return {
+        tokens: (await deps.store.listScimTokens()).map((t) => ({
+          id: t.id,
+          name: t.name,
+          createdAt: t.createdAt,
+          createdBy: t.createdBy,
+          lastUsedAt: t.lastUsedAt,
+          revokedAt: t.revokedAt,
+        })),
+      };
+    },
+  );
+  r.add(
+    'POST',
+    '/scim-tokens',
+    {
+      summary: 'A SCIM bearer token for an identity provider (in this response only)',
+      action: 'admin:manage',
+      area: 'users',
+      body: scimTokenBody,
+      ok: { status: 201, description: 'The token (shown once), its id and the SCIM base URL.' },
+    },
+    async (req, reply, admin) => {
+      const b = parseInput(scimTokenBody, req.body);
+      const t = newScimToken(b.name, admin.id, deps.now());
+      await deps.store.insertScimToken(t.record);
+      changed(req, admin, { op: 'scim_token.create', target: `scim_token:${t.record.id}`, after: { name: b.name } });
+      reply.code(201).header('cache-control', 'no-store');
+      return { id: t.record.id, name: b.name, token: t.value, scimBaseUrl: `${publicOrigin()}${SCIM_PREFIX}` };
+    },
+  );
+  r.add(
+    'DELETE',
+    '/scim-tokens/:id',
+    {
+      summary: 'Revoke a SCIM bearer token',
+      action: 'admin:manage',
+      area: 'users',
+      params: scimTokenParams,
+      ok: { status: 204, description: 'Revoked.' },
+    },
+    async (req, reply, admin) => {
+      const { id } = parseInput(scimTokenParams, req.params);
+      if (!(await deps.store.revokeScimToken(id, deps.now()))) {
+        throw new KeygateError('NOT_FOUND', { message: 'No such live SCIM token.' });
+      }
+      changed(req, admin, { op: 'scim_token.revoke', target: `scim_token:${id}`, after: { revoked: true } });
+      reply.code(204);
+    },
+  );
+
   // ---- groups and their members -------------------------------------------------------------
   // A person's groups are read with the person: a change applies to their next request (their
   // cached sessions are dropped here; other replicas re-read within 5 s). Access tokens carry
@@ -871,6 +934,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         description: b.description,
         createdAt: deps.now(),
         createdBy: admin.id,
+        externalId: null,
       };
       if (!(await deps.store.insertGroup(g))) {
         throw new KeygateError('CONFLICT', { message: `name: a group named ${b.name} exists already.` });
@@ -934,7 +998,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const g = await groupOr404(parseInput(groupParams, req.params).id);
       const members = await deps.store.listGroupMembers(g.id);
       await deps.store.deleteGroup(g.id);
-      for (const u of members) auth.sessions.forgetUser(u.id);
+      for (const u of members) deps.groupsChanged(u.id);
       changed(req, admin, {
         op: 'group.delete',
         target: `group:${g.id}`,
@@ -965,7 +1029,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
           ? await deps.store.addGroupMember(g.id, u.id, deps.now())
           : await deps.store.removeGroupMember(g.id, u.id);
         if (!add && !did) throw new KeygateError('NOT_FOUND', { message: 'That person is not a member.' });
-        auth.sessions.forgetUser(u.id);
+        deps.groupsChanged(u.id);
         if (did) {
           changed(req, admin, {
             op: add ? 'group.member_add' : 'group.member_remove',
@@ -1006,6 +1070,28 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         limit: q.limit,
       });
       return { tokenFamilies: list.map(familyView) };
+    },
+  );
+  r.add(
+    'DELETE',
+    '/users/:id/token-families',
+    {
+      summary: "End all of a user's token families: their refresh tokens stop, their access tokens are refused at once",
+      action: 'admin:manage',
+      area: 'sessions',
+      params: userParams,
+      ok: { status: 204, description: 'Ended.' },
+    },
+    async (req, reply, admin) => {
+      const u = await userOr404(parseInput(userParams, req.params).id);
+      const families = await deps.store.listOAuthGrants({ accountId: u.id, now: deps.now(), limit: 10_000 });
+      for (const f of families) await deps.revokeGrant(f.id);
+      changed(req, admin, {
+        op: 'token_family.revoke_all',
+        target: `user:${u.id}`,
+        before: { tokenFamilies: families.map((f) => f.id) },
+      });
+      reply.code(204);
     },
   );
   r.add(

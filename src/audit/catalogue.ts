@@ -24,6 +24,8 @@ export const AUDIT_KINDS = {
   'token.revoked': 'A token or a grant was revoked (RFC 7009, logout).',
   'admin.change':
     'An administrator changed a principal or a setting through the admin API: who, what, the target before and after (never secrets).',
+  'scim.change':
+    'A SCIM client (an identity provider) created, changed, deactivated or deleted a person or a group: which token, the target before and after.',
   'audit.pruned':
     'Records older than the retention were removed, up to a signed checkpoint that anchors the new start of the chain.',
   'audit.started': 'A gateway process started writing to the audit log (where the chain continues).',

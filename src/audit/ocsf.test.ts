@@ -64,6 +64,17 @@ const RECORDS = chain([
     },
   ],
   [
+    '9a0f-scim',
+    {
+      kind: 'scim.change',
+      at: T0 + 400,
+      actor: { type: 'system', id: 'scim_tok_1', via: 'scim:okta' },
+      request: { method: 'PATCH', path: '/.keygate/scim/v2/Users/usr_dana', ip: '10.0.0.7', requestId: 'r-s' },
+      change: { op: 'user.update', target: 'user:usr_dana', before: { active: true }, after: { active: false } },
+      outcome: 'success',
+    },
+  ],
+  [
     '9a1f-admin',
     {
       kind: 'admin.change',
@@ -295,6 +306,7 @@ const EXPECTED: Record<string, [number, number, number]> = {
   'token.revoked': [3002, 2, 1],
   'audit.started': [6002, 3, 1],
   'admin.change': [3004, 1, 1],
+  'scim.change': [3004, 3, 1],
   'audit.pruned': [6002, 99, 1],
 };
 

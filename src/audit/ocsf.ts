@@ -232,7 +232,9 @@ function classify(r: ChainedRecord): Mapping {
       return m(APPLICATION_LIFECYCLE, OTHER, kind);
     // An admin managing a principal (service principal, invitation, secret): Entity Management,
     // with its Create / Update / Delete activity read off the operation's verb.
+    // An identity provider provisioning people and groups (SCIM) manages entities the same way.
     case 'admin.change':
+    case 'scim.change':
       return entityManagement(r.change?.op ?? '');
     // Kinds added later (admin changes, say) are API calls until they get a mapping of their own.
     default:

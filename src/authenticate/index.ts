@@ -19,7 +19,7 @@ import { sessionIdentifier } from './session-identifier.js';
 import { Sessions } from './sessions.js';
 import { Ceremonies } from './webauthn/ceremony.js';
 import { type RelyingParty, relyingParty } from './webauthn/relying-party.js';
-import { loadMetadataBlob } from './webauthn/metadata.js';
+import { type AuthenticatorMetadata, loadMetadataBlob } from './webauthn/metadata.js';
 import { WebAuthnService } from './webauthn/service.js';
 
 export interface AuthenticationDeps {
@@ -41,6 +41,8 @@ export interface Authentication {
   webauthn: WebAuthnService;
   identifier: Identifier;
   rp: () => RelyingParty;
+  /** The FIDO metadata BLOB, when configured: model names and icons. */
+  metadata: AuthenticatorMetadata | undefined;
   registerRoutes(app: FastifyInstance): void;
 }
 
@@ -91,6 +93,7 @@ export async function createAuthentication(d: AuthenticationDeps): Promise<Authe
     events,
     webauthn,
     rp,
+    metadata,
     identifier: sessionIdentifier(sessions, origins),
     registerRoutes: (app) =>
       registerAuthRoutes(app, {

@@ -45,6 +45,11 @@ export class Sessions {
   /** Identity providers' group lifetimes by provider name (absent: the provider is no longer configured). */
   idpGroupsTtl: (provider: string) => number | undefined = () => undefined;
   refreshIdp: IdpRefresher | undefined;
+  /**
+   * Session ends shared with the other replicas (the revocations every proxy polls), so that
+   * their few seconds of cache never outlive an end made here.
+   */
+  shared: { isRevoked(idHash: string): boolean; add(idHashes: readonly string[]): Promise<void> } | undefined;
   private readonly refreshing = new Map<string, Promise<ResolvedSession | null>>();
 
   constructor(
@@ -184,6 +189,7 @@ export class Sessions {
     // ASVS 7.3.1/7.3.2: idle and absolute timeouts; 7.4.2: a disabled user or revoked key ends it.
     if (
       session.revokedAt !== null ||
+      this.shared?.isRevoked(session.idHash) === true ||
       now >= session.expiresAt ||
       now - session.lastSeenAt >= this.s.idleMs ||
       user.disabledAt !== null ||
@@ -205,23 +211,21 @@ export class Sessions {
   }
 
   async revoke(value: string): Promise<void> {
-    const idHash = sha256Hex(value);
-    this.cache.delete(idHash);
-    await this.store.revokeSession(idHash, this.clock.now());
+    await this.revokeByHash(sha256Hex(value));
   }
 
   /** End a session named by its id (the hash of its cookie), as the admin API does. */
   async revokeByHash(idHash: string): Promise<void> {
-    this.cache.delete(idHash);
     await this.store.revokeSession(idHash, this.clock.now());
+    await this.ended([idHash]);
   }
 
   async revokeForUser(userId: string): Promise<void> {
-    this.forget(await this.store.revokeUserSessions(userId, this.clock.now()));
+    await this.ended(await this.store.revokeUserSessions(userId, this.clock.now()));
   }
 
   async revokeForCredential(credentialId: string): Promise<void> {
-    this.forget(await this.store.revokeCredentialSessions(credentialId, this.clock.now()));
+    await this.ended(await this.store.revokeCredentialSessions(credentialId, this.clock.now()));
   }
 
   /** Drop a person's cached sessions: their groups or roles changed, the next request re-reads them. */
@@ -229,8 +233,10 @@ export class Sessions {
     for (const [h, e] of this.cache) if (e.resolved.user.id === userId) this.cache.delete(h);
   }
 
-  private forget(idHashes: string[]): void {
+  /** Sessions ended in the store: dropped from this cache, and told to the other replicas. */
+  private async ended(idHashes: string[]): Promise<void> {
     for (const h of idHashes) this.cache.delete(h);
+    if (idHashes.length > 0) await this.shared?.add(idHashes);
   }
 
   /** Set-Cookie value: HttpOnly, SameSite=Lax, Path=/, Secure and __Host- on https. */

@@ -3,6 +3,7 @@
  * store and applied in this process at once; other processes pick it up by polling the store
  * (`pollMs`, under a second), so a revoked token stops working everywhere within a second.
  */
+import { randomUUID } from 'node:crypto';
 import type { Clock } from '../lib/clock.js';
 import type { Store } from '../store/types.js';
 
@@ -47,6 +48,26 @@ export class Revocations {
     await this.add(`sub:${subject}`, this.clock.now() + this.rememberMs);
   }
 
+  /**
+   * Ended browser sessions, for the other replicas: each caches a resolved session for a few
+   * seconds, so the end is remembered a minute and checked on every request.
+   */
+  async revokeSessions(idHashes: readonly string[]): Promise<void> {
+    for (const h of idHashes) await this.add(`ses:${h}`, this.clock.now() + 60_000);
+  }
+
+  isSessionRevoked(idHash: string): boolean {
+    return this.revoked.size > 0 && this.revoked.has(`ses:${idHash}`);
+  }
+
+  /** Told of each person whose groups or roles another replica changed (their cached sessions go). */
+  onUserChanged: ((userId: string) => void) | undefined;
+
+  /** A person's groups or roles changed here: the other replicas re-read their sessions at once. */
+  async userChanged(userId: string): Promise<void> {
+    await this.add(`usr:${userId}:${randomUUID()}`, this.clock.now() + 60_000);
+  }
+
   async revokeToken(jti: string, expiresAtMs: number): Promise<void> {
     await this.add(`jti:${jti}`, expiresAtMs);
   }
@@ -66,6 +87,9 @@ export class Revocations {
     // Overlap by a second: rows written by another process with a slightly older clock.
     const rows = await this.store.listRevocationsSince(Math.max(0, this.lastSeen - 1_000));
     for (const r of rows) {
+      if (r.id.startsWith('usr:')) {
+        if (!this.revoked.has(r.id) && r.expiresAt > now) this.onUserChanged?.(r.id.split(':')[1] as string);
+      }
       if (r.expiresAt > now) this.revoked.set(r.id, r.expiresAt);
       if (r.revokedAt > this.lastSeen) this.lastSeen = r.revokedAt;
     }

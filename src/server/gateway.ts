@@ -13,6 +13,8 @@ import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import { Pool } from 'undici';
 import { registerAdminRoutes } from '../admin/routes.js';
+import { People } from '../admin/people.js';
+import { registerScimRoutes } from '../scim/server.js';
 import { actorOf, fromAuthEvent } from '../audit/entries.js';
 import { AuditLog } from '../audit/log.js';
 import { drainOutbox } from '../audit/outbox.js';
@@ -403,6 +405,14 @@ export class Gateway {
       onTokenOutcome: (grant, outcome) => gw.metrics.tokens.inc({ grant, outcome }),
       audit: (e) => auditLog.record(e),
     });
+    // Session ends reach the other replicas through the revocations every proxy polls.
+    const revocations = gw.oauthServer.revocations;
+    const sessions = gw.authentication.sessions;
+    sessions.shared = {
+      isRevoked: (h) => revocations.isSessionRevoked(h),
+      add: (hs) => revocations.revokeSessions(hs),
+    };
+    revocations.onUserChanged = (userId) => sessions.forgetUser(userId);
     // An Authorization header (a Keygate token) is checked first; then the browser session.
     gw.identifiers = [gw.oauthServer.identifier, gw.authentication.identifier, ...gw.identifiers];
     // Every authentication event also goes to the audit log, once stored.
@@ -434,8 +444,39 @@ export class Gateway {
         databricks: gw.databricks,
         assertionKeys: () => (gw.keys as SigningKeys).jwks().keys,
       });
+      // A token family ends: its refresh tokens are deleted, its access tokens refused everywhere.
+      const revokeGrant = async (grantId: string) => {
+        await oauth.revocations.revokeGrant(grantId);
+        await store.revokeOAuthGrant(grantId);
+      };
+      // A person's groups changed: this replica's cached sessions go now, the others' within a second.
+      const groupsChanged = (userId: string) => {
+        auth.sessions.forgetUser(userId);
+        oauth.revocations
+          .userChanged(userId)
+          .catch((e: unknown) =>
+            gw.log.warn({ detail: (e as Error).message }, 'group change not shared with other replicas'),
+          );
+      };
+      const people = new People({
+        store,
+        sessions: auth.sessions,
+        revokeGrant,
+        revokeSubject: (subject) => oauth.revocations.revokeSubject(subject),
+        now: () => gw.clock.now(),
+      });
+      registerScimRoutes(api, {
+        store,
+        now: () => gw.clock.now(),
+        setDisabled: (u, disabled) => people.setDisabled(u, disabled),
+        deleteUser: (u) => people.delete(u),
+        groupsChanged,
+        audit: (e) => audit.record(e),
+      });
       registerAdminRoutes(api, {
         auth,
+        people,
+        groupsChanged,
         publicOrigin: () => gw.publicOrigin,
         clientIp: gw.clientIp,
         sps: oauth.sps,
@@ -449,10 +490,7 @@ export class Gateway {
         reloadBindings: () => gw.reloadBindings(),
         reloadTrusts: () => oauth.reloadTrusts(),
         trusts: () => oauth.trusts(),
-        revokeGrant: async (grantId) => {
-          await oauth.revocations.revokeGrant(grantId);
-          await store.revokeOAuthGrant(grantId);
-        },
+        revokeGrant,
         now: () => gw.clock.now(),
       });
       registerPendingRoutes(api, {

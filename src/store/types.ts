@@ -45,6 +45,8 @@ export interface UserRecord {
   roles: string[];
   /** Names of the Keygate groups the person is a member of, sorted. */
   groups: string[];
+  /** What a SCIM client calls the person (RFC 7643 externalId), when one provisioned them. */
+  externalId: string | null;
 }
 
 export interface GroupRecord {
@@ -55,6 +57,19 @@ export interface GroupRecord {
   description: string;
   createdAt: number;
   createdBy: string;
+  /** What a SCIM client calls the group (RFC 7643 externalId). */
+  externalId: string | null;
+}
+
+/** A bearer token a SCIM client presents (only its SHA-256 is kept). */
+export interface ScimTokenRecord {
+  id: string;
+  name: string;
+  hash: string;
+  createdAt: number;
+  createdBy: string;
+  lastUsedAt: number | null;
+  revokedAt: number | null;
 }
 
 /** A workload federation trust made through the admin API; `spec` has the shape of a tokens.federation entry. */
@@ -236,7 +251,12 @@ export interface Store {
 
   // People
   /** Creates the user, or returns the existing one with that email (case-insensitive). */
-  upsertUser(u: Omit<UserRecord, 'roles' | 'groups' | 'disabledAt'>, roles: string[]): Promise<UserRecord>;
+  upsertUser(
+    u: Omit<UserRecord, 'roles' | 'groups' | 'disabledAt' | 'externalId'>,
+    roles: string[],
+  ): Promise<UserRecord>;
+  /** Change a person's email, name or SCIM externalId (what is given); false when there is no such user. */
+  updateUser(id: string, o: { email?: string; displayName?: string; externalId?: string | null }): Promise<boolean>;
   getUser(id: string): Promise<UserRecord | null>;
   getUserByEmail(email: string): Promise<UserRecord | null>;
   getUserByWebauthnId(webauthnId: string): Promise<UserRecord | null>;
@@ -256,6 +276,7 @@ export interface Store {
   getGroup(idOrName: string): Promise<GroupRecord | null>;
   /** False when a group of that name exists already. */
   insertGroup(g: GroupRecord): Promise<boolean>;
+  updateGroup(id: string, o: { name?: string; externalId?: string | null }): Promise<boolean>;
   /** Deletes the group and its memberships; the deleted group, or null. */
   deleteGroup(id: string): Promise<GroupRecord | null>;
   listGroupMembers(groupId: string): Promise<UserRecord[]>;
@@ -364,6 +385,14 @@ export interface Store {
   /** False when the same subject already holds that role by a stored binding. */
   insertRoleBinding(b: RoleBindingRecord): Promise<boolean>;
   deleteRoleBinding(id: string): Promise<RoleBindingRecord | null>;
+
+  // SCIM bearer tokens
+  insertScimToken(t: ScimTokenRecord): Promise<void>;
+  /** The token with that hash, revoked or not; null when there is none. */
+  findScimToken(hash: string): Promise<ScimTokenRecord | null>;
+  listScimTokens(): Promise<ScimTokenRecord[]>;
+  revokeScimToken(id: string, at: number): Promise<boolean>;
+  touchScimToken(id: string, at: number): Promise<void>;
 
   // Workload federation trusts made through the admin API
   listFederationTrusts(): Promise<FederationTrustRecord[]>;

@@ -3,7 +3,8 @@
  * An admin enrolls, is sent to the login page from the console and back, invites a person (roles
  * ticked from the API's list), revokes another person's key, makes a group and moves a person in
  * and out of it from either page, deletes a person (and is refused deleting themself), creates
- * a service principal (its secret shown exactly once) and registers another one's public key
+ * a SCIM token (shown once, used by the test as an identity provider would, then revoked and
+ * refused), creates a service principal (its secret shown exactly once) and registers another one's public key
  * (a private key is refused), adds and removes a federation trust, finds a denied proxied
  * request in the audit log, asks the policy tester, and opens every view at 1280×800 (and four
  * at 390×844), saving a screenshot of each into the git-ignored test-artifacts/screenshots/.
@@ -15,7 +16,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { exportJWK, generateKeyPair } from 'jose';
 import * as oidc from 'openid-client';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Locator, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
 import { addVirtualAuthenticator, chromiumAvailable, launchChromium } from '../helpers/chromium.js';
@@ -51,9 +52,10 @@ const ALLOWED: { step: string | null; url: RegExp; text: RegExp }[] = [
   // A change answered 401 FRESH_LOGIN_REQUIRED (simulated with page.route).
   { step: 'fresh login', url: /\/\.keygate\/api\/admin\/v1\/service-principals$/, text: /status of 401/ },
   { step: 'fresh login: groups', url: /\/\.keygate\/api\/admin\/v1\/groups$/, text: /status of 401/ },
+  { step: 'scim: fresh login', url: /\/\.keygate\/api\/admin\/v1\/scim-tokens$/, text: /status of 401/ },
   // A person without an admin role opens the console: the admin API answers 403 (the user list,
-  // and the roles offered in the invitation form).
-  { step: 'not an admin', url: /\/\.keygate\/api\/admin\/v1\/(users\?|roles$)/, text: /status of 403/ },
+  // the roles offered in the invitation form, and the SCIM tokens).
+  { step: 'not an admin', url: /\/\.keygate\/api\/admin\/v1\/(users\?|roles$|scim-tokens$)/, text: /status of 403/ },
   // Refusals shown in the API's words: deleting yourself, a private key, a trust's bad issuer.
   { step: 'delete yourself', url: /\/\.keygate\/api\/admin\/v1\/users\/[^/?]+$/, text: /status of 400/ },
   { step: 'sp keys: private', url: /\/admin\/v1\/service-principals\/[^/]+\/keys$/, text: /status of 400/ },
@@ -94,9 +96,11 @@ function watch(p: Page): void {
   p.on('pageerror', (e) => reported.push({ step, text: `pageerror: ${e.message}`, url: p.url() }));
 }
 
-async function shot(name: string): Promise<void> {
+/** A screenshot of the whole page, or of one part of it. */
+async function shot(name: string, of?: Locator): Promise<void> {
   const path = `${SHOTS}${name}.png`;
-  await page.screenshot({ path, fullPage: true });
+  if (of) await of.screenshot({ path });
+  else await page.screenshot({ path, fullPage: true });
   shots.push(path);
 }
 
@@ -148,6 +152,27 @@ async function promptedThenEscape(buttonId: string): Promise<void> {
   await page.keyboard.press('Escape');
   await expect.poll(() => prompt.count()).toBe(0);
   expect(await page.evaluate<string | null>('document.activeElement?.id ?? null')).toBe(buttonId);
+}
+
+/**
+ * Submit a form (its `field` filled with `value`) while the API asks for a fresh login on `path`:
+ * the prompt opens and closes, and the view's `msg` says nothing (the prompt said it all).
+ */
+async function refusedForFreshLogin(
+  path: string,
+  field: string,
+  value: string,
+  buttonId: string,
+  msg: string,
+): Promise<void> {
+  const unroute = await staleLogin(path);
+  try {
+    await page.fill(field, value);
+    await promptedThenEscape(buttonId);
+    expect(await page.textContent(msg)).toBe('');
+  } finally {
+    await unroute();
+  }
 }
 
 /** The groups a person is in, by the store. */
@@ -215,6 +240,11 @@ describe('the admin console', () => {
 
     const revoke = page.locator('#user-keys .revoke-key');
     await expect.poll(() => revoke.count()).toBe(1);
+    // The key's authenticator: a model the short list does not know, shown with the unknown glyph.
+    const model = page.locator('#user-keys .auth-model');
+    expect(await model.getAttribute('data-kind')).toBe('unknown');
+    expect(await model.locator('svg.auth-icon').count()).toBe(1);
+    expect(await model.textContent()).toBe('Unknown authenticator');
     await revoke.click();
     const dialog = page.locator('dialog.modal[open]');
     await expect.poll(() => dialog.count()).toBe(1);
@@ -334,6 +364,75 @@ describe('the admin console', () => {
     await expect.poll(() => page.textContent('#user-msg'), { timeout: 10_000 }).toBe('You cannot delete yourself.');
     expect(await g.gw.store.getUser(me?.id ?? '')).not.toBeNull();
   });
+
+  it.skipIf(!hasBrowser)(
+    'creates a SCIM token, shown once, that an identity provider can use until it is revoked',
+    async () => {
+      step = 'scim: fresh login';
+      const me = await g.gw.store.getUserByEmail(ADMIN);
+      await open('users', 'Users');
+      const list = page.locator('#scim-list');
+      await expect.poll(() => list.textContent(), { timeout: 10_000 }).toContain('No SCIM tokens yet.');
+      await refusedForFreshLogin('scim-tokens', '#scim-form input[name="name"]', 'okta', 'scim-create', '#scim-msg');
+      expect(await g.gw.store.listScimTokens()).toEqual([]);
+
+      step = 'scim: create';
+      await page.press('#scim-form input[name="name"]', 'Enter'); // the keyboard submits
+      const tokenInput = page.locator('#scim-once input.secret-value');
+      await expect.poll(() => tokenInput.count(), { timeout: 10_000 }).toBe(1);
+      const token = await tokenInput.inputValue();
+      expect(token.length).toBeGreaterThan(20);
+      const scimBase = `${origin}/.keygate/scim/v2`;
+      expect(await page.locator('#scim-once input.once-value:not(.secret-value)').inputValue()).toBe(scimBase);
+      expect(await page.textContent('#scim-once')).toMatch(/shown only once/i);
+      expect(await page.locator('#scim-once button', { hasText: 'Copy' }).count()).toBe(2);
+      // Focus is on the panel's title, so it is read out.
+      expect(await page.evaluate<string | null>('document.activeElement?.textContent ?? null')).toBe(
+        'SCIM token for okta',
+      );
+      expect(await page.inputValue('#scim-form input[name="name"]')).toBe('');
+      const row = page.locator('#scim-list tr', { hasText: 'okta' });
+      await expect.poll(() => row.count(), { timeout: 10_000 }).toBe(1);
+      expect(await row.textContent()).toMatch(/Never.*Live/);
+      await shot('scim', page.locator('#view section', { has: list }));
+      const kept = await page.evaluate<string>('JSON.stringify([{ ...localStorage }, { ...sessionStorage }])');
+      expect(kept).not.toContain(token);
+
+      step = 'scim: use';
+      const listUsers = () => fetch(`${scimBase}/Users`, { headers: { authorization: `Bearer ${token}` } });
+      const ok = await listUsers();
+      expect(ok.status).toBe(200);
+      expect(ok.headers.get('content-type')).toContain('application/scim+json');
+      expect(JSON.stringify(await ok.json())).toContain(ADMIN);
+      const [made] = await g.gw.store.listScimTokens();
+      expect(made).toMatchObject({ name: 'okta', createdBy: me?.id, revokedAt: null });
+      expect(made?.lastUsedAt).not.toBeNull();
+
+      step = 'scim: revoke';
+      await row.locator('button.revoke-scim-token').click();
+      expect(await confirmDialog()).toContain('Revoke the SCIM token okta?');
+      await expect.poll(() => row.textContent(), { timeout: 10_000 }).toContain('Revoked');
+      expect(await page.textContent('#scim-msg')).toBe('SCIM token okta revoked.');
+      expect(await row.textContent()).not.toContain('Never'); // its use shows
+      expect(await row.locator('button').count()).toBe(0);
+      // The button went with the change: focus is on the section's heading.
+      expect(await page.evaluate<string | null>('document.activeElement?.textContent ?? null')).toBe(
+        'Provisioning (SCIM)',
+      );
+      const refused = await listUsers();
+      expect(refused.status).toBe(401);
+      await refused.body?.cancel();
+      const after = await g.gw.store.listScimTokens();
+      expect(after.map((t) => [t.name, t.revokedAt !== null])).toEqual([['okta', true]]);
+
+      // Dismissed from the keyboard, the token is gone from the page.
+      await page.focus('#scim-once .once-actions button');
+      await page.keyboard.press('Enter');
+      await expect.poll(() => page.locator('#scim-once').textContent()).toBe('');
+      expect(await page.content()).not.toContain(token);
+    },
+    60_000,
+  );
 
   it.skipIf(!hasBrowser)('creates a service principal and shows its secret exactly once', async () => {
     step = 'service-principals';
@@ -596,15 +695,13 @@ describe('the admin console', () => {
     async () => {
       step = 'fresh login: groups';
       await open('groups', 'Groups');
-      const unroute = await staleLogin('groups');
-      try {
-        await page.fill('#group-form input[name="name"]', 'needs-fresh-login');
-        await promptedThenEscape('group-create');
-        // The prompt says it all: no error in the view.
-        expect(await page.textContent('#groups-msg')).toBe('');
-      } finally {
-        await unroute();
-      }
+      await refusedForFreshLogin(
+        'groups',
+        '#group-form input[name="name"]',
+        'needs-fresh-login',
+        'group-create',
+        '#groups-msg',
+      );
       expect(await g.gw.store.getGroup('needs-fresh-login')).toBeNull();
     },
   );
@@ -655,6 +752,9 @@ describe('the admin console', () => {
       await expect.poll(() => error.count(), { timeout: 10_000 }).toBe(1);
       expect(await error.textContent()).toMatch(/This needs admin:read on Keygate::users \(denied by [^)]+\)/);
       expect(await error.textContent()).toContain('PERMISSION_DENIED');
+      const scimError = p.locator('#scim-list .view-error');
+      await expect.poll(() => scimError.count(), { timeout: 10_000 }).toBe(1);
+      expect(await scimError.textContent()).toContain('PERMISSION_DENIED');
     } finally {
       await other.close();
     }
@@ -708,6 +808,7 @@ describe('the admin console', () => {
       'user',
       'groups',
       'group',
+      'scim',
       'service-principals',
       'federation-trusts',
       'audit',

@@ -27,3 +27,26 @@ const KNOWN: Record<string, string> = {
 export function authenticatorName(aaguid: string): string {
   return KNOWN[aaguid] ?? 'Unknown authenticator';
 }
+
+/** What kind of authenticator a model is, for the console's icon where the BLOB has none. */
+export type AuthenticatorKind = 'security-key' | 'platform' | 'password-manager' | 'virtual' | 'unknown';
+
+const KIND: Record<string, AuthenticatorKind> = {
+  'YubiKey 5 Series': 'security-key',
+  'YubiKey 5 Series (NFC)': 'security-key',
+  'YubiKey 5Ci': 'security-key',
+  'YubiKey Bio Series': 'security-key',
+  'iCloud Keychain': 'platform',
+  'iCloud Keychain (Managed)': 'platform',
+  'Google Password Manager': 'platform',
+  'Chrome on Mac': 'platform',
+  'Windows Hello': 'platform',
+  '1Password': 'password-manager',
+  Bitwarden: 'password-manager',
+  Dashlane: 'password-manager',
+  'Chromium virtual authenticator': 'virtual',
+};
+
+export function authenticatorKind(aaguid: string): AuthenticatorKind {
+  return KIND[authenticatorName(aaguid)] ?? 'unknown';
+}

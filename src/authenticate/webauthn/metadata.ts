@@ -17,6 +17,8 @@ const BAD_STATUS = new Set([
   'USER_KEY_PHYSICAL_COMPROMISE',
 ]);
 
+const ICON = /^data:image\/(png|jpeg|svg\+xml);base64,[A-Za-z0-9+/=]+$/;
+
 export class MetadataError extends Error {
   constructor(message: string) {
     super(message);
@@ -30,12 +32,14 @@ export interface AuthenticatorMetadata {
   isRefused(aaguid: string): boolean;
   /** Model description from the BLOB, where it has one. */
   description(aaguid: string): string | undefined;
+  /** The model's icon from the BLOB (a data: URL of a PNG, JPEG or SVG image), where it has one. */
+  icon(aaguid: string): string | undefined;
   entries: number;
 }
 
 interface BlobEntry {
   aaguid?: string;
-  metadataStatement?: { description?: string };
+  metadataStatement?: { description?: string; icon?: string };
   statusReports?: { status: string; effectiveDate?: string }[];
 }
 
@@ -75,17 +79,24 @@ export async function loadMetadataBlob(blobFile: string, rootCertFile?: string):
   const payload = decodeJwt(blob) as { entries?: BlobEntry[] };
   const status = new Map<string, string>();
   const names = new Map<string, string>();
+  const icons = new Map<string, string>();
   for (const e of payload.entries ?? []) {
     if (!e.aaguid) continue;
-    const reports = [...(e.statusReports ?? [])].sort((a, b) => (a.effectiveDate ?? '').localeCompare(b.effectiveDate ?? ''));
+    const reports = [...(e.statusReports ?? [])].sort((a, b) =>
+      (a.effectiveDate ?? '').localeCompare(b.effectiveDate ?? ''),
+    );
     const latest = reports.at(-1);
     if (latest) status.set(e.aaguid, latest.status);
     if (e.metadataStatement?.description) names.set(e.aaguid, e.metadataStatement.description);
+    // Only an image as a data: URL, of bounded size: it is shown in the admin console as is.
+    const icon = e.metadataStatement?.icon;
+    if (typeof icon === 'string' && ICON.test(icon) && icon.length <= 65_536) icons.set(e.aaguid, icon);
   }
   return {
     statusOf: (a) => status.get(a),
     isRefused: (a) => BAD_STATUS.has(status.get(a) ?? ''),
     description: (a) => names.get(a),
+    icon: (a) => icons.get(a),
     entries: status.size,
   };
 }

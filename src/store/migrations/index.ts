@@ -236,4 +236,22 @@ export const MIGRATIONS: readonly Migration[] = [
       -- provider alone (trust-idp-mfa) has credential_id ''.
       ALTER TABLE sessions ADD COLUMN idp TEXT;`,
   },
+  {
+    version: 9,
+    name: 'scim',
+    sqlite: `
+      -- What a SCIM client calls the person or group on its side (RFC 7643 §3.1 externalId).
+      ALTER TABLE users ADD COLUMN external_id TEXT;
+      ALTER TABLE groups ADD COLUMN external_id TEXT;
+      -- Bearer tokens SCIM clients present; only the SHA-256 of each is kept.
+      CREATE TABLE scim_tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        hash         TEXT NOT NULL UNIQUE,
+        created_at   INTEGER NOT NULL,
+        created_by   TEXT NOT NULL,
+        last_used_at INTEGER,
+        revoked_at   INTEGER
+      ) STRICT;`,
+  },
 ];

@@ -15,6 +15,7 @@ import {
   type OAuthGrantSummary,
   type RevocationRecord,
   type RoleBindingRecord,
+  type ScimTokenRecord,
   type ServicePrincipalRecord,
   type ServicePrincipalSecretRecord,
   type SessionIdp,
@@ -167,10 +168,25 @@ export class SqliteStore implements Store {
       disabledAt: r.disabled_at,
       roles,
       groups,
+      externalId: r.external_id,
     };
   }
 
-  async upsertUser(u: Omit<UserRecord, 'roles' | 'groups' | 'disabledAt'>, roles: string[]): Promise<UserRecord> {
+  async updateUser(
+    id: string,
+    o: { email?: string; displayName?: string; externalId?: string | null },
+  ): Promise<boolean> {
+    const r = this.sql(
+      `UPDATE users SET email = coalesce(?, email), display_name = coalesce(?, display_name),
+         external_id = CASE WHEN ? THEN ? ELSE external_id END WHERE id = ?`,
+    ).run(o.email ?? null, o.displayName ?? null, b(o.externalId !== undefined), o.externalId ?? null, id);
+    return r.changes === 1;
+  }
+
+  async upsertUser(
+    u: Omit<UserRecord, 'roles' | 'groups' | 'disabledAt' | 'externalId'>,
+    roles: string[],
+  ): Promise<UserRecord> {
     const tx = this.db.transaction(() => {
       this.sql(
         `INSERT INTO users (id, email, display_name, webauthn_id, created_at) VALUES (?, ?, ?, ?, ?)
@@ -245,6 +261,13 @@ export class SqliteStore implements Store {
            ON CONFLICT DO NOTHING`,
       ).run(g.id, g.name, g.description, g.createdAt, g.createdBy).changes === 1
     );
+  }
+
+  async updateGroup(id: string, o: { name?: string; externalId?: string | null }): Promise<boolean> {
+    const r = this.sql(
+      `UPDATE groups SET name = coalesce(?, name), external_id = CASE WHEN ? THEN ? ELSE external_id END WHERE id = ?`,
+    ).run(o.name ?? null, b(o.externalId !== undefined), o.externalId ?? null, id);
+    return r.changes === 1;
   }
 
   async deleteGroup(id: string): Promise<GroupRecord | null> {
@@ -849,6 +872,33 @@ export class SqliteStore implements Store {
     return found;
   }
 
+  // ---- SCIM tokens ----------------------------------------------------------------------------
+
+  async insertScimToken(t: ScimTokenRecord): Promise<void> {
+    this.sql(
+      'INSERT INTO scim_tokens (id, name, hash, created_at, created_by, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(t.id, t.name, t.hash, t.createdAt, t.createdBy, t.lastUsedAt, t.revokedAt);
+  }
+
+  async findScimToken(hash: string): Promise<ScimTokenRecord | null> {
+    const r = this.sql('SELECT * FROM scim_tokens WHERE hash = ?').get(hash) as ScimTokenRow | undefined;
+    return r === undefined ? null : scimTokenFromRow(r);
+  }
+
+  async listScimTokens(): Promise<ScimTokenRecord[]> {
+    return (this.sql('SELECT * FROM scim_tokens ORDER BY created_at').all() as ScimTokenRow[]).map(scimTokenFromRow);
+  }
+
+  async revokeScimToken(id: string, at: number): Promise<boolean> {
+    return (
+      this.sql('UPDATE scim_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL').run(at, id).changes === 1
+    );
+  }
+
+  async touchScimToken(id: string, at: number): Promise<void> {
+    this.sql('UPDATE scim_tokens SET last_used_at = ? WHERE id = ?').run(at, id);
+  }
+
   // ---- federation trusts ---------------------------------------------------------------------
 
   async listFederationTrusts(): Promise<FederationTrustRecord[]> {
@@ -917,6 +967,7 @@ interface UserRow {
   webauthn_id: string;
   created_at: number;
   disabled_at: number | null;
+  external_id: string | null;
 }
 
 interface GroupRow {
@@ -925,10 +976,40 @@ interface GroupRow {
   description: string;
   created_at: number;
   created_by: string;
+  external_id: string | null;
 }
 
 function groupFromRow(r: GroupRow): GroupRecord {
-  return { id: r.id, name: r.name, description: r.description, createdAt: r.created_at, createdBy: r.created_by };
+  return {
+    id: r.id,
+    name: r.name,
+    description: r.description,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    externalId: r.external_id,
+  };
+}
+
+interface ScimTokenRow {
+  id: string;
+  name: string;
+  hash: string;
+  created_at: number;
+  created_by: string;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+function scimTokenFromRow(r: ScimTokenRow): ScimTokenRecord {
+  return {
+    id: r.id,
+    name: r.name,
+    hash: r.hash,
+    createdAt: r.created_at,
+    createdBy: r.created_by,
+    lastUsedAt: r.last_used_at,
+    revokedAt: r.revoked_at,
+  };
 }
 
 interface CredentialRow {

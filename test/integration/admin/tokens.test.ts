@@ -312,3 +312,48 @@ describe('deleting a person', () => {
     expect(up.seen.length).toBe(before);
   });
 });
+
+describe("ending all of a person's token families", () => {
+  it('refuses the access tokens of every family and stops their refresh tokens; audited', async () => {
+    const p = await person('two-laptops@example.com', ['ml-reader']);
+    const first = await cliLogin(p);
+    const second = await cliLogin(p);
+    const call = (t: { DPoP: oidc.DPoPHandle; tokens: oidc.TokenEndpointResponse }) =>
+      oidc
+        .fetchProtectedResource(
+          cli,
+          t.tokens.access_token,
+          new URL(`${g.url}/api/2.0/serving-endpoints`),
+          'GET',
+          undefined,
+          undefined,
+          {
+            DPoP: t.DPoP,
+          },
+        )
+        .catch(answerOf);
+    expect((await call(first)).status).toBe(200);
+    expect((await call(second)).status).toBe(200);
+    const id = (await g.gw.store.getUserByEmail('two-laptops@example.com'))?.id as string;
+    const robot = await spToken(['admin'], { resource: issuer });
+    expect((await bearerCall(robot, 'DELETE', `/users/${id}/token-families`)).status).toBe(204);
+    const before = up.seen.length;
+    expect((await call(first)).status).toBe(401);
+    expect((await call(second)).status).toBe(401);
+    expect(up.seen.length).toBe(before);
+    for (const t of [first, second]) {
+      await expect(
+        oidc.refreshTokenGrant(cli, t.tokens.refresh_token as string, undefined, { DPoP: t.DPoP }),
+      ).rejects.toMatchObject({
+        error: 'invalid_grant',
+      });
+    }
+    await g.gw.audit.flushed();
+    const rec = g.gw.audit
+      .query({ kind: 'admin.change' }, { limit: 1000 })
+      .lines.map((l) => JSON.parse(l) as ChainedRecord)
+      .find((r) => r.change?.op === 'token_family.revoke_all');
+    expect(rec?.change).toMatchObject({ target: `user:${id}` });
+    expect(rec?.change?.before).toMatchObject({ tokenFamilies: [expect.any(String), expect.any(String)] });
+  });
+});

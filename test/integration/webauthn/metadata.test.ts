@@ -78,10 +78,14 @@ function makeChain(prefix: string): void {
   ]);
 }
 
+/** A 1×1 PNG, as MDS entries carry their icons. */
+const ICON =
+  'data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAQAAAC1HAwCAAAAC0lEQVR42mNkYAAAAAYAAjCB0C8AAAAASUVORK5CYII=';
+
 function entry(aaguid: string, description: string, status: string) {
   return {
     aaguid,
-    metadataStatement: { aaguid, description, schema: 3, protocolFamily: 'fido2' },
+    metadataStatement: { aaguid, description, schema: 3, protocolFamily: 'fido2', icon: ICON },
     statusReports: [
       { status: 'FIDO_CERTIFIED', effectiveDate: '2025-01-01' },
       { status, effectiveDate: '2026-06-01' },
@@ -152,6 +156,25 @@ describe('FIDO metadata BLOB', () => {
       });
       expect(r.result.status).toBe(200);
     }
+  });
+
+  it("the admin API names a person's key by the BLOB's description and shows its icon", async () => {
+    const { browser: admin } = await enroll(g, 'mds-admin@example.com', {
+      token: (
+        await g.gw.auth.enrollment.invite(g.gw.publicOrigin, {
+          email: 'mds-admin@example.com',
+          roles: ['admin'],
+          createdBy: 'test',
+        })
+      ).token,
+      authenticator: new SoftAuthenticator(g.gw.publicOrigin, { aaguid: CERTIFIED }),
+    });
+    const id = (await g.gw.store.getUserByEmail('mds-admin@example.com'))?.id as string;
+    const r = await admin.get<{ credentials: { authenticator: string; icon: string | null; kind: string }[] }>(
+      `/.keygate/api/admin/v1/users/${id}`,
+    );
+    expect(r.status).toBe(200);
+    expect(r.body.credentials[0]).toMatchObject({ authenticator: 'Good Key', icon: ICON, kind: 'unknown' });
   });
 
   it('a BLOB that does not verify stops the gateway from starting', async () => {
