@@ -33,8 +33,13 @@ export interface CorporateIdp {
   close(): Promise<void>;
 }
 
+/** A client at the provider: with a secret (client_secret_basic), or with public keys (private_key_jwt). */
+export type CorporateClient =
+  | { client_id: string; client_secret: string; redirect_uris: string[] }
+  | { client_id: string; jwks: { keys: JWK[] }; redirect_uris: string[] };
+
 export async function startCorporateIdp(o: {
-  clients: { client_id: string; client_secret: string; redirect_uris: string[] }[];
+  clients: CorporateClient[];
   users: CorporateUser[];
 }): Promise<CorporateIdp> {
   const users = new Map(o.users.map((u) => [u.sub, { ...u }]));
@@ -51,6 +56,9 @@ export async function startCorporateIdp(o: {
   const provider = new Provider(issuer, {
     clients: o.clients.map((c) => ({
       ...c,
+      ...('jwks' in c
+        ? { token_endpoint_auth_method: 'private_key_jwt', token_endpoint_auth_signing_alg: 'ES256' }
+        : {}),
       grant_types: ['authorization_code', 'refresh_token'],
       response_types: ['code'],
     })),

@@ -11,6 +11,10 @@
  * email, an account that is not pre-approved. Each outcome is an auth.idp_login event.
  */
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
 import { createServer } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -52,12 +56,23 @@ beforeAll(async () => {
   const port = await freePort();
   const origin = `http://localhost:${port}`;
   const names = ['corp', 'corp-mfa', 'corp-strict'];
+  // One client authenticates with private_key_jwt: Keygate holds the private key in a PEM file.
+  const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+  const keyFile = join(mkdtempSync(join(tmpdir(), 'kg-idp-key-')), 'corp-jwt.pem');
+  writeFileSync(keyFile, await exportPKCS8(privateKey), { mode: 0o600 });
   idp = await startCorporateIdp({
-    clients: names.map((n) => ({
-      client_id: `keygate-${n}`,
-      client_secret: SECRET,
-      redirect_uris: [`${origin}/.keygate/idp/${n}/callback`],
-    })),
+    clients: [
+      ...names.map((n) => ({
+        client_id: `keygate-${n}`,
+        client_secret: SECRET,
+        redirect_uris: [`${origin}/.keygate/idp/${n}/callback`],
+      })),
+      {
+        client_id: 'keygate-corp-jwt',
+        jwks: { keys: [{ ...(await exportJWK(publicKey)), alg: 'ES256', use: 'sig' }] },
+        redirect_uris: [`${origin}/.keygate/idp/corp-jwt/callback`],
+      },
+    ],
     users: PEOPLE,
   });
   process.env.TEST_CORP_SECRET = SECRET;
@@ -80,6 +95,14 @@ beforeAll(async () => {
           clientId: 'keygate-corp-mfa',
           mode: 'trust-idp-mfa',
           acceptedAcr: ['phr-policy'],
+        },
+        {
+          issuer: idp.issuer,
+          privateKeyFile: keyFile,
+          scopes: ['openid', 'email', 'profile', 'groups'],
+          name: 'corp-jwt',
+          clientId: 'keygate-corp-jwt',
+          mode: 'trust-idp-mfa',
         },
         {
           ...common,
@@ -273,6 +296,13 @@ describe('trust-idp-mfa', () => {
     expect(
       await g.gw.store.listCredentials((await g.gw.store.getUserByEmail('hana@corp.example'))?.id as string),
     ).toEqual([]);
+  });
+
+  it('a provider client that authenticates with private_key_jwt (no shared secret) works the same', async () => {
+    const browser = browserFor(g);
+    const walk = await providerLogin(browser, 'corp-jwt', 'u-hwk', { returnTo: '/after-jwt' });
+    expect(walk.at, walk.body).toBe('/after-jwt');
+    expect((await session(browser)).body.session).toMatchObject({ method: 'oidc', idp: 'corp-jwt' });
   });
 
   it('accepts an accepted acr', async () => {
