@@ -235,7 +235,7 @@ export interface MigrationStatus {
 }
 
 export interface Store {
-  readonly driver: 'sqlite';
+  readonly driver: 'sqlite' | 'postgres';
   /** Apply pending migrations, each in its own transaction. */
   migrate(): Promise<MigrationStatus>;
   /** Throws when the database cannot answer. */
