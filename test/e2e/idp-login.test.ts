@@ -8,12 +8,11 @@
  * No page logs a console error; each step leaves a screenshot in test-artifacts/screenshots/.
  */
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { addVirtualAuthenticator, chromiumAvailable, launchChromium } from '../helpers/chromium.js';
 import { type CorporateIdp, startCorporateIdp } from '../helpers/corporate-idp.js';
-import { startGateway, startRecordingUpstream, type TestGateway } from '../helpers/index.js';
+import { freePort, startGateway, startRecordingUpstream, type TestGateway } from '../helpers/index.js';
 
 const hasBrowser = chromiumAvailable();
 const SHOTS = new URL('../../test-artifacts/screenshots/', import.meta.url).pathname;
@@ -22,14 +21,6 @@ let idp: CorporateIdp;
 let g: TestGateway;
 let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
 const consoleErrors: string[] = [];
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 beforeAll(async () => {
   if (!hasBrowser) return;

@@ -5,8 +5,9 @@
  */
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type RequestListener, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createNetServer } from 'node:net';
 import pino from 'pino';
+import type { ChainedRecord } from '../../src/audit/record.js';
 import type { Identifier, Identity } from '../../src/authenticate/identity.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { ConfigInput } from '../../src/config/schema.js';
@@ -131,4 +132,27 @@ export async function startRecordingUpstream(): Promise<RunningUpstream & { seen
     });
   });
   return Object.assign(up, { seen });
+}
+
+/** A port free on 127.0.0.1 right now (for a gateway whose URL another party must know first). */
+export async function freePort(): Promise<number> {
+  const s = createNetServer().listen(0, '127.0.0.1');
+  await new Promise((r) => s.once('listening', r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+/** The newest audit record of `kind` (default admin.change) about `target`, once the log has flushed. */
+export async function lastChange(
+  g: TestGateway,
+  target: string,
+  kind: 'admin.change' | 'scim.change' = 'admin.change',
+): Promise<ChainedRecord | undefined> {
+  await g.gw.audit.flushed();
+  return g.gw.audit
+    .query({ kind }, { limit: 1000 })
+    .lines.map((l) => JSON.parse(l) as ChainedRecord)
+    .filter((r) => r.change?.target === target)
+    .at(-1);
 }

@@ -185,41 +185,20 @@ export async function refresh(
 }
 
 /**
- * RFC 8693: trade the DPoP-bound access token, with a proof of its key, for a short plain
- * bearer token (for tools that can only send `Authorization: Bearer`).
+ * RFC 8693: trade the DPoP-bound access token, with a proof of its key, for another token:
+ *  - `bearer`: a short plain bearer token for the upstream (tools that can only send
+ *    `Authorization: Bearer`);
+ *  - `keygate`: with a resource indicator (RFC 8707) naming Keygate's issuer, a token for its
+ *    admin API, still bound to the same key.
  */
-export async function exchangeForBearer(
+async function exchange(
+  what: 'bearer' | 'keygate',
   gateway: string,
   config: oidc.Configuration,
   key: DpopKey,
   accessToken: string,
 ): Promise<TokenResponse> {
-  try {
-    const t = await oidc.genericGrantRequest(
-      config,
-      TOKEN_EXCHANGE,
-      { subject_token: accessToken, subject_token_type: ACCESS_TOKEN_TYPE },
-      { DPoP: oidc.getDPoPHandle(config, key.pair) },
-    );
-    if (t.token_type.toLowerCase() !== 'bearer')
-      throw new ClientError('TOKEN_REFUSED', `the token exchange returned a ${t.token_type} token, not a bearer token`);
-    return t;
-  } catch (e) {
-    throw failure(gateway, 'the token exchange failed', e);
-  }
-}
-
-/**
- * RFC 8693 with a resource indicator (RFC 8707): trade the DPoP-bound access token, with a
- * proof of its key, for a token whose audience is Keygate itself — the admin API's. The new
- * token stays bound to the same key.
- */
-export async function exchangeForKeygate(
-  gateway: string,
-  config: oidc.Configuration,
-  key: DpopKey,
-  accessToken: string,
-): Promise<TokenResponse> {
+  const expected = what === 'bearer' ? 'bearer' : 'dpop';
   try {
     const t = await oidc.genericGrantRequest(
       config,
@@ -227,20 +206,26 @@ export async function exchangeForKeygate(
       {
         subject_token: accessToken,
         subject_token_type: ACCESS_TOKEN_TYPE,
-        resource: config.serverMetadata().issuer,
+        ...(what === 'keygate' ? { resource: config.serverMetadata().issuer } : {}),
       },
       { DPoP: oidc.getDPoPHandle(config, key.pair) },
     );
-    if (t.token_type.toLowerCase() !== 'dpop')
+    if (t.token_type.toLowerCase() !== expected)
       throw new ClientError(
         'TOKEN_REFUSED',
-        `the token exchange returned a ${t.token_type} token, not a DPoP-bound one`,
+        `the token exchange returned a ${t.token_type} token, not a ${expected} one`,
       );
     return t;
   } catch (e) {
     throw failure(gateway, 'the token exchange failed', e);
   }
 }
+
+export const exchangeForBearer = (gateway: string, config: oidc.Configuration, key: DpopKey, accessToken: string) =>
+  exchange('bearer', gateway, config, key, accessToken);
+
+export const exchangeForKeygate = (gateway: string, config: oidc.Configuration, key: DpopKey, accessToken: string) =>
+  exchange('keygate', gateway, config, key, accessToken);
 
 /** RFC 7009: revoke the refresh token (the gateway ends its whole family). */
 export async function revokeRefreshToken(

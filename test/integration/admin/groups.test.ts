@@ -10,9 +10,13 @@ import { randomUUID } from 'node:crypto';
 import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChainedRecord } from '../../../src/audit/record.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
-import { startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
+import {
+  lastChange as lastChangeOf,
+  startGateway,
+  startRecordingUpstream,
+  type TestGateway,
+} from '../../helpers/index.js';
 import { browserFor, enroll, invite, login } from '../../helpers/people.js';
 
 const API = '/.keygate/api/admin/v1';
@@ -49,14 +53,7 @@ async function person(email: string, roles: string[] = ['ml-reader']) {
   return { ...p, id: (await g.gw.store.getUserByEmail(email))?.id as string };
 }
 
-async function lastChange(target: string): Promise<ChainedRecord | undefined> {
-  await g.gw.audit.flushed();
-  return g.gw.audit
-    .query({ kind: 'admin.change' }, { limit: 1000 })
-    .lines.map((l) => JSON.parse(l) as ChainedRecord)
-    .filter((r) => r.change?.target === target)
-    .at(-1);
-}
+const lastChange = (target: string) => lastChangeOf(g, target);
 
 /** May this browser read the admin API's users? (A role only a group binding can give here.) */
 const canAdmin = async (b: BrowserClient) => (await b.get(`${API}/users`)).status;

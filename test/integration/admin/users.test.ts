@@ -6,9 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { ChainedRecord } from '../../../src/audit/record.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
-import { startGateway, type TestGateway } from '../../helpers/index.js';
+import { lastChange as lastChangeOf, startGateway, type TestGateway } from '../../helpers/index.js';
 import { browserFor, enroll, invite, login } from '../../helpers/people.js';
 import type { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
 
@@ -41,14 +40,7 @@ async function person(
 
 const sessionStatus = async (b: BrowserClient) => (await b.get('/.keygate/api/session')).status;
 
-async function lastChange(target: string): Promise<ChainedRecord | undefined> {
-  await g.gw.audit.flushed();
-  return g.gw.audit
-    .query({ kind: 'admin.change' }, { limit: 1000 })
-    .lines.map((l) => JSON.parse(l) as ChainedRecord)
-    .filter((r) => r.change?.target === target)
-    .at(-1);
-}
+const lastChange = (target: string) => lastChangeOf(g, target);
 
 describe('admin API: users', () => {
   it('lists and searches users, a page at a time', async () => {

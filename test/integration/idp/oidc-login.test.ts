@@ -15,12 +15,11 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, exportPKCS8, generateKeyPair } from 'jose';
-import { createServer } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BrowserClient } from '../../helpers/browser-client.js';
 import { type CorporateIdp, startCorporateIdp } from '../../helpers/corporate-idp.js';
-import { startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
+import { freePort, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { browserFor, enroll, invite } from '../../helpers/people.js';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
 
@@ -30,14 +29,6 @@ const clock = { now: () => Date.now() + ahead };
 let idp: CorporateIdp;
 let g: TestGateway;
 let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
-
-async function freePort(): Promise<number> {
-  const s = createServer().listen(0, '127.0.0.1');
-  await new Promise((r) => s.once('listening', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 const PEOPLE = [
   { sub: 'u-alice', email: 'alice@corp.example', name: 'Alice Corp', groups: ['ml-admins', 'everyone'] },
