@@ -67,7 +67,21 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .command('serve')
     .description('run the gateway (keygate.yaml, KEYGATE_CONFIG or the embedded default)')
     .option('-c, --config <file>', 'config file')
-    .action(async (o: { config?: string }) => setCode(await serve(o.config, out)));
+    .option(
+      '--store <url>',
+      'a postgres:// URL: share the store with other replicas (same as store.driver postgres, store.url)',
+    )
+    .action(async (o: { config?: string; store?: string }) =>
+      setCode(
+        await serve(
+          o.config,
+          out,
+          o.store === undefined
+            ? process.env
+            : { ...process.env, KEYGATE_STORE_DRIVER: 'postgres', KEYGATE_STORE_URL: o.store },
+        ),
+      ),
+    );
 
   program
     .command('sim')

@@ -81,6 +81,12 @@ describe('config schema', () => {
       { upstreams: { ws: { ...upstream, credential: { type: 'static' } } } },
       'upstreams.ws.credential: set exactly one of tokenEnv or tokenFile',
     ],
+    [{ store: { driver: 'postgres' } }, 'store: driver postgres needs exactly one of url and urlEnv'],
+    [
+      { store: { driver: 'postgres', url: 'postgres://db/keygate', urlEnv: 'PG_URL' } },
+      'store: driver postgres needs exactly one of url and urlEnv',
+    ],
+    [{ store: { driver: 'postgres', url: 'mysql://db/keygate' } }, 'store.url: must be a postgres:// URL'],
     [
       { upstreams: { ws: { ...upstream, credential: { type: 'static', tokenEnv: 'A', extra: 1 } } } },
       'upstreams.ws.credential.extra: unknown key',

@@ -38,6 +38,7 @@ export function runtimeIssues(config: Config, env: NodeJS.ProcessEnv): ConfigIss
       if (c.clientSecretFile !== undefined) needFile(`${base}.clientSecretFile`, c.clientSecretFile);
     }
   }
+  if (config.store.urlEnv !== undefined) needEnv('store.urlEnv', config.store.urlEnv);
   if (config.secretKeyEnv !== undefined) {
     needEnv('secretKeyEnv', config.secretKeyEnv);
     const v = env[config.secretKeyEnv];

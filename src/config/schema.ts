@@ -252,8 +252,23 @@ export const configSchema = z
     dataDir: z.string().min(1).default('./.keygate').describe('Folder for the embedded database and local state.'),
     store: z
       .strictObject({
-        driver: z.enum(['sqlite']).default('sqlite').describe('Storage engine.'),
+        driver: z
+          .enum(['sqlite', 'postgres'])
+          .default('sqlite')
+          .describe('Storage engine: `sqlite` (embedded, one process) or `postgres` (several replicas share it).'),
         path: z.string().optional().describe('SQLite file; default `<dataDir>/keygate.db`.'),
+        url: z
+          .string()
+          .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+          .optional()
+          .describe('PostgreSQL connection URL (without the password: put that in `urlEnv`, or in PGPASSWORD).'),
+        urlEnv: envName
+          .optional()
+          .describe('Environment variable holding the whole PostgreSQL connection URL (when it carries a password).'),
+        poolSize: z.int().min(1).max(200).default(20).describe('PostgreSQL connections per replica.'),
+      })
+      .refine((s) => s.driver !== 'postgres' || (s.url === undefined) !== (s.urlEnv === undefined), {
+        message: 'driver postgres needs exactly one of url and urlEnv',
       })
       .prefault({})
       .describe('Where state lives: users, credentials, sessions, keys, audit.'),

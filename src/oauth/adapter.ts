@@ -5,6 +5,7 @@
  */
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 import { randomId } from '../crypto/random.js';
+import { oidcModule } from './oidc-module.js';
 import type { Clock } from '../lib/clock.js';
 import type { Store } from '../store/types.js';
 
@@ -52,8 +53,17 @@ export function adapterFactory(store: Store, clock: Clock, hooks: AdapterHooks):
       return this.read('uid', uid);
     }
 
+    /**
+     * oidc-provider reads an artifact, checks that it is not consumed, then consumes it: two
+     * requests (on one replica or two) could both pass the check. The store's consume is atomic,
+     * so the second one lands here: it is treated as the reuse it is — the grant is revoked
+     * (RFC 6749 §10.5, RFC 9700 §4.14.2) and the request refused.
+     */
     async consume(id: string): Promise<void> {
-      await store.consumeOAuthArtifact(this.model, id, clock.now());
+      if (await store.consumeOAuthArtifact(this.model, id, clock.now())) return;
+      const r = await store.findOAuthArtifact(this.model, 'id', id, clock.now());
+      if (r?.grantId) await this.revokeByGrantId(r.grantId);
+      throw new (oidcModule().errors.InvalidGrant)(`${this.model} already consumed`);
     }
 
     async destroy(id: string): Promise<void> {

@@ -39,7 +39,7 @@ import { createCredentialProvider } from '../proxy/credentials/index.js';
 import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
-import { SqliteStore } from '../store/sqlite/index.js';
+import { openStore } from '../store/open.js';
 import type { Store } from '../store/types.js';
 import { clientIpResolver } from './client-ip.js';
 import { createLogger, flushLogger } from './logger.js';
@@ -316,8 +316,7 @@ export class Gateway {
   }
 
   static async create(opts: GatewayOptions): Promise<Gateway> {
-    const store =
-      opts.store ?? new SqliteStore({ path: opts.config.store.path ?? `${opts.config.dataDir}/keygate.db` });
+    const store = opts.store ?? openStore(opts.config, opts.env ?? process.env);
     await store.migrate();
     const gw = new Gateway(opts, store);
     gw.keys = await SigningKeys.load(store, 'assertion', gw.clock);

@@ -353,7 +353,8 @@ export interface Store {
     value: string,
     now: number,
   ): Promise<OAuthArtifactRecord | null>;
-  consumeOAuthArtifact(model: string, id: string, at: number): Promise<void>;
+  /** Marks it consumed; true only for the first caller (single use across replicas). */
+  consumeOAuthArtifact(model: string, id: string, at: number): Promise<boolean>;
   destroyOAuthArtifact(model: string, id: string): Promise<void>;
   /** Deletes every artifact of the grant (any model); returns how many. */
   revokeOAuthGrant(grantId: string): Promise<number>;

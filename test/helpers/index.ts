@@ -88,7 +88,8 @@ export async function startGateway(
       write: (s: string) => (lines ? lines.push(s) : undefined),
     } as unknown as pino.DestinationStream);
   const gw = await Gateway.create({
-    store: new SqliteStore({ path: ':memory:' }),
+    // In memory, unless the test asks for PostgreSQL in the config.
+    ...(cfg.store.driver === 'postgres' ? {} : { store: new SqliteStore({ path: ':memory:' }) }),
     identifiers: [testIdentifier()],
     ...opts,
     config: cfg,

@@ -7,7 +7,7 @@ import { Enrollment, isEmail } from '../../authenticate/enrollment.js';
 import type { Config } from '../../config/schema.js';
 import { isKeygateError } from '../../errors/index.js';
 import { systemClock } from '../../lib/clock.js';
-import { SqliteStore } from '../../store/sqlite/index.js';
+import { openStore } from '../../store/open.js';
 import type { Store } from '../../store/types.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
@@ -30,7 +30,7 @@ export async function withLocalStore(
   const loaded = loadOrReport(file, out, env);
   if (!loaded) return EXIT.FAILED;
   const { config } = loaded;
-  const store = new SqliteStore({ path: config.store.path ?? `${config.dataDir}/keygate.db` });
+  const store = openStore(config, env);
   try {
     await store.migrate();
     return await fn(store, config);

@@ -14,7 +14,8 @@ import type { ChainedRecord } from '../../audit/record.js';
 import { openAuditDb } from '../../audit/sqlite-chain.js';
 import { verifyChain } from '../../audit/verify.js';
 import { parseTime } from '../../lib/time.js';
-import { SqliteStore } from '../../store/sqlite/index.js';
+import type { Config } from '../../config/schema.js';
+import { openStore } from '../../store/open.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
 
@@ -22,7 +23,7 @@ function locate(
   o: { config?: string; file?: string },
   out: Output,
   env: NodeJS.ProcessEnv,
-): { storePath: string; path: string } | undefined {
+): { config: Config; path: string } | undefined {
   const loaded = loadOrReport(o.config, out, env);
   if (!loaded) return undefined;
   const { config } = loaded;
@@ -32,7 +33,7 @@ function locate(
     out.err(`keygate: no audit log at ${path}`);
     return undefined;
   }
-  return { storePath, path };
+  return { config, path };
 }
 
 /** An ISO 8601 time or epoch milliseconds. */
@@ -138,9 +139,9 @@ export async function auditVerify(
 ): Promise<number> {
   const where = locate(o, out, env);
   if (where === undefined) return EXIT.FAILED;
-  const { storePath, path } = where;
+  const { config, path } = where;
   // The checkpoint keys are the store's audit keys (all of them, retired ones too).
-  const store = new SqliteStore({ path: storePath });
+  const store = openStore(config, env);
   let keys: JWK[];
   try {
     await store.migrate();

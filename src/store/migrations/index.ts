@@ -2,14 +2,29 @@
  * Versioned migrations. Each runs in one transaction together with the row that records it,
  * so a migration that fails half-way leaves the database exactly at the previous version.
  * Never edit a migration that has shipped; add the next one.
+ *
+ * The PostgreSQL text says the same as the SQLite text, with these translations:
+ * - epoch milliseconds are BIGINT, flags BOOLEAN, blobs BYTEA; JSON stays TEXT holding JSON;
+ * - text that is sorted, or compared regardless of case, is COLLATE "C": PostgreSQL then sorts
+ *   it byte-wise and lower() folds only ASCII, as SQLite's BINARY and NOCASE do, whatever the
+ *   database's locale;
+ * - a NOCASE unique column is a unique index on lower(column), and is looked up by it;
+ * - where SQLite orders ties by rowid, PostgreSQL has an identity column `seq`;
+ * - WebAuthn challenges, which the SQLite store keeps in its process (one node), are a table
+ *   that every replica shares.
  */
 export interface Migration {
   version: number;
   name: string;
   sqlite: string;
+  /** Optional in the type only so that a test can make an SQLite-only migration; every shipped one has it. */
+  postgres?: string;
 }
 
-export const MIGRATIONS: readonly Migration[] = [
+/** A migration both stores can apply. */
+export type SharedMigration = Migration & { postgres: string };
+
+export const MIGRATIONS: readonly SharedMigration[] = [
   {
     version: 1,
     name: 'meta',
@@ -18,6 +33,11 @@ export const MIGRATIONS: readonly Migration[] = [
         key   TEXT PRIMARY KEY,
         value TEXT NOT NULL
       ) STRICT;`,
+    postgres: `
+      CREATE TABLE keygate_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      );`,
   },
   {
     version: 2,
@@ -32,6 +52,17 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at  INTEGER NOT NULL,
         retires_at  INTEGER
       ) STRICT;
+      CREATE INDEX signing_keys_use ON signing_keys (use, created_at);`,
+    postgres: `
+      CREATE TABLE signing_keys (
+        kid         TEXT PRIMARY KEY,
+        alg         TEXT NOT NULL CHECK (alg IN ('ES256')),
+        use         TEXT NOT NULL CHECK (use IN ('assertion', 'token', 'audit')),
+        public_jwk  TEXT NOT NULL,
+        private_jwk TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        retires_at  BIGINT
+      );
       CREATE INDEX signing_keys_use ON signing_keys (use, created_at);`,
   },
   {
@@ -113,6 +144,96 @@ export const MIGRATIONS: readonly Migration[] = [
         user_agent      TEXT NOT NULL
       ) STRICT;
       CREATE INDEX auth_events_user ON auth_events (user_id, at);`,
+    postgres: `
+      CREATE TABLE users (
+        id             TEXT PRIMARY KEY,
+        email          TEXT COLLATE "C" NOT NULL,
+        display_name   TEXT COLLATE "C" NOT NULL,
+        -- WebAuthn user handle: random, never the email (WebAuthn L3 §14.6.1).
+        webauthn_id    TEXT NOT NULL UNIQUE,
+        created_at     BIGINT NOT NULL,
+        disabled_at    BIGINT
+      );
+      -- SQLite's email UNIQUE COLLATE NOCASE.
+      CREATE UNIQUE INDEX users_email ON users (lower(email));
+      CREATE TABLE user_roles (
+        user_id TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        role    TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (user_id, role)
+      );
+      CREATE TABLE credentials (
+        id               TEXT PRIMARY KEY,          -- base64url credential id; unique across all users
+        user_id          TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        public_key       BYTEA NOT NULL,
+        counter          BIGINT NOT NULL,
+        aaguid           TEXT NOT NULL,
+        transports       TEXT NOT NULL,             -- JSON array
+        backup_eligible  BOOLEAN NOT NULL,
+        backed_up        BOOLEAN NOT NULL,
+        uv_initialized   BOOLEAN NOT NULL,
+        attestation_fmt  TEXT NOT NULL,
+        attested         BOOLEAN NOT NULL,          -- attestation statement verified against policy
+        name             TEXT NOT NULL,
+        created_at       BIGINT NOT NULL,
+        last_used_at     BIGINT,
+        revoked_at       BIGINT,
+        cloned_at        BIGINT                     -- counter went backwards: possibly cloned
+      );
+      CREATE INDEX credentials_user ON credentials (user_id);
+      CREATE TABLE enrollment_tokens (
+        token_hash  TEXT PRIMARY KEY,               -- SHA-256 of the token; the token itself is never stored
+        user_id     TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        kind        TEXT NOT NULL CHECK (kind IN ('enroll', 'recovery')),
+        created_by  TEXT NOT NULL,
+        created_at  BIGINT NOT NULL,
+        expires_at  BIGINT NOT NULL,
+        used_at     BIGINT
+      );
+      CREATE INDEX enrollment_tokens_user ON enrollment_tokens (user_id);
+      CREATE TABLE sessions (
+        id_hash           TEXT PRIMARY KEY,         -- SHA-256 of the cookie value
+        user_id           TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        credential_id     TEXT NOT NULL,
+        auth_event_id     TEXT NOT NULL,
+        auth_time         BIGINT NOT NULL,
+        uv                BOOLEAN NOT NULL,
+        created_at        BIGINT NOT NULL,
+        last_seen_at      BIGINT NOT NULL,
+        expires_at        BIGINT NOT NULL,          -- absolute lifetime
+        revoked_at        BIGINT,
+        ip                TEXT NOT NULL,
+        user_agent        TEXT NOT NULL
+      );
+      CREATE INDEX sessions_user ON sessions (user_id);
+      CREATE TABLE auth_events (
+        id              TEXT PRIMARY KEY,
+        seq             BIGINT GENERATED ALWAYS AS IDENTITY,
+        at              BIGINT NOT NULL,
+        kind            TEXT NOT NULL,
+        outcome         TEXT NOT NULL CHECK (outcome IN ('success', 'failure')),
+        reason          TEXT,
+        user_id         TEXT,
+        credential_id   TEXT,
+        aaguid          TEXT,
+        authenticator   TEXT,
+        uv              BOOLEAN,
+        backup_eligible BOOLEAN,
+        backed_up       BOOLEAN,
+        ip              TEXT NOT NULL,
+        user_agent      TEXT NOT NULL
+      );
+      CREATE INDEX auth_events_user ON auth_events (user_id, at);
+      -- Shared by the replicas; taking one deletes it.
+      CREATE TABLE webauthn_challenges (
+        challenge       TEXT PRIMARY KEY,
+        kind            TEXT NOT NULL,
+        user_id         TEXT,
+        binding_hash    TEXT NOT NULL,
+        enrollment_hash TEXT,
+        allow_ids       TEXT NOT NULL,              -- JSON array
+        expires_at      BIGINT NOT NULL
+      );
+      CREATE INDEX webauthn_challenges_expiry ON webauthn_challenges (expires_at);`,
   },
   {
     version: 4,
@@ -159,6 +280,51 @@ export const MIGRATIONS: readonly Migration[] = [
         expires_at INTEGER NOT NULL
       ) STRICT;
       CREATE INDEX revocations_at ON revocations (revoked_at);`,
+    postgres: `
+      -- oidc-provider's artifacts (codes, device codes, refresh tokens, grants, interactions).
+      CREATE TABLE oauth_artifacts (
+        model       TEXT NOT NULL,
+        id          TEXT NOT NULL,
+        payload     TEXT NOT NULL,
+        grant_id    TEXT,
+        user_code   TEXT,
+        uid         TEXT,
+        expires_at  BIGINT,
+        consumed_at BIGINT,
+        PRIMARY KEY (model, id)
+      );
+      CREATE INDEX oauth_artifacts_grant ON oauth_artifacts (grant_id) WHERE grant_id IS NOT NULL;
+      CREATE INDEX oauth_artifacts_user_code ON oauth_artifacts (model, user_code) WHERE user_code IS NOT NULL;
+      CREATE INDEX oauth_artifacts_uid ON oauth_artifacts (model, uid) WHERE uid IS NOT NULL;
+      CREATE INDEX oauth_artifacts_expiry ON oauth_artifacts (expires_at) WHERE expires_at IS NOT NULL;
+      CREATE TABLE service_principals (
+        id          TEXT PRIMARY KEY,
+        name        TEXT COLLATE "C" NOT NULL,
+        description TEXT NOT NULL,
+        roles       TEXT NOT NULL,            -- JSON array of role names
+        jwks        TEXT,                     -- public keys for private_key_jwt
+        created_at  BIGINT NOT NULL,
+        created_by  TEXT NOT NULL,
+        disabled_at BIGINT
+      );
+      -- SQLite's name UNIQUE COLLATE NOCASE.
+      CREATE UNIQUE INDEX service_principals_name ON service_principals (lower(name));
+      CREATE TABLE service_principal_secrets (
+        id         TEXT PRIMARY KEY,
+        sp_id      TEXT NOT NULL REFERENCES service_principals (id) ON DELETE CASCADE,
+        hash       TEXT NOT NULL,             -- scrypt; the secret itself is never stored
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      );
+      CREATE INDEX service_principal_secrets_sp ON service_principal_secrets (sp_id);
+      CREATE TABLE revocations (
+        id         TEXT PRIMARY KEY,          -- jti:<id> or grant:<id>
+        seq        BIGINT GENERATED ALWAYS AS IDENTITY,
+        revoked_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL
+      );
+      CREATE INDEX revocations_at ON revocations (revoked_at, seq);`,
   },
   {
     version: 5,
@@ -171,6 +337,15 @@ export const MIGRATIONS: readonly Migration[] = [
         at    INTEGER NOT NULL,
         entry TEXT NOT NULL
       ) STRICT;
+      CREATE INDEX audit_outbox_at ON audit_outbox (at);`,
+    postgres: `
+      -- Audit entries written where no gateway runs (the admin CLI on the local store): the
+      -- gateway moves them into the audit chain (at least once; each keeps its own id).
+      CREATE TABLE audit_outbox (
+        id    TEXT COLLATE "C" PRIMARY KEY,
+        at    BIGINT NOT NULL,
+        entry TEXT NOT NULL
+      );
       CREATE INDEX audit_outbox_at ON audit_outbox (at);`,
   },
   {
@@ -187,6 +362,17 @@ export const MIGRATIONS: readonly Migration[] = [
         created_by   TEXT NOT NULL,
         UNIQUE (subject_type, subject, role)
       ) STRICT;`,
+    postgres: `
+      -- Bindings made through the admin API, in addition to those in keygate.yaml.
+      CREATE TABLE role_bindings (
+        id           TEXT PRIMARY KEY,
+        subject_type TEXT COLLATE "C" NOT NULL CHECK (subject_type IN ('group', 'user')),
+        subject      TEXT COLLATE "C" NOT NULL,
+        role         TEXT COLLATE "C" NOT NULL,
+        created_at   BIGINT NOT NULL,
+        created_by   TEXT NOT NULL,
+        UNIQUE (subject_type, subject, role)
+      );`,
   },
   {
     version: 7,
@@ -216,6 +402,31 @@ export const MIGRATIONS: readonly Migration[] = [
         created_at INTEGER NOT NULL,
         created_by TEXT NOT NULL
       ) STRICT;`,
+    postgres: `
+      -- Keygate groups: made through the admin API (and, later, by SCIM). Roles come from groups
+      -- through bindings; a person's groups are read with the person, so a change applies to
+      -- their next request.
+      CREATE TABLE groups (
+        id          TEXT PRIMARY KEY,
+        name        TEXT COLLATE "C" NOT NULL UNIQUE,
+        description TEXT NOT NULL DEFAULT '',
+        created_at  BIGINT NOT NULL,
+        created_by  TEXT NOT NULL
+      );
+      CREATE TABLE group_members (
+        group_id TEXT NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+        user_id  TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        added_at BIGINT NOT NULL,
+        PRIMARY KEY (group_id, user_id)
+      );
+      CREATE INDEX group_members_user ON group_members (user_id);
+      -- Workload federation trusts made through the admin API, in addition to keygate.yaml's.
+      CREATE TABLE federation_trusts (
+        name       TEXT COLLATE "C" PRIMARY KEY,
+        spec       TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        created_by TEXT NOT NULL
+      );`,
   },
   {
     version: 8,
@@ -230,6 +441,21 @@ export const MIGRATIONS: readonly Migration[] = [
         last_login_at INTEGER NOT NULL,
         PRIMARY KEY (provider, subject)
       ) STRICT;
+      CREATE INDEX user_identities_user ON user_identities (user_id);
+      -- The provider login behind a session (JSON: provider, event, groups and when they were
+      -- confirmed, the sealed refresh token); null for a key-only login. A session made by the
+      -- provider alone (trust-idp-mfa) has credential_id ''.
+      ALTER TABLE sessions ADD COLUMN idp TEXT;`,
+    postgres: `
+      -- A person's accounts at corporate identity providers: (provider, subject) → user.
+      CREATE TABLE user_identities (
+        provider      TEXT NOT NULL,
+        subject       TEXT NOT NULL,
+        user_id       TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+        created_at    BIGINT NOT NULL,
+        last_login_at BIGINT NOT NULL,
+        PRIMARY KEY (provider, subject)
+      );
       CREATE INDEX user_identities_user ON user_identities (user_id);
       -- The provider login behind a session (JSON: provider, event, groups and when they were
       -- confirmed, the sealed refresh token); null for a key-only login. A session made by the
@@ -253,5 +479,19 @@ export const MIGRATIONS: readonly Migration[] = [
         last_used_at INTEGER,
         revoked_at   INTEGER
       ) STRICT;`,
+    postgres: `
+      -- What a SCIM client calls the person or group on its side (RFC 7643 §3.1 externalId).
+      ALTER TABLE users ADD COLUMN external_id TEXT;
+      ALTER TABLE groups ADD COLUMN external_id TEXT;
+      -- Bearer tokens SCIM clients present; only the SHA-256 of each is kept.
+      CREATE TABLE scim_tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        hash         TEXT NOT NULL UNIQUE,
+        created_at   BIGINT NOT NULL,
+        created_by   TEXT NOT NULL,
+        last_used_at BIGINT,
+        revoked_at   BIGINT
+      );`,
   },
 ];

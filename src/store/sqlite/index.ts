@@ -257,9 +257,9 @@ export class SqliteStore implements Store {
   async insertGroup(g: GroupRecord): Promise<boolean> {
     return (
       this.sql(
-        `INSERT INTO groups (id, name, description, created_at, created_by) VALUES (?, ?, ?, ?, ?)
+        `INSERT INTO groups (id, name, description, created_at, created_by, external_id) VALUES (?, ?, ?, ?, ?, ?)
            ON CONFLICT DO NOTHING`,
-      ).run(g.id, g.name, g.description, g.createdAt, g.createdBy).changes === 1
+      ).run(g.id, g.name, g.description, g.createdAt, g.createdBy, g.externalId).changes === 1
     );
   }
 
@@ -678,11 +678,14 @@ export class SqliteStore implements Store {
     };
   }
 
-  async consumeOAuthArtifact(model: string, id: string, at: number): Promise<void> {
-    this.sql('UPDATE oauth_artifacts SET consumed_at = coalesce(consumed_at, ?) WHERE model = ? AND id = ?').run(
-      at,
-      model,
-      id,
+  async consumeOAuthArtifact(model: string, id: string, at: number): Promise<boolean> {
+    // Only the first consumer wins (a code or refresh token raced by two requests).
+    return (
+      this.sql('UPDATE oauth_artifacts SET consumed_at = ? WHERE model = ? AND id = ? AND consumed_at IS NULL').run(
+        at,
+        model,
+        id,
+      ).changes === 1
     );
   }
 
@@ -867,9 +870,27 @@ export class SqliteStore implements Store {
   }
 
   async deleteRoleBinding(id: string): Promise<RoleBindingRecord | null> {
-    const found = (await this.listRoleBindings()).find((b) => b.id === id) ?? null;
-    if (found !== null) this.sql('DELETE FROM role_bindings WHERE id = ?').run(id);
-    return found;
+    // One statement: of two concurrent deletes, only one gets the binding back.
+    const r = this.sql('DELETE FROM role_bindings WHERE id = ? RETURNING *').get(id) as
+      | {
+          id: string;
+          subject_type: 'group' | 'user';
+          subject: string;
+          role: string;
+          created_at: number;
+          created_by: string;
+        }
+      | undefined;
+    return r === undefined
+      ? null
+      : {
+          id: r.id,
+          subjectType: r.subject_type,
+          subject: r.subject,
+          role: r.role,
+          createdAt: r.created_at,
+          createdBy: r.created_by,
+        };
   }
 
   // ---- SCIM tokens ----------------------------------------------------------------------------
@@ -921,9 +942,10 @@ export class SqliteStore implements Store {
   }
 
   async deleteFederationTrust(name: string): Promise<FederationTrustRecord | null> {
-    const found = (await this.listFederationTrusts()).find((t) => t.name === name) ?? null;
-    if (found !== null) this.sql('DELETE FROM federation_trusts WHERE name = ?').run(name);
-    return found;
+    const r = this.sql('DELETE FROM federation_trusts WHERE name = ? RETURNING *').get(name) as
+      | { name: string; spec: string; created_at: number; created_by: string }
+      | undefined;
+    return r === undefined ? null : { name: r.name, spec: r.spec, createdAt: r.created_at, createdBy: r.created_by };
   }
 
   // ---- audit outbox --------------------------------------------------------------------------

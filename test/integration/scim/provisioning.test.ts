@@ -275,8 +275,13 @@ describe('an Entra ID provisioning conversation', () => {
     await expect
       .poll(async () => (await erin.onB.get('/.keygate/api/admin/v1/users')).status, { timeout: 2_000, interval: 100 })
       .toBe(200);
-    const members = await scim<{ members: { value: string }[] }>(a, 'GET', `/Groups/${group.body.id}`);
+    const members = await scim<{ members: { value: string }[]; externalId: string }>(
+      a,
+      'GET',
+      `/Groups/${group.body.id}`,
+    );
     expect(members.body.members.map((m) => m.value)).toEqual([erinId]);
+    expect(members.body.externalId).toBe('g-9');
 
     const remove = await scim(a, 'PATCH', `/Groups/${group.body.id}`, {
       schemas: [PATCH_OP],

@@ -1,0 +1,166 @@
+/**
+ * Two gateways (replicas behind one public URL) on one throwaway PostgreSQL: a WebAuthn
+ * challenge issued by one replica completes on the other, once; a login's session works on
+ * both; a session ended on one is refused by the other within a second; the same refresh token
+ * raced on both replicas succeeds exactly once and the reuse ends its family.
+ */
+import * as oidc from 'openid-client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BrowserClient } from '../../helpers/browser-client.js';
+import { freePort, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
+import { walkAuthorization } from '../../helpers/oauth.js';
+import { enroll, invite, login } from '../../helpers/people.js';
+import { postgresAvailable, startPostgres, type TestPostgres } from '../../helpers/postgres.js';
+import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
+
+const hasPostgres = postgresAvailable();
+let pg: TestPostgres;
+let a: TestGateway;
+let b: TestGateway;
+let up: Awaited<ReturnType<typeof startRecordingUpstream>>;
+let publicUrl: string;
+const REDIRECT = 'http://127.0.0.1:45679/callback';
+
+beforeAll(async () => {
+  if (!hasPostgres) return;
+  pg = await startPostgres();
+  up = await startRecordingUpstream();
+  const port = await freePort();
+  publicUrl = `http://localhost:${port}`;
+  const config = {
+    publicUrl,
+    store: { driver: 'postgres' as const, url: pg.url },
+    upstreams: { ws: { url: up.url, preset: 'databricks' as const, credential: { type: 'none' as const } } },
+  };
+  // The store comes from the config (no in-memory SQLite): both replicas share PostgreSQL.
+  a = await startGateway({ ...config, listen: { host: '127.0.0.1', port } }, { identifiers: [] });
+  b = await startGateway(config, { identifiers: [] });
+}, 60_000);
+afterAll(async () => {
+  await a?.close();
+  await b?.close();
+  await up?.close();
+  await pg?.stop();
+});
+
+/** The same browser (cookies) talking to the other replica. */
+function on(g: TestGateway, browser: BrowserClient): BrowserClient {
+  const other = new BrowserClient(g.url, publicUrl);
+  for (const [k, v] of browser.cookies) other.cookies.set(k, v);
+  return other;
+}
+
+describe.skipIf(!hasPostgres)('replicas on one PostgreSQL', () => {
+  it('a registration challenge from replica B completes on replica A, and only once', async () => {
+    expect(a.gw.store.driver).toBe('postgres');
+    const token = await invite(a, 'alice@example.com', ['ml-reader']);
+    const onB = new BrowserClient(b.url, publicUrl);
+    const authenticator = new SoftAuthenticator(publicUrl);
+    const options = await onB.post<Parameters<SoftAuthenticator['create']>[0]>(
+      '/.keygate/api/webauthn/registration/options',
+      {
+        enrollmentToken: token,
+      },
+    );
+    expect(options.status).toBe(200);
+    const response = authenticator.create(options.body);
+    const onA = on(a, onB);
+    const done = await onA.post('/.keygate/api/webauthn/registration/verify', {
+      response,
+      enrollmentToken: token,
+      name: 'k',
+    });
+    expect(done.status).toBe(200);
+    // The challenge and the enrollment link are spent for every replica.
+    const again = await on(b, onB).post('/.keygate/api/webauthn/registration/verify', {
+      response,
+      enrollmentToken: token,
+      name: 'k',
+    });
+    expect(again.status).toBe(400);
+    expect(
+      (await a.gw.store.listCredentials((await a.gw.store.getUserByEmail('alice@example.com'))?.id as string)).length,
+    ).toBe(1);
+  });
+
+  it('a login whose options came from A completes on B; the session works on both; ended on A, B refuses within a second', async () => {
+    const { authenticator } = await enroll(a, 'bob@example.com', { token: await invite(a, 'bob@example.com') });
+    const browser = new BrowserClient(a.url, publicUrl);
+    const options = await browser.post<Parameters<SoftAuthenticator['get']>[0]>(
+      '/.keygate/api/webauthn/authentication/options',
+      {},
+    );
+    const onB = on(b, browser);
+    const verified = await onB.post('/.keygate/api/webauthn/authentication/verify', {
+      response: authenticator.get(options.body),
+    });
+    expect(verified.status).toBe(200);
+    const onA = on(a, onB);
+    expect((await onA.get('/.keygate/api/session')).status).toBe(200);
+    expect((await onB.get('/.keygate/api/session')).status).toBe(200);
+    // A logout on A: B (which has the session cached) refuses it within a second.
+    expect((await onA.post('/.keygate/api/session/logout', {})).status).toBeLessThan(300);
+    const t0 = Date.now();
+    let refused = -1;
+    while (Date.now() - t0 < 1_000) {
+      if ((await onB.get('/.keygate/api/session')).status === 401) {
+        refused = Date.now() - t0;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(refused, 'refused on B within a second').toBeGreaterThanOrEqual(0);
+    // And a second login (another replica's challenge again) still works: nothing is stuck.
+    expect((await login(new BrowserClient(b.url, publicUrl), authenticator)).status).toBe(200);
+  });
+
+  it('the same refresh token raced on both replicas: exactly one succeeds, and the reuse ends the family', async () => {
+    const { browser, authenticator } = await enroll(a, 'carol@example.com', {
+      token: await invite(a, 'carol@example.com'),
+    });
+    const cliA = await oidc.discovery(new URL(publicUrl), 'keygate-cli', undefined, oidc.None(), {
+      execute: [oidc.allowInsecureRequests],
+      [oidc.customFetch]: (url: string, init: oidc.CustomFetchOptions) =>
+        fetch(url.replace(publicUrl, a.url), init as unknown as RequestInit),
+    });
+    const cliB = await oidc.discovery(new URL(publicUrl), 'keygate-cli', undefined, oidc.None(), {
+      execute: [oidc.allowInsecureRequests],
+      [oidc.customFetch]: (url: string, init: oidc.CustomFetchOptions) =>
+        fetch(url.replace(publicUrl, b.url), init as unknown as RequestInit),
+    });
+    const verifier = oidc.randomPKCECodeVerifier();
+    const state = oidc.randomState();
+    const start = oidc.buildAuthorizationUrl(cliA, {
+      redirect_uri: REDIRECT,
+      scope: 'openid offline_access',
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+      state,
+    });
+    const walk = await walkAuthorization(a, browser, start, authenticator, REDIRECT);
+    const key = await oidc.randomDPoPKeyPair('ES256', { extractable: true });
+    const tokens = await oidc.authorizationCodeGrant(
+      cliA,
+      walk.callback,
+      { pkceCodeVerifier: verifier, expectedState: state },
+      undefined,
+      {
+        DPoP: oidc.getDPoPHandle(cliA, key),
+      },
+    );
+    const rt = tokens.refresh_token as string;
+    const results = await Promise.allSettled([
+      oidc.refreshTokenGrant(cliA, rt, undefined, { DPoP: oidc.getDPoPHandle(cliA, key) }),
+      oidc.refreshTokenGrant(cliB, rt, undefined, { DPoP: oidc.getDPoPHandle(cliB, key) }),
+    ]);
+    const ok = results.filter((r) => r.status === 'fulfilled') as PromiseFulfilledResult<oidc.TokenEndpointResponse>[];
+    expect(ok).toHaveLength(1);
+    expect(results.find((r) => r.status === 'rejected')).toMatchObject({ reason: { error: 'invalid_grant' } });
+    // The reuse revoked the family: the winner's new refresh token is dead too.
+    await expect(
+      oidc.refreshTokenGrant(cliB, ok[0]?.value.refresh_token as string, undefined, {
+        DPoP: oidc.getDPoPHandle(cliB, key),
+      }),
+    ).rejects.toMatchObject({ error: 'invalid_grant' });
+  });
+});
