@@ -32,4 +32,21 @@ describe('error codes', () => {
     expect(e.code).toBe('INTERNAL_ERROR');
     expect(JSON.stringify(e.toWire())).not.toContain('hunter2');
   });
+
+  it("the store's outage is 503 TEMPORARILY_UNAVAILABLE, with nothing of the cause on the wire", () => {
+    const refused = Object.assign(new Error('connect ECONNREFUSED 10.0.0.5:5432'), { code: 'ECONNREFUSED' });
+    const adminShutdown = Object.assign(new Error('terminating connection due to administrator command'), {
+      code: '57P01',
+    });
+    const lost = Object.assign(new Error('server closed the connection'), { code: '08006' });
+    const busy = Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' });
+    for (const cause of [refused, adminShutdown, lost, busy, new Error('Connection terminated unexpectedly')]) {
+      const e = toKeygateError(cause);
+      expect(e.code, cause.message).toBe('TEMPORARILY_UNAVAILABLE');
+      expect(e.status).toBe(503);
+      expect(JSON.stringify(e.toWire())).not.toContain('5432');
+    }
+    // A constraint violation is a bug, not an outage.
+    expect(toKeygateError(Object.assign(new Error('duplicate key'), { code: '23505' })).code).toBe('INTERNAL_ERROR');
+  });
 });

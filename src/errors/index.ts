@@ -84,8 +84,25 @@ export function isKeygateError(e: unknown): e is KeygateError {
   return e instanceof KeygateError;
 }
 
+/**
+ * The store cannot be reached or is busy: PostgreSQL connection failures (SQLSTATE class 08,
+ * 57P01-57P03 shutdown and startup), a refused or dropped connection, a pool that cannot get
+ * one, SQLite's lock timeout. Those are the database's outage, not a bug: 503, and the client
+ * may retry.
+ */
+export function isStoreUnavailable(e: unknown): boolean {
+  if (!(e instanceof Error)) return false;
+  const code = String((e as { code?: unknown }).code ?? '');
+  if (/^08/.test(code) || ['57P01', '57P02', '57P03', '53300'].includes(code)) return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_LOCKED'].includes(code)) return true;
+  return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(e.message);
+}
+
 /** Any thrown value as a KeygateError; unknown errors become INTERNAL_ERROR (generic to the client). */
 export function toKeygateError(e: unknown): KeygateError {
   if (isKeygateError(e)) return e;
-  return new KeygateError('INTERNAL_ERROR', { detail: e instanceof Error ? e.message : String(e), cause: e });
+  const detail = e instanceof Error ? e.message : String(e);
+  if (isStoreUnavailable(e))
+    return new KeygateError('TEMPORARILY_UNAVAILABLE', { detail: `store: ${detail}`, cause: e });
+  return new KeygateError('INTERNAL_ERROR', { detail, cause: e });
 }

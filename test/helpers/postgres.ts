@@ -44,6 +44,9 @@ export interface TestPostgres {
   url: string;
   /** Stops the cluster (immediate: the data is thrown away) and removes its directory. */
   stop(): Promise<void>;
+  /** Stops the server but keeps its data (an outage); `resume` starts it again on the same port. */
+  pause(): Promise<void>;
+  resume(): Promise<void>;
 }
 
 /** A binary from PG_BIN, as `postgres` when this process is root; the cwd is one that user can read. */
@@ -93,9 +96,20 @@ export async function startPostgres(): Promise<TestPostgres> {
         // Throwaway data: no durability.
         ...['-c fsync=off', '-c synchronous_commit=off', '-c full_page_writes=off'],
       ].join(' ');
+      const start = () =>
+        pg(dir, 'pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '30', '-o', opts, 'start']);
       try {
-        await pg(dir, 'pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-t', '30', '-o', opts, 'start']);
-        return { url: `postgres://postgres@127.0.0.1:${port}/postgres`, stop };
+        await start();
+        return {
+          url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+          stop,
+          pause: async () => {
+            await pg(dir, 'pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+          },
+          resume: async () => {
+            await start();
+          },
+        };
       } catch (e) {
         if (attempt >= 3) throw e;
       }

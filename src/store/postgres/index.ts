@@ -232,7 +232,13 @@ export class PostgresStore implements Store {
   private closed = false;
 
   constructor(opts: PostgresStoreOptions) {
-    this.pool = new pg.Pool({ connectionString: opts.connectionString, max: opts.max ?? 10, types });
+    // A database that does not answer fails a request within seconds (503), never holds it forever.
+    this.pool = new pg.Pool({
+      connectionString: opts.connectionString,
+      max: opts.max ?? 10,
+      types,
+      connectionTimeoutMillis: 5_000,
+    });
     // An idle connection that breaks (a restart, a failover) is dropped by the pool and the next
     // query opens another; without a listener the event would end the process.
     this.pool.on('error', () => undefined);
