@@ -22,17 +22,23 @@ export class Revocations {
 
   async start(pollMs = 500): Promise<void> {
     await this.poll();
-    this.timer = setInterval(() => {
+    const tick = () => {
       this.poll().catch(() => {
         // A failed poll keeps the previous list; the next one catches up (lastSeen did not move).
       });
-    }, pollMs);
+    };
+    this.timer = setInterval(tick, pollMs);
     this.timer.unref();
+    // Where the store can tell (PostgreSQL NOTIFY), another replica's revocation is polled at once.
+    this.unsubscribe = this.store.onRevocation?.(tick);
   }
 
   stop(): void {
     if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
   }
+
+  private unsubscribe: (() => void) | undefined;
 
   isRevoked(jti: string, grantId: string | undefined, subject?: string): boolean {
     if (this.revoked.size === 0) return false;

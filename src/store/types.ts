@@ -377,6 +377,12 @@ export interface Store {
 
   // Token and grant revocations, read by every replica's proxy
   insertRevocation(r: RevocationRecord): Promise<void>;
+  /**
+   * Told (best effort, soon after commit) when any process records a revocation, so that it
+   * can poll at once instead of at its next tick; absent where there is no such channel
+   * (SQLite: one process). Returns the unsubscribe function.
+   */
+  onRevocation?(listener: () => void): () => void;
   /** Revocations recorded at or after `since` (epoch ms), oldest first. */
   listRevocationsSince(since: number): Promise<RevocationRecord[]>;
   purgeRevocations(now: number): Promise<number>;

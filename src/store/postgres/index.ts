@@ -225,13 +225,18 @@ const nocase = (column: string, param: string): string => `lower(${column}) = lo
 /** Which column findOAuthArtifact searches. */
 const ARTIFACT_KEY = { id: 'id', userCode: 'user_code', uid: 'uid' } as const;
 
+const REVOCATION_CHANNEL = 'keygate_revocations';
+
 export class PostgresStore implements Store {
   readonly driver = 'postgres' as const;
   readonly pool: pg.Pool;
   private readonly migrations: readonly SharedMigration[];
   private closed = false;
 
+  private readonly connectionString: string;
+
   constructor(opts: PostgresStoreOptions) {
+    this.connectionString = opts.connectionString;
     // A database that does not answer fails a request within seconds (503), never holds it forever.
     this.pool = new pg.Pool({
       connectionString: opts.connectionString,
@@ -826,6 +831,42 @@ export class PostgresStore implements Store {
         'ON CONFLICT (id) DO UPDATE SET expires_at = greatest(revocations.expires_at, excluded.expires_at)',
       ),
     );
+    // Wake the other replicas' pollers (delivered on commit; their periodic poll is the fallback).
+    await this.pool.query(`SELECT pg_notify('${REVOCATION_CHANNEL}', '')`);
+  }
+
+  /**
+   * LISTEN on one dedicated connection. When it drops, it is opened again after a second; the
+   * revocations' periodic poll covers the gap (nothing depends on a notification arriving).
+   */
+  onRevocation(listener: () => void): () => void {
+    let stopped = false;
+    let client: pg.Client | undefined;
+    const connect = () => {
+      if (stopped || this.closed) return;
+      const c = new pg.Client({ connectionString: this.connectionString, connectionTimeoutMillis: 5_000 });
+      client = c;
+      const retry = () => {
+        c.removeAllListeners();
+        c.end().catch(() => undefined);
+        if (!stopped && !this.closed) setTimeout(connect, 1_000).unref();
+      };
+      c.on('notification', (n) => {
+        if (n.channel === REVOCATION_CHANNEL) listener();
+      });
+      c.on('error', retry);
+      c.connect()
+        .then(() => c.query(`LISTEN ${REVOCATION_CHANNEL}`))
+        // Anything recorded while it was not listening: poll once now.
+        .then(() => listener())
+        .catch(retry);
+    };
+    connect();
+    return () => {
+      stopped = true;
+      client?.removeAllListeners();
+      client?.end().catch(() => undefined);
+    };
   }
 
   async listRevocationsSince(since: number): Promise<RevocationRecord[]> {

@@ -41,6 +41,47 @@ describe.skipIf(!postgresAvailable())('PostgresStore', () => {
     },
   });
 
+  describe('revocation notifications (LISTEN/NOTIFY)', () => {
+    it("a revocation recorded by one replica's store wakes the listener of another, and unsubscribing stops it", async () => {
+      const url = await freshDatabase();
+      const [a, b] = [
+        new PostgresStore({ connectionString: url }),
+        new PostgresStore({ connectionString: url }),
+      ] as const;
+      try {
+        await a.migrate();
+        await b.migrate();
+        let calls = 0;
+        let wake: () => void = () => {};
+        const listening = new Promise<void>((r) => {
+          wake = r;
+        });
+        // The first call comes once LISTEN is in place (it polls what it may have missed).
+        const stop = a.onRevocation(() => {
+          calls++;
+          wake();
+        });
+        await listening;
+        const before = calls;
+        const notified = new Promise<void>((r) => {
+          wake = r;
+        });
+        await b.insertRevocation({ id: 'jti:x1', revokedAt: 1, expiresAt: 2 });
+        await notified;
+        expect(calls).toBe(before + 1);
+        stop();
+        await b.insertRevocation({ id: 'jti:x2', revokedAt: 1, expiresAt: 2 });
+        // A round trip on b's pool after the NOTIFY: any notification for a would have been sent by now.
+        await b.ping();
+        await new Promise((r) => setTimeout(r, 200));
+        expect(calls).toBe(before + 1);
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+
   describe('PostgreSQL migrations', () => {
     const stores: PostgresStore[] = [];
     const open = (url: string, migrations?: readonly SharedMigration[]): PostgresStore => {
