@@ -152,8 +152,9 @@ export class Sessions {
         return null;
       }
     }
-    // Not confirmed: the provider's groups are dropped until the next login through it.
-    const idp: SessionIdp = next ?? { ...session.idp, groups: [], groupsAt: this.clock.now(), refresh: null };
+    // Not confirmed (no refresh token, or the provider unreachable): its groups are dropped now
+    // and confirmation is tried again after another TTL, with the refresh token kept.
+    const idp: SessionIdp = next ?? { ...session.idp, groups: [], groupsAt: this.clock.now() };
     await this.store.setSessionIdp(session.idHash, idp);
     const updated: SessionRecord = { ...session, idp };
     const resolved: ResolvedSession = {

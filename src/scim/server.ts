@@ -76,6 +76,21 @@ export function newScimToken(name: string, createdBy: string, at: number): { val
   };
 }
 
+/**
+ * The value of a filter that is exactly `<attribute> eq "value"` (a string), else undefined.
+ * Such lists are answered from one lookup.
+ */
+function equalityOn(filter: SCIMMY.Types.Filter | undefined, attribute: string): string | undefined {
+  if (filter === undefined || filter.length !== 1) return undefined;
+  const expr = filter[0] as Record<string, unknown>;
+  const keys = Object.keys(expr);
+  if (keys.length !== 1 || keys[0]?.toLowerCase() !== attribute.toLowerCase()) return undefined;
+  const cond = expr[keys[0] as string];
+  return Array.isArray(cond) && cond.length === 2 && cond[0] === 'eq' && typeof cond[1] === 'string'
+    ? cond[1]
+    : undefined;
+}
+
 // ---- users --------------------------------------------------------------------------------
 
 function userToScim(u: UserRecord, groups: GroupRecord[]): Record<string, unknown> {
@@ -156,9 +171,15 @@ declare(SCIMMY.Resources.User)
       const u = await userOr404(store, resource.id);
       return userToScim(u, await groupsOf(store, u));
     }
-    const all = await store.listUsers({ limit: MAX_SCAN });
+    // What provisioning clients send most (`userName eq "…"` before every create) is one lookup.
+    const wanted = equalityOn(resource.filter, 'userName');
+    const all =
+      wanted === undefined
+        ? await store.listUsers({ limit: MAX_SCAN })
+        : [await store.getUserByEmail(wanted)].filter((u): u is UserRecord => u !== null);
     const scim = await Promise.all(all.map(async (u) => userToScim(u, await groupsOf(store, u))));
-    return resource.filter === undefined ? scim : resource.filter.match(scim);
+    // userName is not case-exact (RFC 7643 §4.1.1): the lookup above already compared it so.
+    return resource.filter === undefined || wanted !== undefined ? scim : resource.filter.match(scim);
   })
   .ingress(async (resource: SCIMMY.Types.Resource, instance: ScimUser, c: Ctx) => {
     const { store } = c.d;
@@ -258,7 +279,8 @@ declare(SCIMMY.Resources.Group)
   .egress(async (resource: SCIMMY.Types.Resource, c: Ctx) => {
     const { store } = c.d;
     if (resource.id !== undefined) return groupToScim(store, await groupOr404(store, resource.id));
-    const all = await Promise.all((await store.listGroups()).map((g) => groupToScim(store, g)));
+    const groups = await store.listGroups();
+    const all = await Promise.all(groups.map((g) => groupToScim(store, g)));
     return resource.filter === undefined ? all : resource.filter.match(all);
   })
   .ingress(async (resource: SCIMMY.Types.Resource, instance: ScimGroup, c: Ctx) => {

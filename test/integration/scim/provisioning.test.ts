@@ -162,6 +162,14 @@ describe('an Okta provisioning conversation', () => {
     expect(created.status).toBe(201);
     expect(created.body).toMatchObject({ userName: 'dana@acme.example', active: true, externalId: '00u1okta' });
     const danaId = created.body.id;
+    // Looked up again (case-insensitively, as userName is in SCIM), she is found once.
+    const found = await scim<{ totalResults: number; Resources: { id: string }[] }>(
+      a,
+      'GET',
+      `/Users?filter=${encodeURIComponent('userName eq "DANA@acme.example"')}`,
+    );
+    expect(found.body.totalResults).toBe(1);
+    expect(found.body.Resources[0]?.id).toBe(danaId);
     expect((await a.gw.store.getUser(danaId))?.displayName).toBe('Dana Scully');
     // Creating again is a uniqueness conflict (Okta then links to the existing one).
     const again = await scim<{ scimType: string }>(a, 'POST', '/Users', {
