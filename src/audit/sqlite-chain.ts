@@ -5,6 +5,8 @@
  * The file's `user_version` is the record format; a file of another format is refused.
  */
 import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { CompactSign, importJWK, type JWK } from 'jose';
 import { type AuditEntry, canonicalJson, chainStep, encodeEntry, GENESIS_HASH, recordLine } from './record.js';
@@ -100,6 +102,8 @@ export type CheckpointSigner = (payload: {
 }) => Promise<{ kid: string; jws: string }>;
 
 export function openAuditDb(path: string, busyTimeoutMs = 5_000): Database.Database {
+  // Its folder may not exist yet (a store elsewhere, in PostgreSQL, did not create dataDir).
+  if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   const db = new Database(path);
   db.pragma(`busy_timeout = ${Math.floor(busyTimeoutMs)}`);
   db.pragma('journal_mode = WAL');

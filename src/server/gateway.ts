@@ -317,8 +317,20 @@ export class Gateway {
 
   static async create(opts: GatewayOptions): Promise<Gateway> {
     const store = opts.store ?? openStore(opts.config, opts.env ?? process.env);
-    await store.migrate();
-    const gw = new Gateway(opts, store);
+    let gw: Gateway | undefined;
+    try {
+      await store.migrate();
+      gw = new Gateway(opts, store);
+      return await Gateway.build(gw, opts, store);
+    } catch (e) {
+      // A gateway that cannot start leaves nothing open (a database pool would keep the process alive).
+      if (gw !== undefined) await gw.close().catch(() => undefined);
+      else await store.close().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private static async build(gw: Gateway, opts: GatewayOptions, store: Store): Promise<Gateway> {
     gw.keys = await SigningKeys.load(store, 'assertion', gw.clock);
     const auditKey = (await SigningKeys.load(store, 'audit', gw.clock)).current();
     const a = opts.config.audit;

@@ -95,6 +95,19 @@ describe('keygate serve', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('listen.port: must be at least 0');
   });
+
+  it('exits 1 with the reason when it cannot start (an unreachable PostgreSQL), leaving nothing running', async () => {
+    const f = file(
+      'no-db.yaml',
+      `listen: { port: 0 }
+dataDir: ${join(dir, 'no-db')}
+store: { driver: postgres, url: "postgres://nobody@127.0.0.1:1/none" }
+`,
+    );
+    const r = await runCli(['serve', '--config', f]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('ECONNREFUSED');
+  });
 });
 
 describe('keygate admin (local store, before any admin exists)', () => {

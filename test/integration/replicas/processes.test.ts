@@ -1,0 +1,140 @@
+/**
+ * Three `keygate serve` processes (replicas behind one public URL) on one throwaway PostgreSQL,
+ * as an operator runs them: the invitation made with the admin CLI on the shared store, a
+ * registration whose challenge came from replica B completed on replica A, a login on replica C,
+ * and a logout on A refused by B within a second. (The same refresh token raced on two replicas
+ * is in postgres-replicas.test.ts: each replica there is its own authorization server with its
+ * own caches, sharing only PostgreSQL, as processes do.)
+ */
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BrowserClient } from '../../helpers/browser-client.js';
+import { type RunningCli, runCli, startCli } from '../../helpers/cli.js';
+import { freePort, type RunningUpstream, startRecordingUpstream } from '../../helpers/index.js';
+import { postgresAvailable, startPostgres, type TestPostgres } from '../../helpers/postgres.js';
+import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
+
+const hasPostgres = postgresAvailable();
+const dir = mkdtempSync(join(tmpdir(), 'kg-replicas-'));
+let pg: TestPostgres;
+let up: RunningUpstream & { seen: unknown[] };
+let publicUrl: string;
+const replicas: { name: string; url: string; config: string; proc: RunningCli }[] = [];
+
+beforeAll(async () => {
+  if (!hasPostgres) return;
+  pg = await startPostgres();
+  up = await startRecordingUpstream();
+  const ports = [await freePort(), await freePort(), await freePort()];
+  // The load balancer's address is the public URL; here, replica A's own port stands in for it.
+  publicUrl = `http://localhost:${ports[0]}`;
+  for (const [i, name] of ['a', 'b', 'c'].entries()) {
+    const config = join(dir, `${name}.yaml`);
+    // A and B name the store in their config; C gets it on the command line.
+    const store = name === 'c' ? '' : `store: { driver: postgres, url: "${pg.url}" }\n`;
+    writeFileSync(
+      config,
+      `publicUrl: ${publicUrl}\nlisten: { host: 127.0.0.1, port: ${ports[i]} }\ndataDir: ${join(dir, name)}\n${store}` +
+        `upstreams:\n  ws: { url: "${up.url}", preset: databricks, credential: { type: none } }\n`,
+    );
+    const args = ['serve', '--config', config, ...(name === 'c' ? ['--store', pg.url] : [])];
+    const proc = startCli(args);
+    replicas.push({ name, url: `http://127.0.0.1:${ports[i]}`, config, proc });
+  }
+  for (const r of replicas) {
+    await r.proc.waitFor(/listening on/, 60_000).catch((e: unknown) => {
+      throw new Error(
+        `replica ${r.name} did not start: ${replicas.map((x) => `${x.name}: ${x.proc.output()}`).join(' | ')}`,
+        {
+          cause: e,
+        },
+      );
+    });
+  }
+}, 120_000);
+
+afterAll(async () => {
+  for (const r of replicas) await r.proc.stop('SIGTERM');
+  await up?.close();
+  await pg?.stop();
+});
+
+const replica = (name: string) => replicas.find((r) => r.name === name) as (typeof replicas)[number];
+
+/** A browser: its cookies, sent to whichever replica it talks to (as a load balancer would). */
+function browserOn(name: string, from?: BrowserClient): BrowserClient {
+  const b = new BrowserClient(replica(name).url, publicUrl);
+  for (const [k, v] of from?.cookies ?? []) b.cookies.set(k, v);
+  return b;
+}
+
+describe.skipIf(!hasPostgres)('three keygate serve processes on one PostgreSQL', () => {
+  it('register on A with B’s challenge, log in on C, log out on A: B refuses within a second', async () => {
+    // The admin CLI works on the shared store too.
+    const invited = await runCli([
+      'admin',
+      'invite',
+      '--role',
+      'ml-reader',
+      '--config',
+      replica('a').config,
+      'dana@example.com',
+    ]);
+    expect(invited.code, invited.stderr).toBe(0);
+    const token = new URL(invited.stdout.trim()).searchParams.get('token') as string;
+    expect(invited.stdout.trim().startsWith(`${publicUrl}/.keygate/enroll?token=`)).toBe(true);
+
+    const authenticator = new SoftAuthenticator(publicUrl);
+    const onB = browserOn('b');
+    const options = await onB.post<Parameters<SoftAuthenticator['create']>[0]>(
+      '/.keygate/api/webauthn/registration/options',
+      { enrollmentToken: token },
+    );
+    expect(options.status).toBe(200);
+    const registered = await browserOn('a', onB).post('/.keygate/api/webauthn/registration/verify', {
+      response: authenticator.create(options.body),
+      enrollmentToken: token,
+      name: 'Replica key',
+    });
+    expect(registered.status).toBe(200);
+
+    const onC = browserOn('c');
+    const loginOptions = await onC.post<Parameters<SoftAuthenticator['get']>[0]>(
+      '/.keygate/api/webauthn/authentication/options',
+      {},
+    );
+    const loggedIn = await onC.post('/.keygate/api/webauthn/authentication/verify', {
+      response: authenticator.get(loginOptions.body),
+    });
+    expect(loggedIn.status).toBe(200);
+    // The session works on every replica.
+    for (const name of ['a', 'b', 'c']) {
+      expect((await browserOn(name, onC).get('/api/2.0/serving-endpoints')).status, name).toBe(200);
+    }
+
+    const onA = browserOn('a', onC);
+    const onB2 = browserOn('b', onC);
+    expect((await onB2.get('/.keygate/api/session')).status).toBe(200);
+    expect((await onA.post('/.keygate/api/session/logout', {})).status).toBeLessThan(300);
+    const t0 = Date.now();
+    let refusedAfter = -1;
+    while (Date.now() - t0 < 1_000) {
+      if ((await onB2.get('/.keygate/api/session')).status === 401) {
+        refusedAfter = Date.now() - t0;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(refusedAfter, 'refused on B within a second').toBeGreaterThanOrEqual(0);
+    // C too (it polls on its own), and from then on nothing of that session reaches the upstream.
+    const onC2 = browserOn('c', onC);
+    await expect
+      .poll(async () => (await onC2.get('/.keygate/api/session')).status, { timeout: 1_000, interval: 50 })
+      .toBe(401);
+    const seen = up.seen.length;
+    expect((await onC2.get('/api/2.0/serving-endpoints')).status).toBe(401);
+    expect(up.seen.length).toBe(seen);
+  }, 60_000);
+});
