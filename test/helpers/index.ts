@@ -157,3 +157,16 @@ export async function lastChange(
     .filter((r) => r.change?.target === target)
     .at(-1);
 }
+
+/**
+ * Whether `check` comes true within `ms` (asked every 50 ms): how "seen by every replica within
+ * a second" is tested. True as soon as it does.
+ */
+export async function trueWithin(ms: number, check: () => Promise<boolean>): Promise<boolean> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) {
+    if (await check()) return true;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return false;
+}
