@@ -10,6 +10,8 @@ import type { Clock } from '../lib/clock.js';
 import type { Store } from '../store/types.js';
 
 export const TOKEN_EXCHANGE = 'urn:ietf:params:oauth:grant-type:token-exchange';
+/** How long a replay claim holds before the provider's save gives it the jti's own expiry. */
+const REPLAY_CLAIM_MS = 10 * 60_000;
 
 /**
  * The client metadata oidc-provider sees for a service principal. Its `client_secret` is a
@@ -42,7 +44,31 @@ export function adapterFactory(store: Store, clock: Clock, hooks: AdapterHooks):
 
     async find(id: string): Promise<AdapterPayload | undefined> {
       if (this.model === 'Client') return clientFor(store, id);
+      if (this.model === 'ReplayDetection') return this.claim(id);
       return this.read('id', id);
+    }
+
+    /**
+     * oidc-provider's replay detection (a client assertion's or a DPoP proof's `jti`) finds,
+     * then saves: two requests with the same jti — on one replica or two — could both pass.
+     * Here the find itself claims the id atomically: "not found" only for the first caller.
+     * The provider's save that follows sets the real expiry.
+     */
+    private async claim(id: string): Promise<AdapterPayload | undefined> {
+      const first = await store.insertOAuthArtifactIfAbsent(
+        {
+          model: this.model,
+          id,
+          payload: '{}',
+          grantId: null,
+          userCode: null,
+          uid: null,
+          expiresAt: clock.now() + REPLAY_CLAIM_MS,
+          consumedAt: null,
+        },
+        clock.now(),
+      );
+      return first ? undefined : {};
     }
 
     findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {

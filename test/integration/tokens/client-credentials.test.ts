@@ -3,7 +3,7 @@
  * with client_secret_basic and with private_key_jwt, the token on the proxy, and the specific
  * refusals (wrong, expired and revoked secrets, a key that is not the registered one).
  */
-import { exportJWK, generateKeyPair } from 'jose';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
 import * as oidc from 'openid-client';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,6 +146,38 @@ describe('client_credentials with private_key_jwt', () => {
     // A secret is no way in for a keyed principal.
     const bySecret = await discover(sp.id, oidc.ClientSecretBasic('kgs_guess'));
     await expectInvalidClient(oidc.clientCredentialsGrant(bySecret, {}));
+  });
+
+  it('one client assertion sent three times at once (a replayed jti) gets one token', async () => {
+    const { publicKey, privateKey } = await generateKeyPair('ES256', { extractable: true });
+    const { sp } = await g.gw.oauth.sps.create({
+      name: 'raced-bot',
+      roles: ['ml-reader'],
+      createdBy: 'test',
+      jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'race-1', alg: 'ES256' }] },
+    });
+    const assertion = await new SignJWT({ jti: `race-${Date.now()}` })
+      .setProtectedHeader({ alg: 'ES256', kid: 'race-1' })
+      .setIssuer(sp.id)
+      .setSubject(sp.id)
+      .setAudience(g.gw.publicOrigin)
+      .setIssuedAt()
+      .setExpirationTime('2m')
+      .sign(privateKey);
+    const send = () =>
+      request(`${g.url}/.keygate/oauth/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({
+          grant_type: 'client_credentials',
+          client_id: sp.id,
+          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+          client_assertion: assertion,
+        }).toString(),
+      }).then(async (r) => ({ status: r.statusCode, body: (await r.body.json()) as { error?: string } }));
+    const answers = await Promise.all([send(), send(), send()]);
+    expect(answers.filter((a) => a.status === 200)).toHaveLength(1);
+    for (const a of answers.filter((x) => x.status !== 200)) expect(a.body.error).toBe('invalid_client');
   });
 
   it('a private key offered for registration is refused', async () => {
