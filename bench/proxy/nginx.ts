@@ -4,8 +4,11 @@
  * keepalive_requests is raised because nginx's default (1000) closes client and upstream
  * connections every thousand requests, which neither Node proxy does.
  */
-export function nginxConfig(dir: string, port: number, upstreamUrl: string): string {
-  const upstream = new URL(upstreamUrl).host;
+export function nginxConfig(dir: string, port: number, upstreamUrl: string | string[]): string {
+  // One upstream (bench/proxy) or several, round robin (bench/replicas).
+  const servers = (Array.isArray(upstreamUrl) ? upstreamUrl : [upstreamUrl])
+    .map((u) => `    server ${new URL(u).host};`)
+    .join('\n');
   return `daemon off;
 master_process off;
 worker_processes 1;
@@ -21,7 +24,7 @@ http {
   scgi_temp_path ${dir}/scgi;
   keepalive_requests 1000000;
   upstream bench_upstream {
-    server ${upstream};
+${servers}
     keepalive 64;
     keepalive_requests 1000000;
   }

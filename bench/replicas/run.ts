@@ -25,6 +25,7 @@ import { systemClock } from '../../src/lib/clock.js';
 import { ServicePrincipals } from '../../src/oauth/service-principals.js';
 import { PostgresStore } from '../../src/store/postgres/index.js';
 import { startPostgres } from '../../test/helpers/postgres.js';
+import { nginxConfig } from '../proxy/nginx.js';
 
 const HERE = fileURLToPath(new URL('.', import.meta.url));
 const ROOT = join(HERE, '../..');
@@ -93,39 +94,6 @@ function postgresPids(): number[] {
     });
 }
 
-function nginxConf(dir: string, port: number, replicas: string[]): string {
-  return `daemon off;
-master_process off;
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path ${dir}/client_body;
-  proxy_temp_path ${dir}/proxy;
-  fastcgi_temp_path ${dir}/fastcgi;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  keepalive_requests 1000000;
-  upstream keygate {
-${replicas.map((u) => `    server ${new URL(u).host};`).join('\n')}
-    keepalive 64;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://keygate;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $http_host;
-    }
-  }
-}
-`;
-}
-
 interface Measure {
   workload: string;
   replicas: number;
@@ -145,7 +113,7 @@ async function measure(
 ): Promise<Measure> {
   const dir = mkdtempSync(join(tmp, 'nginx-'));
   for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi']) mkdirSync(join(dir, d));
-  writeFileSync(join(dir, 'nginx.conf'), nginxConf(dir, nginxPort, replicaUrls));
+  writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, nginxPort, replicaUrls));
   const nginx = track(spawn('/usr/sbin/nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' }));
   await new Promise((r) => setTimeout(r, 300));
   const url = `http://127.0.0.1:${nginxPort}${workload === 'proxy' ? '/api/2.0/clusters/list' : '/.keygate/oauth/token'}`;

@@ -3,6 +3,7 @@
  * redirects), logging in with a software authenticator when Keygate asks for it, until the
  * redirect to the client's callback.
  */
+import { type CryptoKey, SignJWT } from 'jose';
 import { request } from 'undici';
 import type { BrowserClient } from './browser-client.js';
 import type { TestGateway } from './index.js';
@@ -84,4 +85,38 @@ export async function clientCredentials(
     body: 'grant_type=client_credentials',
   });
   return { status: r.statusCode, body: (await r.body.json()) as Record<string, string> };
+}
+
+/** A private_key_jwt client assertion (RFC 7523) for `clientId`, audience the issuer. */
+export function clientAssertion(
+  key: CryptoKey,
+  o: { kid: string; clientId: string; audience: string; jti: string },
+): Promise<string> {
+  return new SignJWT({ jti: o.jti })
+    .setProtectedHeader({ alg: 'ES256', kid: o.kid })
+    .setIssuer(o.clientId)
+    .setSubject(o.clientId)
+    .setAudience(o.audience)
+    .setIssuedAt()
+    .setExpirationTime('2m')
+    .sign(key);
+}
+
+/** A client_credentials request authenticated by a client assertion: the status and body. */
+export async function assertionGrant(
+  baseUrl: string,
+  clientId: string,
+  assertion: string,
+): Promise<{ status: number; body: { error?: string; access_token?: string } }> {
+  const r = await request(`${baseUrl}/.keygate/oauth/token`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({
+      grant_type: 'client_credentials',
+      client_id: clientId,
+      client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
+      client_assertion: assertion,
+    }).toString(),
+  });
+  return { status: r.statusCode, body: (await r.body.json()) as { error?: string; access_token?: string } };
 }

@@ -4,13 +4,12 @@
  * both; a session ended on one is refused by the other within a second; the same refresh token
  * raced on both replicas succeeds exactly once and the reuse ends its family.
  */
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
 import * as oidc from 'openid-client';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrowserClient } from '../../helpers/browser-client.js';
 import { freePort, startGateway, startRecordingUpstream, type TestGateway, trueWithin } from '../../helpers/index.js';
-import { walkAuthorization } from '../../helpers/oauth.js';
+import { assertionGrant, clientAssertion, walkAuthorization } from '../../helpers/oauth.js';
 import { enroll, invite, login } from '../../helpers/people.js';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
@@ -169,28 +168,13 @@ describe.skipIf(!hasPostgres)('replicas on one PostgreSQL', () => {
       jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'race-1', alg: 'ES256' }] },
     });
     for (let attempt = 0; attempt < 5; attempt++) {
-      const assertion = await new SignJWT({ jti: `race-${attempt}-${Date.now()}` })
-        .setProtectedHeader({ alg: 'ES256', kid: 'race-1' })
-        .setIssuer(sp.id)
-        .setSubject(sp.id)
-        .setAudience(publicUrl)
-        .setIssuedAt()
-        .setExpirationTime('2m')
-        .sign(privateKey);
-      const send = (g: TestGateway) =>
-        request(`${g.url}/.keygate/oauth/token`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({
-            grant_type: 'client_credentials',
-            client_id: sp.id,
-            client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-            client_assertion: assertion,
-          }).toString(),
-        }).then(async (r) => {
-          await r.body.text();
-          return r.statusCode;
-        });
+      const assertion = await clientAssertion(privateKey, {
+        kid: 'race-1',
+        clientId: sp.id,
+        audience: publicUrl,
+        jti: `race-${attempt}-${Date.now()}`,
+      });
+      const send = async (g: TestGateway) => (await assertionGrant(g.url, sp.id, assertion)).status;
       const statuses = await Promise.all([send(a), send(b), send(a), send(b)]);
       expect(
         statuses.filter((x) => x === 200),

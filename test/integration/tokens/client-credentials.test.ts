@@ -3,7 +3,7 @@
  * with client_secret_basic and with private_key_jwt, the token on the proxy, and the specific
  * refusals (wrong, expired and revoked secrets, a key that is not the registered one).
  */
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { exportJWK, generateKeyPair } from 'jose';
 import * as oidc from 'openid-client';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,6 +16,7 @@ import {
   startRecordingUpstream,
   type TestGateway,
 } from '../../helpers/index.js';
+import { assertionGrant, clientAssertion } from '../../helpers/oauth.js';
 
 let up: RunningUpstream & { seen: SeenRequest[] };
 let g: TestGateway;
@@ -156,25 +157,13 @@ describe('client_credentials with private_key_jwt', () => {
       createdBy: 'test',
       jwks: { keys: [{ ...(await exportJWK(publicKey)), kid: 'race-1', alg: 'ES256' }] },
     });
-    const assertion = await new SignJWT({ jti: `race-${Date.now()}` })
-      .setProtectedHeader({ alg: 'ES256', kid: 'race-1' })
-      .setIssuer(sp.id)
-      .setSubject(sp.id)
-      .setAudience(g.gw.publicOrigin)
-      .setIssuedAt()
-      .setExpirationTime('2m')
-      .sign(privateKey);
-    const send = () =>
-      request(`${g.url}/.keygate/oauth/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({
-          grant_type: 'client_credentials',
-          client_id: sp.id,
-          client_assertion_type: 'urn:ietf:params:oauth:client-assertion-type:jwt-bearer',
-          client_assertion: assertion,
-        }).toString(),
-      }).then(async (r) => ({ status: r.statusCode, body: (await r.body.json()) as { error?: string } }));
+    const assertion = await clientAssertion(privateKey, {
+      kid: 'race-1',
+      clientId: sp.id,
+      audience: g.gw.publicOrigin,
+      jti: `race-${Date.now()}`,
+    });
+    const send = () => assertionGrant(g.url, sp.id, assertion);
     const answers = await Promise.all([send(), send(), send()]);
     expect(answers.filter((a) => a.status === 200)).toHaveLength(1);
     for (const a of answers.filter((x) => x.status !== 200)) expect(a.body.error).toBe('invalid_client');
