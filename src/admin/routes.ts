@@ -882,13 +882,13 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     if (!g) throw new KeygateError('NOT_FOUND', { message: 'No such group.' });
     return g;
   };
-  const groupRoles = async (name: string): Promise<string[]> => {
-    const roles = new Set<string>();
-    for (const b of deps.config.authorization.bindings)
-      if ('group' in b && b.group === name) for (const x of b.roles) roles.add(x);
-    for (const b of await deps.store.listRoleBindings())
-      if (b.subjectType === 'group' && b.subject === name) roles.add(b.role);
-    return [...roles].sort();
+  /** The roles bound to each group (keygate.yaml's bindings and the stored ones), read once per call. */
+  const rolesByGroup = async (): Promise<(name: string) => string[]> => {
+    const map = new Map<string, Set<string>>();
+    const add = (group: string, role: string) => map.set(group, (map.get(group) ?? new Set()).add(role));
+    for (const b of deps.config.authorization.bindings) if ('group' in b) for (const x of b.roles) add(b.group, x);
+    for (const b of await deps.store.listRoleBindings()) if (b.subjectType === 'group') add(b.subject, b.role);
+    return (name) => [...(map.get(name) ?? [])].sort();
   };
   r.add(
     'GET',
@@ -901,18 +901,16 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
     },
     async (_req, reply, _admin) => {
       reply.header('cache-control', 'no-store');
-      const groups = await deps.store.listGroups();
+      const [groups, rolesOf] = await Promise.all([deps.store.listGroups(), rolesByGroup()]);
       return {
-        groups: await Promise.all(
-          groups.map(async (g) => ({
-            id: g.id,
-            name: g.name,
-            description: g.description,
-            members: g.members,
-            roles: await groupRoles(g.name),
-            createdAt: g.createdAt,
-          })),
-        ),
+        groups: groups.map((g) => ({
+          id: g.id,
+          name: g.name,
+          description: g.description,
+          members: g.members,
+          roles: rolesOf(g.name),
+          createdAt: g.createdAt,
+        })),
       };
     },
   );
@@ -950,7 +948,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         name: g.name,
         description: g.description,
         members: 0,
-        roles: await groupRoles(g.name),
+        roles: (await rolesByGroup())(g.name),
         createdAt: g.createdAt,
       };
     },
@@ -973,7 +971,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
         id: g.id,
         name: g.name,
         description: g.description,
-        roles: await groupRoles(g.name),
+        roles: (await rolesByGroup())(g.name),
         createdAt: g.createdAt,
         members: members.map((u) => ({
           id: u.id,

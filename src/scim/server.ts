@@ -122,13 +122,14 @@ function displayNameOf(s: ScimUser, email: string): string {
   return (typeof name === 'string' && name.trim() !== '' ? name.trim() : email).slice(0, 128);
 }
 
-async function groupsOf(store: Store, u: UserRecord): Promise<GroupRecord[]> {
-  const out: GroupRecord[] = [];
-  for (const name of u.groups) {
-    const g = await store.getGroup(name);
-    if (g !== null) out.push(g);
-  }
-  return out;
+/** A person's groups as records, from the groups read once (a list of people shares one read). */
+async function groupsOf(store: Store, u: UserRecord, all?: Map<string, GroupRecord>): Promise<GroupRecord[]> {
+  const byName = all ?? (await groupIndex(store));
+  return u.groups.map((name) => byName.get(name)).filter((g): g is GroupRecord => g !== undefined);
+}
+
+async function groupIndex(store: Store): Promise<Map<string, GroupRecord>> {
+  return new Map((await store.listGroups()).map((g) => [g.name, g]));
 }
 
 async function userOr404(store: Store, id: string): Promise<UserRecord> {
@@ -177,7 +178,8 @@ declare(SCIMMY.Resources.User)
       wanted === undefined
         ? await store.listUsers({ limit: MAX_SCAN })
         : [await store.getUserByEmail(wanted)].filter((u): u is UserRecord => u !== null);
-    const scim = await Promise.all(all.map(async (u) => userToScim(u, await groupsOf(store, u))));
+    const index = await groupIndex(store);
+    const scim = await Promise.all(all.map(async (u) => userToScim(u, await groupsOf(store, u, index))));
     // userName is not case-exact (RFC 7643 §4.1.1): the lookup above already compared it so.
     return resource.filter === undefined || wanted !== undefined ? scim : resource.filter.match(scim);
   })
