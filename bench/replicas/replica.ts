@@ -1,6 +1,6 @@
 /**
  * One Keygate replica for bench/replicas, in its own process: the PostgreSQL store shared with
- * the other replicas (BENCH_PG_URL), its own audit file, the test identifier so that requests
+ * the other replicas (BENCH_PG_URL), with the audit chain there too, the test identifier so that requests
  * carrying `x-test-identity` are authenticated, and the default config otherwise.
  */
 import { mkdtempSync, rmSync } from 'node:fs';

@@ -1422,7 +1422,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminDeps): void
       const q = parseInput(auditQuery, req.query);
       let page: AuditPage;
       try {
-        page = audit.query(
+        page = await audit.query(
           {
             ...(q.actor === undefined ? {} : { actor: q.actor }),
             ...(q.kind === undefined ? {} : { kind: q.kind }),

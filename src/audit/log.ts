@@ -8,17 +8,23 @@
 import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import type { JWK } from 'jose';
+import { PgChain } from './pg-chain.js';
 import { type AuditFilter, type AuditPage, queryAudit } from './query.js';
 import type { AuditEntry } from './record.js';
-import type { SinkOptions } from './sinks.js';
+import { FileSink, type SinkOptions, writeStdout } from './sinks.js';
 import { openAuditDb, type QueuedRecord, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import { type AuditStats, auditStats, type WINDOWS } from './stats.js';
-import { type VerifyResult, verifyChain } from './verify.js';
+import { type VerifyResult, verifyChain, verifySource } from './verify.js';
 import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
 
 export interface AuditOptions {
   /** SQLite file of the audit chain, or ':memory:' (tests: written on this thread). */
   path: string;
+  /**
+   * A PostgreSQL connection string: the chain lives there, one chain shared by every replica
+   * on the database (pg-chain.ts), and `path` is not used.
+   */
+  postgres?: string;
   /** Entries that may wait for the writer; beyond this, new requests are refused. */
   maxQueue: number;
   /** Longest an entry waits before its batch is written. */
@@ -60,16 +66,30 @@ function moduleWorker(name: string, workerData: unknown): Worker {
 
 interface Sink {
   append(records: QueuedRecord[]): Promise<number>;
-  /** A connection to read the log with (queries run on the request thread, bounded per page). */
-  reader(): Database.Database;
+  query(f: AuditFilter, o: { limit: number; cursor?: string }): Promise<AuditPage>;
+  stats(window: keyof typeof WINDOWS, now: number): Promise<AuditStats>;
+  verify(keys: JWK[]): Promise<VerifyResult>;
   close(): Promise<void>;
 }
 
-class InlineSink implements Sink {
+/** The SQLite sinks read the file through a connection on the request thread (bounded work per page). */
+abstract class SqliteReading {
+  abstract reader(): Database.Database;
+  async query(f: AuditFilter, o: { limit: number; cursor?: string }): Promise<AuditPage> {
+    return queryAudit(this.reader(), f, o);
+  }
+  async stats(window: keyof typeof WINDOWS, now: number): Promise<AuditStats> {
+    return auditStats(this.reader(), window, now);
+  }
+}
+
+class InlineSink extends SqliteReading implements Sink {
   private constructor(
     private readonly chain: SqliteChain,
     private readonly db: Database.Database,
-  ) {}
+  ) {
+    super();
+  }
   static async open(o: AuditOptions): Promise<InlineSink> {
     const db = openAuditDb(o.path, o.busyTimeoutMs);
     return new InlineSink(
@@ -83,12 +103,15 @@ class InlineSink implements Sink {
   reader(): Database.Database {
     return this.db;
   }
+  verify(keys: JWK[]): Promise<VerifyResult> {
+    return verifyChain(this.db, { keys });
+  }
   async close(): Promise<void> {
     this.db.close();
   }
 }
 
-class WorkerSink implements Sink {
+class WorkerSink extends SqliteReading implements Sink {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
   private closed: (() => void) | undefined;
@@ -100,6 +123,7 @@ class WorkerSink implements Sink {
     private readonly path: string,
     log: AuditOptions['log'],
   ) {
+    super();
     worker.on('message', (m: WorkerReply) => {
       if (m.type === 'log') {
         log[m.level]({ detail: m.detail }, m.msg);
@@ -160,6 +184,21 @@ class WorkerSink implements Sink {
     return this.readConnection;
   }
 
+  /** Walking a long log takes seconds: on a thread of its own, through its own connection. */
+  async verify(keys: JWK[]): Promise<VerifyResult> {
+    const worker = moduleWorker('verify-worker', { path: this.path, keys });
+    try {
+      const m = await new Promise<{ ok: boolean; result?: VerifyResult; error?: string }>((resolve, reject) => {
+        worker.once('message', resolve);
+        worker.once('error', reject);
+      });
+      if (!m.ok) throw new Error(m.error);
+      return m.result as VerifyResult;
+    } finally {
+      await worker.terminate();
+    }
+  }
+
   async close(): Promise<void> {
     this.readConnection?.close();
     await new Promise<void>((resolve) => {
@@ -168,6 +207,77 @@ class WorkerSink implements Sink {
       setTimeout(resolve, 2_000).unref();
     });
     await this.worker.terminate();
+  }
+}
+
+/**
+ * The chain in PostgreSQL, shared by the replicas (pg-chain.ts). No writer thread: the writes
+ * are network round trips, not fsyncs on this thread. Sinks get the records this replica
+ * committed; retention runs on whichever replica gets the prune lock.
+ */
+class PgSink implements Sink {
+  private pruneTimers: NodeJS.Timeout[] = [];
+  private file: FileSink | undefined;
+
+  private constructor(
+    private readonly chain: PgChain,
+    o: AuditOptions,
+  ) {
+    const sinks = o.sinks ?? { stdout: false };
+    this.file = sinks.file === undefined ? undefined : new FileSink(sinks.file);
+    const file = this.file;
+    if (file !== undefined || sinks.stdout) {
+      chain.onCommit = (lines) => {
+        if (file !== undefined) file.write(lines);
+        if (sinks.stdout) writeStdout(lines);
+      };
+    }
+    chain.onError = (e) =>
+      o.log.warn({ detail: (e as Error).message }, 'audit sink write failed (the records are committed)');
+    if (o.retentionMs !== undefined && o.retentionMs !== null) {
+      const retention = o.retentionMs;
+      const prune = () => {
+        chain
+          .prune(Date.now() - retention, (detail) =>
+            queued({ kind: 'audit.pruned', at: Date.now(), actor: { type: 'system' }, detail, outcome: 'success' }),
+          )
+          .then(
+            (r) => {
+              if (r !== null) o.log.info({ through: r.through, removed: r.removed }, 'audit records pruned');
+            },
+            (e: unknown) =>
+              o.log.warn({ detail: (e as Error).message }, 'audit pruning failed (retried at the next interval)'),
+          );
+      };
+      this.pruneTimers.push(setTimeout(prune, 10_000), setInterval(prune, o.pruneEveryMs ?? 3_600_000));
+      for (const t of this.pruneTimers) t.unref();
+    }
+  }
+
+  static async open(o: AuditOptions): Promise<PgSink> {
+    const chain = new PgChain({
+      connectionString: o.postgres as string,
+      checkpoint: { every: o.checkpointEvery, everyMs: o.checkpointEveryMs, sign: await signerFor(o.key) },
+    });
+    return new PgSink(chain, o);
+  }
+
+  append(records: QueuedRecord[]): Promise<number> {
+    return this.chain.append(records);
+  }
+  query(f: AuditFilter, o: { limit: number; cursor?: string }): Promise<AuditPage> {
+    return this.chain.query(f, o);
+  }
+  stats(window: keyof typeof WINDOWS, now: number): Promise<AuditStats> {
+    return this.chain.stats(window, now);
+  }
+  verify(keys: JWK[]): Promise<VerifyResult> {
+    return verifySource(this.chain.source(), { keys });
+  }
+  async close(): Promise<void> {
+    for (const t of this.pruneTimers) clearTimeout(t);
+    this.file?.close();
+    await this.chain.close();
   }
 }
 
@@ -189,7 +299,12 @@ export class AuditLog {
   ) {}
 
   static async open(o: AuditOptions): Promise<AuditLog> {
-    const sink = o.path === ':memory:' ? await InlineSink.open(o) : await WorkerSink.open(o);
+    const sink =
+      o.postgres !== undefined
+        ? await PgSink.open(o)
+        : o.path === ':memory:'
+          ? await InlineSink.open(o)
+          : await WorkerSink.open(o);
     return new AuditLog(sink, o);
   }
 
@@ -218,29 +333,18 @@ export class AuditLog {
    * Walk the whole chain and its checkpoints (what `keygate audit verify` does), on a thread of
    * its own when the log is a file.
    */
-  async verify(keys: JWK[]): Promise<VerifyResult> {
-    if (this.o.path === ':memory:') return verifyChain(this.sink.reader(), { keys });
-    const worker = moduleWorker('verify-worker', { path: this.o.path, keys });
-    try {
-      const m = await new Promise<{ ok: boolean; result?: VerifyResult; error?: string }>((resolve, reject) => {
-        worker.once('message', resolve);
-        worker.once('error', reject);
-      });
-      if (!m.ok) throw new Error(m.error);
-      return m.result as VerifyResult;
-    } finally {
-      await worker.terminate();
-    }
+  verify(keys: JWK[]): Promise<VerifyResult> {
+    return this.sink.verify(keys);
   }
 
   /** Dashboard figures over a window (see stats.ts). */
-  stats(window: keyof typeof WINDOWS, now: number): AuditStats {
-    return auditStats(this.sink.reader(), window, now);
+  stats(window: keyof typeof WINDOWS, now: number): Promise<AuditStats> {
+    return this.sink.stats(window, now);
   }
 
   /** One page of records matching a filter, in chain order (see query.ts). */
-  query(f: AuditFilter, o: { limit: number; cursor?: string }): AuditPage {
-    return queryAudit(this.sink.reader(), f, o);
+  query(f: AuditFilter, o: { limit: number; cursor?: string }): Promise<AuditPage> {
+    return this.sink.query(f, o);
   }
 
   /**
@@ -314,7 +418,9 @@ export class AuditLog {
       // Nothing of the batch was written; it stays queued and is retried with backoff.
       if (!this.failing) this.o.log.error({ detail: (e as Error).message }, 'audit log write failed');
       this.failing = true;
-      this.retryMs = Math.min(30_000, Math.max(100, this.retryMs * 2));
+      // Backoff capped at 5 s: a database back from an outage is written to (and readiness
+      // green again) within seconds.
+      this.retryMs = Math.min(5_000, Math.max(100, this.retryMs * 2));
     } finally {
       this.writing = false;
     }

@@ -40,6 +40,7 @@ import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forw
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
 import { openStore } from '../store/open.js';
+import { PostgresStore } from '../store/postgres/index.js';
 import type { Store } from '../store/types.js';
 import { clientIpResolver } from './client-ip.js';
 import { createLogger, flushLogger } from './logger.js';
@@ -340,7 +341,11 @@ export class Gateway {
         'AUDIT FAIL-OPEN: requests are served even when the audit log cannot record them (audit.failOpen)',
       );
     }
+    if (store instanceof PostgresStore && a.path !== undefined)
+      gw.log.warn({}, 'audit.path is not used: with a PostgreSQL store the audit chain is in the database');
     gw.auditLog = await AuditLog.open({
+      // On PostgreSQL the chain is in the database, one chain for every replica.
+      ...(store instanceof PostgresStore ? { postgres: store.connectionString } : {}),
       path:
         a.path ??
         `${opts.config.store.path === undefined ? opts.config.dataDir : dirname(opts.config.store.path)}/audit.db`,

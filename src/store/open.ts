@@ -9,10 +9,15 @@ import type { Store } from './types.js';
 
 export function openStore(config: Config, env: NodeJS.ProcessEnv): Store {
   const s = config.store;
-  if (s.driver === 'postgres') {
-    // The config validated that exactly one of url and urlEnv is set, and the runtime check that the variable is.
-    const url = s.url ?? env[s.urlEnv as string] ?? '';
-    return new PostgresStore({ connectionString: url, max: s.poolSize });
-  }
+  const url = postgresUrl(config, env);
+  if (url !== undefined) return new PostgresStore({ connectionString: url, max: s.poolSize });
   return new SqliteStore({ path: s.path ?? `${config.dataDir}/keygate.db` });
+}
+
+/** The PostgreSQL connection string, when the store is PostgreSQL (the audit chain is then there too). */
+export function postgresUrl(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+  const s = config.store;
+  if (s.driver !== 'postgres') return undefined;
+  // The config validated that exactly one of url and urlEnv is set, and the runtime check that the variable is.
+  return s.url ?? env[s.urlEnv as string] ?? '';
 }

@@ -151,8 +151,7 @@ export async function lastChange(
   kind: 'admin.change' | 'scim.change' = 'admin.change',
 ): Promise<ChainedRecord | undefined> {
   await g.gw.audit.flushed();
-  return g.gw.audit
-    .query({ kind }, { limit: 1000 })
+  return (await g.gw.audit.query({ kind }, { limit: 1000 }))
     .lines.map((l) => JSON.parse(l) as ChainedRecord)
     .filter((r) => r.change?.target === target)
     .at(-1);

@@ -1,5 +1,6 @@
 /**
- * `keygate audit …` on the local audit log:
+ * `keygate audit …` on the audit log (the SQLite file beside the store, or the chain in
+ * PostgreSQL when the store is there: one chain for every replica):
  *   verify  walk the chain and its signed checkpoints; exit 1 at the first broken or missing record
  *   export  the records of a time range as JSON Lines (each record with seq, prevHash and hash,
  *           so the chain re-checks from the export alone) or as OCSF events
@@ -9,24 +10,30 @@ import { existsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { JWK } from 'jose';
 import { toOcsf } from '../../audit/ocsf.js';
+import { PgChain } from '../../audit/pg-chain.js';
 import { exportRange, lineAt } from '../../audit/query.js';
 import type { ChainedRecord } from '../../audit/record.js';
 import { openAuditDb } from '../../audit/sqlite-chain.js';
-import { verifyChain } from '../../audit/verify.js';
+import { verifyChain, verifySource } from '../../audit/verify.js';
 import { parseTime } from '../../lib/time.js';
 import type { Config } from '../../config/schema.js';
-import { openStore } from '../../store/open.js';
+import { openStore, postgresUrl } from '../../store/open.js';
 import { EXIT, type Output } from '../output.js';
 import { loadOrReport } from './serve.js';
 
-function locate(
-  o: { config?: string; file?: string },
-  out: Output,
-  env: NodeJS.ProcessEnv,
-): { config: Config; path: string } | undefined {
+/** Where the log is: a SQLite file (`path`), or PostgreSQL (`pg`, a reader on the shared chain). */
+type Located = { config: Config; path: string; pg?: undefined } | { config: Config; path?: undefined; pg: PgChain };
+
+function locate(o: { config?: string; file?: string }, out: Output, env: NodeJS.ProcessEnv): Located | undefined {
   const loaded = loadOrReport(o.config, out, env);
   if (!loaded) return undefined;
   const { config } = loaded;
+  const url = o.file === undefined ? postgresUrl(config, env) : undefined;
+  if (url !== undefined)
+    return {
+      config,
+      pg: new PgChain({ connectionString: url, checkpoint: { every: 0, everyMs: 0, sign: undefined } }),
+    };
   const storePath = config.store.path ?? `${config.dataDir}/keygate.db`;
   const path = o.file ?? config.audit.path ?? `${dirname(storePath)}/audit.db`;
   if (!existsSync(path)) {
@@ -64,17 +71,19 @@ export async function auditExport(
   }
   const where = locate(o, out, env);
   if (where === undefined) return EXIT.FAILED;
-  const db = openAuditDb(where.path);
+  const db = where.pg === undefined ? openAuditDb(where.path) : undefined;
   try {
     let n = 0;
-    for (const line of exportRange(db, since, until)) {
+    const lines = db !== undefined ? exportRange(db, since, until) : (where.pg as PgChain).exportRange(since, until);
+    for await (const line of lines) {
       out.out(o.format === 'ocsf' ? JSON.stringify(toOcsf(JSON.parse(line) as ChainedRecord)) : line);
       n++;
     }
     out.err(`${n} records`);
     return EXIT.OK;
   } finally {
-    db.close();
+    db?.close();
+    await where.pg?.close();
   }
 }
 
@@ -98,6 +107,7 @@ export async function auditTail(
 ): Promise<number> {
   const where = locate(o, out, env);
   if (where === undefined) return EXIT.FAILED;
+  if (where.pg !== undefined) return tailPostgres(where.pg, o, out, stop);
   const db = openAuditDb(where.path);
   const filters: [column: string, value: string | undefined][] = [
     ['kind', o.kind],
@@ -132,6 +142,35 @@ export async function auditTail(
   }
 }
 
+async function tailPostgres(pg: PgChain, o: TailOptions, out: Output, stop: AbortSignal): Promise<number> {
+  const f = {
+    ...(o.kind === undefined ? {} : { kind: o.kind }),
+    ...(o.actor === undefined ? {} : { actor: o.actor }),
+    ...(o.action === undefined ? {} : { action: o.action }),
+    ...(o.decision === undefined ? {} : { decision: o.decision }),
+  };
+  try {
+    for (const r of await pg.latest(f, o.lines)) out.out(r.line);
+    if (!o.follow) return EXIT.OK;
+    let after = await pg.head();
+    while (!stop.aborted) {
+      await new Promise((r) => setTimeout(r, o.pollMs ?? 500));
+      // Up to the head as it is now: a record past it is printed on the next round, in order.
+      const head = await pg.head();
+      for (let more = true; more; ) {
+        const rows = (await pg.latest(f, 1000, after)).filter((r) => r.seq <= head);
+        for (const r of rows) out.out(r.line);
+        more = rows.length === 1000;
+        if (more) after = (rows.at(-1) as { seq: number }).seq;
+      }
+      after = head;
+    }
+    return EXIT.OK;
+  } finally {
+    await pg.close();
+  }
+}
+
 export async function auditVerify(
   o: { config?: string; file?: string },
   out: Output,
@@ -139,20 +178,24 @@ export async function auditVerify(
 ): Promise<number> {
   const where = locate(o, out, env);
   if (where === undefined) return EXIT.FAILED;
-  const { config, path } = where;
+  const { config } = where;
   // The checkpoint keys are the store's audit keys (all of them, retired ones too).
   const store = openStore(config, env);
   let keys: JWK[];
   try {
     await store.migrate();
     keys = (await store.listSigningKeys('audit')).map((k) => JSON.parse(k.publicJwk) as JWK);
+  } catch (e) {
+    await where.pg?.close();
+    throw e;
   } finally {
     await store.close();
   }
-  const db = openAuditDb(path);
+  const db = where.pg === undefined ? openAuditDb(where.path) : undefined;
   try {
     const started = performance.now();
-    const r = await verifyChain(db, { keys });
+    const r =
+      db !== undefined ? await verifyChain(db, { keys }) : await verifySource((where.pg as PgChain).source(), { keys });
     const secs = ((performance.now() - started) / 1000).toFixed(1);
     if (!r.ok) {
       out.out(`BROKEN at record ${r.problem?.seq}: ${r.problem?.what}`);
@@ -164,6 +207,7 @@ export async function auditVerify(
     );
     return EXIT.OK;
   } finally {
-    db.close();
+    db?.close();
+    await where.pg?.close();
   }
 }

@@ -494,4 +494,39 @@ export const MIGRATIONS: readonly SharedMigration[] = [
         revoked_at   BIGINT
       );`,
   },
+  {
+    version: 10,
+    name: 'audit in postgres',
+    // The SQLite audit chain has a file of its own (audit.db: batch commits with synchronous
+    // FULL never wait on the store's writes); nothing changes in keygate.db.
+    sqlite: `SELECT 1;`,
+    postgres: `
+      -- One hash chain for every replica (src/audit/pg-chain.ts): a batch is appended under a
+      -- transaction-level advisory lock, after reading the head in the same transaction.
+      CREATE TABLE audit_records (
+        seq      BIGINT PRIMARY KEY,
+        at       BIGINT NOT NULL,
+        kind     TEXT NOT NULL,
+        actor_id TEXT COLLATE "C",
+        action   TEXT,
+        decision TEXT,
+        body     TEXT NOT NULL,   -- the record's canonical JSON (all but seq, prevHash and hash)
+        hash     TEXT NOT NULL    -- SHA-256(previous hash, seq, body)
+      );
+      CREATE INDEX audit_records_actor ON audit_records (actor_id, seq) WHERE actor_id IS NOT NULL;
+      -- Time → seq, as in the SQLite chain: the time span of each block of 1,024 records.
+      CREATE TABLE audit_time_blocks (
+        block  BIGINT PRIMARY KEY,
+        min_at BIGINT NOT NULL,
+        max_at BIGINT NOT NULL
+      );
+      -- Signed checkpoints: a JWS (ES256) over {seq, hash, at} of the chain head.
+      CREATE TABLE audit_checkpoints (
+        seq  BIGINT PRIMARY KEY,
+        hash TEXT NOT NULL,
+        at   BIGINT NOT NULL,
+        kid  TEXT NOT NULL,
+        jws  TEXT NOT NULL
+      );`,
+  },
 ];

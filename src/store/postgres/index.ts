@@ -47,7 +47,7 @@ const MIGRATION_LOCK = 0x6b676d696772;
 const CHALLENGE_KEEP_MS = 10 * 60_000;
 
 /** BIGINT (epoch ms, counters, count(*)) as a JS number; every value the store keeps fits in 2^53. */
-const types: pg.CustomTypesConfig = {
+export const types: pg.CustomTypesConfig = {
   getTypeParser: ((oid: number, format?: 'text' | 'binary') =>
     oid === pg.types.builtins.INT8 ? Number : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
 };
@@ -233,7 +233,8 @@ export class PostgresStore implements Store {
   private readonly migrations: readonly SharedMigration[];
   private closed = false;
 
-  private readonly connectionString: string;
+  /** What the pool connects to (the audit chain opens its own pool on it). */
+  readonly connectionString: string;
 
   constructor(opts: PostgresStoreOptions) {
     this.connectionString = opts.connectionString;

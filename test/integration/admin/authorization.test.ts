@@ -219,8 +219,7 @@ describe('role bindings made through the API', () => {
     expect((await admin.call('DELETE', `/.keygate/api/admin/v1/bindings/${made.body.id}`)).status).toBe(404);
 
     await g.gw.audit.flushed();
-    const ops = g.gw.audit
-      .query({ kind: 'admin.change' }, { limit: 1000 })
+    const ops = (await g.gw.audit.query({ kind: 'admin.change' }, { limit: 1000 }))
       .lines.map((l) => JSON.parse(l) as { change?: { op: string; target: string } })
       .filter((r) => r.change?.target === `binding:${made.body.id}`)
       .map((r) => r.change?.op);

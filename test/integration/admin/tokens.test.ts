@@ -179,8 +179,7 @@ describe("a person's token (keygate admin --gateway)", () => {
     expect(made.status).toBe(201);
     // Audited as the person, with the login behind the token.
     await g.gw.audit.flushed();
-    const rec = g.gw.audit
-      .query({ kind: 'admin.change' }, { limit: 100 })
+    const rec = (await g.gw.audit.query({ kind: 'admin.change' }, { limit: 100 }))
       .lines.map((l) => JSON.parse(l) as ChainedRecord)
       .find((r) => r.change?.op === 'group.create');
     expect(rec?.actor).toMatchObject({ type: 'user', email: 'root@example.com', method: 'dpop', deviceBound: true });
@@ -253,8 +252,7 @@ describe("a service principal's token (automation)", () => {
     const made = await bearerCall(token, 'POST', '/groups', { name: 'made-by-a-robot' });
     expect(made.status).toBe(201);
     await g.gw.audit.flushed();
-    const rec = g.gw.audit
-      .query({ kind: 'admin.change' }, { limit: 1000 })
+    const rec = (await g.gw.audit.query({ kind: 'admin.change' }, { limit: 1000 }))
       .lines.map((l) => JSON.parse(l) as ChainedRecord)
       .find((r) => r.change?.target === `group:${made.body.id as string}`);
     expect(rec?.actor).toMatchObject({ type: 'service_principal' });
@@ -349,8 +347,7 @@ describe("ending all of a person's token families", () => {
       });
     }
     await g.gw.audit.flushed();
-    const rec = g.gw.audit
-      .query({ kind: 'admin.change' }, { limit: 1000 })
+    const rec = (await g.gw.audit.query({ kind: 'admin.change' }, { limit: 1000 }))
       .lines.map((l) => JSON.parse(l) as ChainedRecord)
       .find((r) => r.change?.op === 'token_family.revoke_all');
     expect(rec?.change).toMatchObject({ target: `user:${id}` });

@@ -180,8 +180,7 @@ describe('changes made with the admin CLI', () => {
         await new Promise((res) => setTimeout(res, 20));
       }
       expect(await gw.store.listAuditOutbox(1)).toEqual([]);
-      const records = gw.audit
-        .query({ kind: 'admin.change' }, { limit: 1000 })
+      const records = (await gw.audit.query({ kind: 'admin.change' }, { limit: 1000 }))
         .lines.map((l) => JSON.parse(l) as ChainedRecord);
       const mine = records.find((x) => x.change?.target === `service_principal:${id}`);
       expect(mine).toMatchObject({

@@ -227,8 +227,7 @@ describe.skipIf(!hasBrowser)('keygate login, token, whoami, proxy, logout', () =
     expect(sp.stderr).toContain('shown once');
 
     await g.gw.audit.flushed();
-    const changes = g.gw.audit
-      .query({ kind: 'admin.change', actor: userId }, { limit: 100 })
+    const changes = (await g.gw.audit.query({ kind: 'admin.change', actor: userId }, { limit: 100 }))
       .lines.map((l) => JSON.parse(l) as { change: { op: string }; actor: { method: string; email: string } });
     expect(changes.map((c) => c.change.op)).toEqual(['group.create', 'group.member_add', 'service_principal.create']);
     expect(changes[0]?.actor).toMatchObject({ email: EMAIL, method: 'dpop' });

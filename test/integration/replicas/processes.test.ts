@@ -4,15 +4,19 @@
  * registration whose challenge came from replica B completed on replica A, a login on replica C,
  * and a logout on A refused by B within a second. (The same refresh token raced on two replicas
  * is in postgres-replicas.test.ts: each replica there is its own authorization server with its
- * own caches, sharing only PostgreSQL, as processes do.)
+ * own caches, sharing only PostgreSQL, as processes do.) Then load on all three, one of them
+ * SIGKILLed mid-load: the shared audit chain keeps every acknowledged record and verifies.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pgLib from 'pg';
+import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrowserClient } from '../../helpers/browser-client.js';
 import { type RunningCli, runCli, startCli } from '../../helpers/cli.js';
 import { freePort, type RunningUpstream, startRecordingUpstream, trueWithin } from '../../helpers/index.js';
+import { clientCredentials } from '../../helpers/oauth.js';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
 
@@ -21,7 +25,7 @@ const dir = mkdtempSync(join(tmpdir(), 'kg-replicas-'));
 let pg: TestPostgres;
 let up: RunningUpstream & { seen: unknown[] };
 let publicUrl: string;
-const replicas: { name: string; url: string; config: string; proc: RunningCli }[] = [];
+const replicas: { name: string; url: string; config: string; args: string[]; proc: RunningCli }[] = [];
 
 beforeAll(async () => {
   if (!hasPostgres) return;
@@ -41,7 +45,7 @@ beforeAll(async () => {
     );
     const args = ['serve', '--config', config, ...(name === 'c' ? ['--store', pg.url] : [])];
     const proc = startCli(args);
-    replicas.push({ name, url: `http://127.0.0.1:${ports[i]}`, config, proc });
+    replicas.push({ name, url: `http://127.0.0.1:${ports[i]}`, config, args, proc });
   }
   for (const r of replicas) {
     await r.proc.waitFor(/listening on/, 60_000).catch((e: unknown) => {
@@ -131,4 +135,102 @@ describe.skipIf(!hasPostgres)('three keygate serve processes on one PostgreSQL',
     expect((await onC2.get('/api/2.0/serving-endpoints')).status).toBe(401);
     expect(up.seen.length).toBe(seen);
   }, 60_000);
+
+  it('one replica SIGKILLed under load: every acknowledged audit record is kept, the shared chain verifies', async () => {
+    const created = await runCli([
+      'admin',
+      'sp',
+      'create',
+      'loadgen',
+      '--role',
+      'ml-reader',
+      '--config',
+      replica('a').config,
+    ]);
+    expect(created.code, created.stderr).toBe(0);
+    const [clientId, secret] = created.stdout.trim().split(':') as [string, string];
+    const at = (await clientCredentials(replica('b').url, clientId, secret)).body.access_token as string;
+    const get = async (url: string, id: string) => {
+      const r = await request(`${url}/api/2.0/serving-endpoints`, {
+        headers: { authorization: `Bearer ${at}`, 'x-request-id': id },
+      });
+      await r.body.text();
+      return r.statusCode;
+    };
+    const queued = async (url: string) => {
+      const text = await (await request(`${url}/.keygate/metrics`)).body.text();
+      return Number(/^keygate_audit_queue_length (\d+)/m.exec(text)?.[1] ?? Number.NaN);
+    };
+    const drained = async (names: string[]) => {
+      for (const name of names)
+        expect(await trueWithin(5_000, async () => (await queued(replica(name).url)) === 0), `${name} drained`).toBe(
+          true,
+        );
+    };
+
+    // Acknowledged: answered, and the replica's writer has committed everything it queued.
+    const acknowledged: string[] = [];
+    for (const name of ['a', 'b', 'c'])
+      for (let i = 0; i < 20; i++) {
+        expect(await get(replica(name).url, `ack-${name}-${i}`)).toBe(200);
+        acknowledged.push(`ack-${name}-${i}`);
+      }
+    await drained(['a', 'b', 'c']);
+
+    // Then load on all three, four clients each, and C killed in the middle of it.
+    let flowing = true;
+    const answered: Record<string, string[]> = { a: [], b: [], c: [] };
+    const load = ['a', 'b', 'c'].flatMap((name) =>
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; flowing; i++) {
+          const id = `load-${name}-${w}-${i}`;
+          if ((await get(replica(name).url, id).catch(() => 0)) === 200) answered[name]?.push(id);
+        }
+      }),
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const c = replica('c');
+    c.proc.proc.kill('SIGKILL');
+    await c.proc.exited;
+    await new Promise((r) => setTimeout(r, 300));
+    flowing = false;
+    await Promise.all(load);
+    await drained(['a', 'b']);
+    expect(answered.a?.length).toBeGreaterThan(20);
+    expect(answered.b?.length).toBeGreaterThan(20);
+
+    // C comes back on the same chain.
+    c.proc = startCli(c.args);
+    await c.proc.waitFor(/listening on/, 60_000);
+    expect(await get(c.url, 'after-restart')).toBe(200);
+    await drained(['c']);
+
+    const verify = await runCli(['audit', 'verify', '--config', replica('b').config]);
+    expect(verify.code, verify.stdout + verify.stderr).toBe(0);
+    expect(verify.stdout).toMatch(/^ok: \d+ records \(1–\d+\)/);
+
+    const db = new pgLib.Client({ connectionString: pg.url });
+    await db.connect();
+    try {
+      const rows = (await db.query<{ seq: string; body: string }>('SELECT seq, body FROM audit_records ORDER BY seq'))
+        .rows;
+      // One chain, no gap: 1…n.
+      expect(rows.map((r) => Number(r.seq))).toEqual(rows.map((_, i) => i + 1));
+      const ids = new Map<string, number>();
+      for (const r of rows) {
+        const id = (JSON.parse(r.body) as { request?: { requestId?: string } }).request?.requestId;
+        if (id !== undefined) ids.set(id, (ids.get(id) ?? 0) + 1);
+      }
+      // Every acknowledged record, once; every request the survivors answered, once; and C's
+      // restart recorded after them.
+      for (const id of [...acknowledged, ...(answered.a ?? []), ...(answered.b ?? []), 'after-restart'])
+        expect(ids.get(id), id).toBe(1);
+      // Nothing C answered was recorded twice.
+      for (const id of answered.c ?? []) expect(ids.get(id) ?? 0, id).toBeLessThanOrEqual(1);
+      const started = rows.filter((r) => (JSON.parse(r.body) as { kind: string }).kind === 'audit.started');
+      expect(started).toHaveLength(4);
+    } finally {
+      await db.end();
+    }
+  }, 120_000);
 });

@@ -87,7 +87,7 @@ async function person(email: string): Promise<{ onA: BrowserClient; onB: Browser
 
 async function scimChanges(): Promise<ChainedRecord[]> {
   await a.gw.audit.flushed();
-  return a.gw.audit.query({ kind: 'scim.change' }, { limit: 1000 }).lines.map((l) => JSON.parse(l) as ChainedRecord);
+  return (await a.gw.audit.query({ kind: 'scim.change' }, { limit: 1000 })).lines.map((l) => JSON.parse(l) as ChainedRecord);
 }
 
 describe('discovery and the bearer token', () => {

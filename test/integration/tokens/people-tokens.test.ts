@@ -180,8 +180,7 @@ describe('authorization code + PKCE for the Keygate CLI', () => {
     expect(t2.refresh_token).not.toBe(t1.refresh_token);
     // The refresh is audited against the login behind the grant, as device-bound.
     await g.gw.audit.flushed();
-    const refreshed = g.gw.audit
-      .query({ kind: 'token.refreshed' }, { limit: 1000 })
+    const refreshed = (await g.gw.audit.query({ kind: 'token.refreshed' }, { limit: 1000 }))
       .lines.map((l) => JSON.parse(l) as ChainedRecord)
       .at(-1);
     expect(refreshed).toMatchObject({
@@ -467,8 +466,7 @@ describe('token families in the admin API', () => {
       error: 'invalid_grant',
     });
     await g.gw.audit.flushed();
-    const rec = g.gw.audit
-      .query({ kind: 'admin.change' }, { limit: 1000 })
+    const rec = (await g.gw.audit.query({ kind: 'admin.change' }, { limit: 1000 }))
       .lines.map((l) => JSON.parse(l) as ChainedRecord)
       .find((r) => r.change?.target === `token_family:${claims.kg_grant}`);
     expect(rec?.change).toMatchObject({
