@@ -1,4 +1,4 @@
-// Builds the browser pages: bundles web/{login,enroll,devices,step-up,admin}.ts with esbuild and
+// Builds the browser pages: bundles web/{login,enroll,devices,step-up,approve,admin}.ts with esbuild and
 // copies the HTML and the stylesheets next to them in dist/web/. Silent on success; exits non-zero on error.
 import { copyFile, mkdir, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -8,7 +8,7 @@ import { build } from 'esbuild';
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const src = join(root, 'web');
 const out = join(root, 'dist', 'web');
-const pages = ['login', 'enroll', 'devices', 'step-up', 'admin'];
+const pages = ['login', 'enroll', 'devices', 'step-up', 'approve', 'admin'];
 const styles = ['style.css', 'admin.css'];
 
 try {

@@ -16,6 +16,11 @@ export type OAuthErrorCode = 'invalid_request' | 'invalid_client' | 'invalid_gra
 
 /** An OAuth token-endpoint error: `{"error","error_description"}` (RFC 6749 §5.2). */
 export class OAuthError extends Error {
+  /** Token exchange: the subject claim of a verified token that was refused all the same (for the record). */
+  subject?: string;
+  /** Token exchange: the `kid` the subject token named. */
+  keyId?: string;
+
   constructor(
     readonly status: 400 | 401,
     readonly error: OAuthErrorCode,

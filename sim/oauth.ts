@@ -78,6 +78,7 @@ async function tokenEndpoint(ctx: SimContext, clients: Map<string, Client>, fede
       const result = await federation.exchange(subjectToken, record.clientId);
       identity = result.identity;
       record.subject = result.subject;
+      if (result.keyId !== undefined) record.keyId = result.keyId;
       // The issued token never outlives the federated one [DOC-FEDX].
       ttl = Math.min(ttl, result.expiresAt - Math.floor(ctx.now() / 1000));
     } else if (grantType === '') {
@@ -87,11 +88,14 @@ async function tokenEndpoint(ctx: SimContext, clients: Map<string, Client>, fede
     }
     const accessToken = await ctx.tokens.issue(identity, { issuer: `${ctx.url}/oidc`, ttlSeconds: ttl, scope, clientId: record.clientId });
     record.ok = true;
+    record.identity = identity.userName;
     ctx.log({ msg: 'token issued', grantType, clientId: record.clientId, identity: identity.userName, expiresIn: ttl });
     return { status: 200, body: { access_token: accessToken, token_type: 'Bearer', expires_in: ttl, scope }, headers: noStore() };
   } catch (err) {
     if (!(err instanceof OAuthError)) throw err;
     record.error = err.error;
+    if (err.subject !== undefined) record.subject = err.subject;
+    if (err.keyId !== undefined) record.keyId = err.keyId;
     ctx.log({ msg: 'token request rejected', grantType, clientId: record.clientId, error: err.error, reason: err.description });
     const headers = noStore();
     if (err.status === 401) headers['www-authenticate'] = 'Basic realm="oidc"';

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { type Caller, TokenStore } from './auth.js';
 import type { SimContext } from './context.js';
 import { ApiError } from './errors.js';
-import { Federation } from './federation.js';
+import { Federation, validatePolicies } from './federation.js';
 import { type ApiRequest, type BaseRequest, isStream, type JsonReply, parseJsonObject, type Reply, Router, readBody } from './http.js';
 import { jobsRoutes } from './jobs.js';
 import { mlflowRoutes } from './mlflow.js';
@@ -30,6 +30,8 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
   const deployPolls = count('deployPolls', opts.deployPolls, 2, 0);
   const runPolls = count('runPolls', opts.runPolls, 2, 0);
   const streamChunkDelayMs = count('streamChunkDelayMs', opts.streamChunkDelayMs, 5, 0);
+  const jwksCooldownSeconds = count('jwksCooldownSeconds', opts.jwksCooldownSeconds, 30, 0);
+  const policies = validatePolicies(opts.federationPolicies ?? [], opts.accountId ?? '0d26daa6-5e44-4c97-a497-ef015f91254a');
   const requests: RecordedRequest[] = [];
   const tokenRequests: TokenRequestRecord[] = [];
   const tokens = await TokenStore.create(opts.pats ?? {}, now);
@@ -63,7 +65,13 @@ export async function startSimulator(opts: SimOptions = {}): Promise<Simulator> 
   };
   const sps = opts.servicePrincipals ?? [];
   const clients = new Map<string, Client>(sps.map((sp) => [sp.clientId, { secret: sp.clientSecret, identity: sp.identity }]));
-  const federation = new Federation(opts.federationPolicies ?? [], opts.users ?? [], new Map(sps.map((sp) => [sp.clientId, sp.identity])), now);
+  const federation = new Federation(
+    policies,
+    opts.users ?? [],
+    new Map(sps.map((sp) => [sp.clientId, sp.identity])),
+    now,
+    jwksCooldownSeconds * 1000,
+  );
   const anon = new Router<BaseRequest>(oauthRoutes(ctx, clients, federation));
   const api = new Router<ApiRequest>([...workspaceRoutes(ctx), ...servingRoutes(ctx, iris), ...mlflowRoutes(ctx, iris), ...jobsRoutes(ctx)]);
 

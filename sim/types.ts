@@ -12,16 +12,18 @@ export interface SimIdentity {
 export interface SimFederationPolicy {
   /** Required `iss` of the subject token. */
   issuer: string;
-  /** The token's `aud` must match one of these. */
-  audiences: string[];
+  /** The token's `aud` must match one of these; default: the account id (`SimOptions.accountId`). */
+  audiences?: string[];
   /** Claim holding the subject; default 'sub'. */
   subjectClaim?: string;
-  /** For a service-principal policy: the required subject value. */
+  /** Required for a service-principal policy (the subject value it accepts); forbidden for an account-wide one. */
   subject?: string;
   /** Set => SP (workload) policy: the request must carry this `client_id`; the token maps to that SP. */
   servicePrincipalClientId?: string;
   /** Else discovered from `${issuer}/.well-known/openid-configuration` -> `jwks_uri`. */
   jwksUri?: string;
+  /** The issuer's keys inline, instead of fetching them (at most one of jwksUri and jwksJson). */
+  jwksJson?: { keys: Record<string, unknown>[] };
 }
 
 export interface SimOptions {
@@ -31,6 +33,14 @@ export interface SimOptions {
   port?: number;
   /** Default '1234567890123456'. */
   workspaceId?: string;
+  /** The account id: the default audience of federation policies. Default '0d26daa6-5e44-4c97-a497-ef015f91254a'. */
+  accountId?: string;
+  /**
+   * After fetching an issuer's JWKS, a token with an unknown `kid` makes the simulator fetch it
+   * again only once this many seconds have passed (by `now`). Default 30. An addition: Databricks'
+   * own caching is not documented.
+   */
+  jwksCooldownSeconds?: number;
   /** Accepted personal access tokens -> identity. */
   pats?: Record<string, SimIdentity>;
   servicePrincipals?: { clientId: string; clientSecret: string; identity: SimIdentity }[];
@@ -70,7 +80,12 @@ export interface TokenRequestRecord {
   clientId: string | null;
   ok: boolean;
   error?: string;
+  /** Token exchange: the subject claim's value. */
   subject?: string;
+  /** Token exchange: the `kid` of the subject token. */
+  keyId?: string;
+  /** Success: the userName of the identity the token was issued for. */
+  identity?: string;
 }
 
 export interface Simulator {

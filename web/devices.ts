@@ -401,6 +401,97 @@ async function init(): Promise<void> {
     list.removeAttribute('aria-busy');
     showActionError(err);
   }
+  const grantForm = byId<HTMLFormElement>('grant-form');
+  grantForm.addEventListener('submit', (event) => {
+    event.preventDefault();
+    void delegate();
+  });
+  await loadAgents().catch(showActionError);
+}
+
+/** Delegate from the page (the same API as `keygate agent grant`); the id is shown for the agent. */
+async function delegate(): Promise<void> {
+  clearMessages();
+  const button = byId<HTMLButtonElement>('grant-add');
+  setBusy(button, true);
+  try {
+    const g = await api<{ id: string }>('/.keygate/api/agents/grants', {
+      agent: byId<HTMLInputElement>('grant-agent').value.trim(),
+      actions: byId<HTMLInputElement>('grant-actions')
+        .value.split(',')
+        .map((a) => a.trim())
+        .filter((a) => a !== ''),
+      ttl: byId<HTMLInputElement>('grant-ttl').value.trim(),
+    });
+    byId('grant-id').textContent = g.id;
+    byId('grant-made').hidden = false;
+    await loadAgents();
+  } catch (err) {
+    showActionError(err);
+  } finally {
+    setBusy(button, false);
+  }
+}
+
+interface ApprovalSummary {
+  id: string;
+  status: string;
+  agent: { name: string };
+  method: string;
+  path: string;
+  action: string;
+  expiresAt: string;
+}
+
+interface GrantSummary {
+  id: string;
+  agent: { name: string };
+  actions: string[];
+  expiresAt: string;
+  revokedAt: string | null;
+  live: boolean;
+}
+
+/** The agents' side of the page: approvals still pending, and live delegations (each can be ended). */
+async function loadAgents(): Promise<void> {
+  const [{ approvals }, { grants }] = await Promise.all([
+    api<{ approvals: ApprovalSummary[] }>('/.keygate/api/approvals'),
+    api<{ grants: GrantSummary[] }>('/.keygate/api/agents/grants'),
+  ]);
+  const pending = approvals.filter((a) => a.status === 'pending');
+  byId('approvals').replaceChildren(
+    ...(pending.length === 0
+      ? [h('li', { class: 'hint' }, 'Nothing is waiting.')]
+      : pending.map((a) =>
+          h(
+            'li',
+            { class: 'cred', 'data-approval': a.id },
+            h('a', { href: `/.keygate/approve/${encodeURIComponent(a.id)}` }, `${a.agent.name}: ${a.method} ${a.path}`),
+            h('span', { class: 'hint' }, ` ${a.action}, until ${formatDateTime(Date.parse(a.expiresAt))}`),
+          ),
+        )),
+  );
+  const live = grants.filter((g) => g.live);
+  byId('grants').replaceChildren(
+    ...(live.length === 0
+      ? [h('li', { class: 'hint' }, 'No agent acts for you.')]
+      : live.map((g) => {
+          const end = h('button', { class: 'btn', type: 'button' }, 'End');
+          end.addEventListener('click', () => {
+            setBusy(end, true);
+            api(`/.keygate/api/agents/grants/${encodeURIComponent(g.id)}`, undefined, 'DELETE')
+              .then(() => loadAgents())
+              .catch(showActionError);
+          });
+          return h(
+            'li',
+            { class: 'cred', 'data-grant': g.id },
+            h('strong', {}, g.agent.name),
+            h('span', { class: 'hint' }, ` ${g.actions.join(', ')} until ${formatDateTime(Date.parse(g.expiresAt))} `),
+            end,
+          );
+        })),
+  );
 }
 
 void init();

@@ -2,7 +2,7 @@
 // ES256 OIDC issuer (discovery + JWKS on 127.0.0.1) for token-exchange tests.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
+import { type CryptoKey, exportJWK, generateKeyPair, type JWK, type JWTPayload, SignJWT } from 'jose';
 import type { Simulator } from '../index.js';
 
 export interface CallResult {
@@ -51,22 +51,36 @@ export const basic = (id: string, secret: string): string => `Basic ${Buffer.fro
 
 export interface TestIssuer {
   url: string;
-  /** Signs a JWT with the issuer's key (or with `key`/`kid`/`alg` overrides for negative tests). */
+  /** Signs a JWT with the issuer's current key (or with a `kid` override for negative tests). */
   sign(claims: JWTPayload, opts?: { kid?: string; expiresIn?: number | string | null; notBefore?: number }): Promise<string>;
+  /** A new current key (`test-key-2`, then `-3`, …); the old ones stay published. */
+  rotate(): Promise<string>;
+  /** GETs of the JWKS so far. */
+  readonly jwksFetches: number;
+  /** The published key set. */
+  jwks(): { keys: JWK[] };
   close(): Promise<void>;
 }
 
-/** A minimal OIDC issuer: `/.well-known/openid-configuration` and `/jwks` with one ES256 key. */
+/** A minimal OIDC issuer: `/.well-known/openid-configuration` and `/jwks` with ES256 keys. */
 export async function startIssuer(): Promise<TestIssuer> {
-  const { privateKey, publicKey } = await generateKeyPair('ES256');
-  const jwk: JWK = { ...(await exportJWK(publicKey)), kid: 'test-key-1', alg: 'ES256', use: 'sig' };
+  const keys: { kid: string; privateKey: CryptoKey; jwk: JWK }[] = [];
+  const addKey = async () => {
+    const { privateKey, publicKey } = await generateKeyPair('ES256');
+    const kid = `test-key-${keys.length + 1}`;
+    keys.push({ kid, privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } });
+    return kid;
+  };
+  await addKey();
   let url = '';
+  let jwksFetches = 0;
   const server: Server = createServer((req, res) => {
+    if (req.url === '/jwks') jwksFetches++;
     const body =
       req.url === '/.well-known/openid-configuration'
         ? { issuer: url, jwks_uri: `${url}/jwks`, id_token_signing_alg_values_supported: ['ES256'] }
         : req.url === '/jwks'
-          ? { keys: [jwk] }
+          ? { keys: keys.map((k) => k.jwk) }
           : null;
     res.writeHead(body ? 200 : 404, { 'content-type': 'application/json' });
     res.end(JSON.stringify(body ?? { error: 'not found' }));
@@ -76,12 +90,18 @@ export async function startIssuer(): Promise<TestIssuer> {
   return {
     url,
     async sign(claims, opts = {}) {
-      const jwt = new SignJWT({ iss: url, ...claims }).setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? 'test-key-1' }).setIssuedAt();
+      const current = keys.at(-1) as (typeof keys)[number];
+      const jwt = new SignJWT({ iss: url, ...claims }).setProtectedHeader({ alg: 'ES256', kid: opts.kid ?? current.kid }).setIssuedAt();
       // null omits `exp` entirely.
       if (opts.expiresIn !== null) jwt.setExpirationTime(opts.expiresIn ?? '10m');
       if (opts.notBefore !== undefined) jwt.setNotBefore(opts.notBefore);
-      return jwt.sign(privateKey);
+      return jwt.sign(current.privateKey);
     },
+    rotate: addKey,
+    get jwksFetches() {
+      return jwksFetches;
+    },
+    jwks: () => ({ keys: keys.map((k) => k.jwk) }),
     close: () =>
       new Promise<void>((resolve) => {
         server.close(() => resolve());

@@ -46,7 +46,9 @@ describe('client_credentials', () => {
     expect(r.headers.get('cache-control')).toBe('no-store');
     const me = await call(sim, 'GET', '/api/2.0/preview/scim/v2/Me', { token: String(r.body.access_token) });
     expect(me.body).toMatchObject({ userName: DEMO_SP.userName, applicationId: DEMO_SP.userName });
-    expect(sim.tokenRequests).toEqual([{ at: expect.any(Number), grantType: 'client_credentials', clientId: DEMO_SP.userName, ok: true }]);
+    expect(sim.tokenRequests).toEqual([
+      { at: expect.any(Number), grantType: 'client_credentials', clientId: DEMO_SP.userName, ok: true, identity: DEMO_SP.userName },
+    ]);
   });
 
   it('accepts client_id and client_secret in the form', async () => {
@@ -106,7 +108,17 @@ describe('token exchange (RFC 8693)', () => {
     const me = await call(sim, 'GET', '/api/2.0/preview/scim/v2/Me', { token: String(r.body.access_token) });
     expect(me.body.userName).toBe('bob@example.com');
     expect(sim.requests.at(-1)).toMatchObject({ identity: 'bob@example.com', tokenKind: 'oauth' });
-    expect(sim.tokenRequests).toEqual([{ at: expect.any(Number), grantType: EXCHANGE, clientId: null, ok: true, subject: 'bob@example.com' }]);
+    expect(sim.tokenRequests).toEqual([
+      {
+        at: expect.any(Number),
+        grantType: EXCHANGE,
+        clientId: null,
+        ok: true,
+        subject: 'bob@example.com',
+        keyId: 'test-key-1',
+        identity: 'bob@example.com',
+      },
+    ]);
   });
 
   it('SP (workload) policy: client_id + matching subject maps to the service principal', async () => {

@@ -82,7 +82,9 @@ describe('WorkspaceClient with OAuth M2M', () => {
     expect(me.userName).toBe(DEMO_SP.userName);
     const ep = await w.servingEndpoints.get({ name: 'chat-llm' });
     expect(ep.task).toBe('llm/v1/chat');
-    expect(sim.tokenRequests).toEqual([{ at: expect.any(Number), grantType: 'client_credentials', clientId: DEMO_SP.userName, ok: true }]);
+    expect(sim.tokenRequests).toEqual([
+      { at: expect.any(Number), grantType: 'client_credentials', clientId: DEMO_SP.userName, ok: true, identity: DEMO_SP.userName },
+    ]);
     expect(sim.requests.map((r) => [r.path, r.identity, r.tokenKind])).toEqual([
       ['/api/2.0/preview/scim/v2/Me', DEMO_SP.userName, 'oauth'],
       ['/api/2.0/serving-endpoints/chat-llm', DEMO_SP.userName, 'oauth'],

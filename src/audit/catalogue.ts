@@ -4,12 +4,19 @@
  * meaning.
  */
 export const AUDIT_KINDS = {
-  'http.request': 'A proxied request: allowed and forwarded, refused (401/403/step-up), or failed upstream.',
+  'http.request':
+    'A proxied request: allowed and forwarded (naming the identity the upstream saw), refused (401/403/step-up), or failed upstream.',
   'auth.register': 'A WebAuthn credential was registered (enrollment, backup key, recovery), or the attempt failed.',
   'auth.login': 'A WebAuthn login, success or failure with its reason.',
   'auth.idp_login':
     'A login through a corporate identity provider (OIDC), success or failure with its reason (state, token, claims, MFA, approval).',
   'auth.step_up': 'A fresh, user-verified assertion for a sensitive action (RFC 9470), success or failure.',
+  'auth.approval':
+    "A person's user-verified assertion approving one exact request of their agent (the credential that signed it, `via: approval:<id>`), or a failed attempt with its reason.",
+  'agent.granted':
+    'A person delegated actions to an agent (a service principal) until a time: `via: agent:<name>:<grant id>:<actions>`.',
+  'agent.grant_revoked': "A person ended a delegation; the agent's tokens from it are refused from then on.",
+  'approval.denied': "A person denied an agent's held request (which approval, agent, method, path, action).",
   'auth.logout': 'A browser session was ended by its owner.',
   'auth.credential_revoked': 'A person revoked one of their credentials.',
   'auth.credential_renamed': 'A person renamed one of their credentials.',

@@ -43,7 +43,9 @@ function buildActor(identity: Identity): AuditActor {
     sessionId: a.sessionId,
     tokenId: a.tokenId,
     deviceBound: a.deviceBound,
-    via: a.idp === undefined ? undefined : `idp:${a.idp}`,
+    via:
+      p.onBehalfOf !== undefined ? `grant:${p.onBehalfOf.grantId}` : a.idp === undefined ? undefined : `idp:${a.idp}`,
+    onBehalfOf: p.onBehalfOf?.id,
   });
 }
 
@@ -68,6 +70,7 @@ export function fromAuthEvent(
     tokenId: undefined,
     deviceBound: undefined,
     via: e.via ?? undefined,
+    onBehalfOf: undefined,
   });
   return {
     kind: kind as AuditKind,

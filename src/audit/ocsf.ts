@@ -194,7 +194,16 @@ function classify(r: ChainedRecord): Mapping {
     case 'auth.login':
     case 'auth.idp_login':
     case 'auth.step_up':
+    // Approving an agent's request is a fresh, user-verified assertion too.
+    case 'auth.approval':
       return m(AUTHENTICATION, 1, 'Logon');
+    // A delegation is an entity the person creates and ends; a denial updates an approval.
+    case 'agent.granted':
+      return m(ENTITY_MANAGEMENT, 1, 'Create');
+    case 'agent.grant_revoked':
+      return m(ENTITY_MANAGEMENT, 4, 'Delete');
+    case 'approval.denied':
+      return m(ENTITY_MANAGEMENT, 3, 'Update');
     case 'auth.logout':
       return m(AUTHENTICATION, 2, 'Logoff');
     // A passkey is the account's authentication factor: registering one enables a factor,
@@ -444,6 +453,13 @@ const chainedRecord = z.strictObject({
       status: z.number().int(),
       latencyMs: z.number().nonnegative(),
       bytes: z.number().int().nonnegative(),
+      identity: opt(
+        z.strictObject({
+          type: z.enum(['federated', 'service-principal', 'static', 'none']),
+          subject: opt(str),
+          fallback: opt(str),
+        }),
+      ),
     }),
   ),
   status: opt(z.number().int()),

@@ -29,6 +29,8 @@ export interface AuditActor {
   deviceBound?: boolean;
   /** Service principals: the secret id or federation trust used. */
   via?: string;
+  /** An agent: the person it acts for (their user id); `via` names the delegation grant. */
+  onBehalfOf?: string;
 }
 
 export interface AuditRequest {
@@ -54,6 +56,18 @@ export interface AuditChange {
   after?: Record<string, AuditValue>;
 }
 
+/**
+ * The identity the upstream saw for a proxied request (never a token): a person's or service
+ * principal's own federated token, the shared service principal, a static token, or nothing.
+ */
+export interface UpstreamIdentity {
+  type: 'federated' | 'service-principal' | 'static' | 'none';
+  /** Who the upstream knows the caller as: an email, or a service principal's application id. */
+  subject?: string;
+  /** Set when per-user federation failed and the upstream allows the shared service principal instead: the error code. */
+  fallback?: string;
+}
+
 /** What the caller hands the audit log; id, seq and hashes are added by the writer. */
 export interface AuditEntry {
   kind: AuditKind;
@@ -62,7 +76,7 @@ export interface AuditEntry {
   actor: AuditActor;
   request?: AuditRequest;
   decision?: { effect: 'allow' | 'deny' | 'step_up' | 'error'; reasons: string[] };
-  upstream?: { name: string; status: number; latencyMs: number; bytes: number };
+  upstream?: { name: string; status: number; latencyMs: number; bytes: number; identity?: UpstreamIdentity };
   /** The HTTP status Keygate answered (proxied requests). */
   status?: number;
   outcome?: 'success' | 'failure';

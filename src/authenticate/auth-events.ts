@@ -12,6 +12,9 @@ export const AUTH_EVENT_KINDS = [
   'auth.login', // a WebAuthn login
   'auth.idp_login', // a login through a corporate identity provider (OIDC), before the key or instead of it
   'auth.step_up', // a fresh, user-verified assertion for a sensitive action (RFC 9470)
+  'auth.approval', // a person's user-verified assertion approving one exact request of their agent
+  'agent.granted', // a person delegated actions to an agent
+  'agent.grant_revoked', // a person (or an admin) ended a delegation
   'auth.logout',
   'auth.credential_revoked',
   'auth.credential_renamed',
@@ -70,6 +73,8 @@ export type AuthFailureReason =
   | 'exchange_subject_not_bound'
   | 'exchange_proof_invalid'
   | 'refresh_token_reused'
+  | 'approval_not_pending'
+  | 'delegation_invalid'
   | 'idp_state'
   | 'idp_token'
   | 'idp_claims'

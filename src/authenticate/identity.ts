@@ -11,6 +11,8 @@ export interface Principal {
   displayName?: string;
   groups: readonly string[];
   roles: readonly string[];
+  /** An agent only: the person it acts for (the token's `sub`) and the delegation grant. */
+  onBehalfOf?: { id: string; email?: string; grantId: string };
 }
 
 export interface AuthContext {

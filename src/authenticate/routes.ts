@@ -379,6 +379,7 @@ export function registerAuthRoutes(app: FastifyInstance, d: AuthRouteDeps): void
   app.get('/.keygate/enroll', page('enroll'));
   app.get('/.keygate/devices', page('devices'));
   app.get('/.keygate/step-up', page('step-up'));
+  app.get('/.keygate/approve/:id', page('approve'));
   for (const path of ['/.keygate/admin/', '/.keygate/admin']) app.get(path, page('admin'));
 
   const ASSET = /^[a-z-]+\.(js|css)$/;

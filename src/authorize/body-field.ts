@@ -44,13 +44,17 @@ export function topLevelKeys(text: string): string[] {
 }
 
 /** The whole body of a stream, refused with 400 past `max` bytes. */
-export async function readBounded(stream: AsyncIterable<unknown>, max: number): Promise<Buffer> {
+export async function readBounded(
+  stream: AsyncIterable<unknown>,
+  max: number,
+  tooLarge = `This request names its resource in the body, which must be at most ${max} bytes.`,
+): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let length = 0;
   for await (const chunk of stream) {
     length += (chunk as Buffer).length;
     if (length > max) {
-      throw refuse(`This request names its resource in the body, which must be at most ${max} bytes.`, 'body too large');
+      throw refuse(tooLarge, 'body too large');
     }
     chunks.push(chunk as Buffer);
   }
@@ -64,7 +68,10 @@ export async function readBodyField(
 ): Promise<{ value: string; body: Readable; length: number }> {
   const declared = req.headers['content-length'];
   if (declared !== undefined && Number(declared) > MAX_BODY_FOR_CLASSIFICATION) {
-    throw refuse(`This request names its resource in the body, which must be at most ${MAX_BODY_FOR_CLASSIFICATION} bytes.`, 'body too large to classify');
+    throw refuse(
+      `This request names its resource in the body, which must be at most ${MAX_BODY_FOR_CLASSIFICATION} bytes.`,
+      'body too large to classify',
+    );
   }
   const raw = await readBounded(req, MAX_BODY_FOR_CLASSIFICATION);
   let parsed: unknown;

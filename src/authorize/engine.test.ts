@@ -418,6 +418,40 @@ describe('raw Cedar policies', () => {
     });
   });
 
+  it('an agent acting for a person holds their roles and bindings; policies can single out agents and name the person', () => {
+    const f = policyFile(
+      '@id("agents-no-secrets") forbid (principal is Agent, action == Action::"secrets:read", resource);\n' +
+        '@id("not-for-bob") forbid (principal is Agent, action == Action::"serving:invoke", resource) when { principal has user && principal.user == User::"bob" };\n',
+    );
+    const a = authorizer({ policyFiles: [f], bindings: [{ user: 'alice@example.com', roles: ['ml-engineer'] }] });
+    const agentFor = (person: string, roles: string[] = []): DecisionInput => ({
+      ...input({ type: 'agent', id: 'copilot', roles }, 'serving:invoke', endpoint('iris')),
+      identity: {
+        ...identity({ type: 'agent', id: 'copilot', roles }),
+        principal: {
+          type: 'agent',
+          id: 'copilot',
+          displayName: 'copilot',
+          groups: [],
+          roles,
+          onBehalfOf: { id: person, email: `${person}@example.com`, grantId: 'dlg_1' },
+        },
+      },
+    });
+    // Alice's binding (by email) reaches her agent; Bob's agent is stopped by the policy naming him.
+    expect(a.decide(agentFor('alice'))).toEqual({ effect: 'allow', reasons: ['role:ml-engineer:0'] });
+    expect(a.decide(agentFor('bob', ['ml-engineer']))).toEqual({ effect: 'deny', reasons: ['not-for-bob'] });
+    // The same agent for two people is two decisions, not one cached for both.
+    expect(a.decide(agentFor('alice'))).toEqual({ effect: 'allow', reasons: ['role:ml-engineer:0'] });
+    // Agents never read secrets, whatever the person may do.
+    const secrets = { ...agentFor('alice', ['admin']), action: 'secrets:read' as Action };
+    expect(a.decide(secrets)).toEqual({ effect: 'deny', reasons: ['agents-no-secrets'] });
+    expect(a.evaluate(agentFor('bob', ['ml-engineer']), ['ml-engineer'], 10, true)).toEqual({
+      effect: 'deny',
+      reasons: ['not-for-bob'],
+    });
+  });
+
   it('a raw policy can still not allow credential minting', () => {
     const a = authorizer({
       policyFiles: [policyFile('@id("mint") permit (principal, action == Action::"credentials:mint", resource);')],

@@ -218,7 +218,9 @@ export class Authorizer {
     const p = identity.principal;
     const roles = new Set(p.roles);
     for (const g of p.groups) for (const r of this.bindingsByGroup.get(g) ?? []) roles.add(r);
-    if (p.email !== undefined) for (const r of this.bindingsByUser.get(p.email.toLowerCase()) ?? []) roles.add(r);
+    // An agent holds the roles of the person it acts for (bound to their email too).
+    const email = p.email ?? p.onBehalfOf?.email;
+    if (email !== undefined) for (const r of this.bindingsByUser.get(email.toLowerCase()) ?? []) roles.add(r);
     return [...roles].sort();
   }
 
@@ -238,6 +240,7 @@ export class Authorizer {
           id.principal.type,
           id.principal.id,
           id.principal.email ?? '',
+          id.principal.onBehalfOf?.id ?? '',
           roles,
           groups,
           a.method,
@@ -292,12 +295,23 @@ export class Authorizer {
       ...p.groups.map((g) => ({ type: 'Group', id: g })),
       ...roles.map((r) => ({ type: 'Role', id: r })),
     ];
+    // An agent acting for a person: `principal.user` is that person (policies may name them).
+    const person = principalType === 'Agent' ? p.onBehalfOf : undefined;
     const entities: cedar.EntityJson[] = [
       {
         uid: principal,
-        attrs: principalType === 'User' ? { email: p.email ?? '' } : { name: p.displayName ?? p.id },
+        attrs:
+          principalType === 'User'
+            ? { email: p.email ?? '' }
+            : {
+                name: p.displayName ?? p.id,
+                ...(person === undefined ? {} : { user: { __entity: { type: 'User', id: person.id } } }),
+              },
         parents,
       },
+      ...(person === undefined
+        ? []
+        : [{ uid: { type: 'User', id: person.id }, attrs: { email: person.email ?? '' }, parents: [] }]),
       { uid: { type: 'Workspace', id: 'workspace' }, attrs: {}, parents: [] },
       ...parents.map((uid) => ({ uid, attrs: {}, parents: [] })),
     ];

@@ -31,6 +31,7 @@ import {
   usersShow,
   withAdminApi,
 } from './commands/admin-remote.js';
+import { agentGrant, agentList, agentRevoke } from './commands/agent.js';
 import { auditExport, auditTail, auditVerify, type TailOptions } from './commands/audit.js';
 import { configCheck } from './commands/config-check.js';
 import { demo } from './commands/demo.js';
@@ -137,9 +138,17 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
   const config = program.command('config').description('configuration tools');
   config
     .command('check')
-    .description('validate a config file (and the environment it needs); prints the problems or "ok"')
+    .description(
+      'validate a config file (and the environment it needs); prints the problems or "ok", then what to enter in the workspace for databricks-federation',
+    )
     .argument('[file]', 'config file')
-    .action((file: string | undefined) => setCode(configCheck(file, out)));
+    .option(
+      '--probe [email]',
+      'also exchange one token per databricks-federation upstream (as probeUser, or this email) against the running gateway',
+    )
+    .action(async (file: string | undefined, o: { probe?: boolean | string }) =>
+      setCode(await configCheck(file, out, process.env, o)),
+    );
 
   const audit = program.command('audit').description('the tamper-evident audit log');
   audit
@@ -171,6 +180,32 @@ export function buildProgram(out: Output, setCode: (c: number) => void): Command
     .option('-c, --config <file>', 'config file')
     .option('--file <audit.db>', 'an audit database other than the configured one')
     .action(async (o: TailOptions) => setCode(await auditTail(o, out)));
+
+  const agent = program
+    .command('agent')
+    .description('delegate actions to an AI agent (a service principal) that acts for you, and end delegations');
+  const AGENT_GATEWAY = "the gateway's URL (default: $KEYGATE_GATEWAY or the one you logged in to)";
+  agent
+    .command('grant')
+    .description('let an agent act for you: prints the grant id it exchanges for short tokens')
+    .requiredOption('--agent <name>', "the agent's service principal (name or id)")
+    .requiredOption('--actions <list>', 'comma-separated actions, e.g. serving:invoke,mlflow:read')
+    .option('--ttl <duration>', 'how long the grant lasts (at most agents.maxGrantLifetime)', '8h')
+    .option('--gateway <url>', AGENT_GATEWAY)
+    .action(async (o: { agent: string; actions: string; ttl: string; gateway?: string }) =>
+      setCode(await agentGrant(o, out)),
+    );
+  agent
+    .command('list')
+    .description('your delegations: agent, actions, until when, live or not')
+    .option('--gateway <url>', AGENT_GATEWAY)
+    .action(async (o: { gateway?: string }) => setCode(await agentList(o, out)));
+  agent
+    .command('revoke')
+    .description("end a delegation: the agent's tokens from it are refused at once")
+    .argument('<grant-id>', 'as printed by keygate agent grant or list')
+    .option('--gateway <url>', AGENT_GATEWAY)
+    .action(async (id: string, o: { gateway?: string }) => setCode(await agentRevoke(id, o, out)));
 
   const policy = program.command('policy').description('authorization policy tools');
   policy

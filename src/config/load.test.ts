@@ -75,7 +75,71 @@ describe('config schema', () => {
     [{ upstreams: { ws: { url: 'http://a' } } }, 'upstreams.ws.credential: is required'],
     [
       { upstreams: { ws: { ...upstream, credential: { type: 'magic' } } } },
-      'upstreams.ws.credential.type: must have type static, databricks-m2m or none',
+      'upstreams.ws.credential.type: must have type static, databricks-m2m, databricks-federation or none',
+    ],
+    [
+      { upstreams: { ws: { ...upstream, credential: { type: 'databricks-federation' } } } },
+      'publicUrl: must be set: upstream "ws" uses databricks-federation, whose issuer it is',
+    ],
+    [
+      {
+        publicUrl: 'https://kg.example',
+        upstreams: { ws: { ...upstream, credential: { type: 'databricks-federation', audience: `${upstream.url}/` } } },
+      },
+      "upstreams.ws.credential.audience: must differ from every upstream URL and from publicUrl: Keygate's other tokens carry those audiences",
+    ],
+    [
+      {
+        publicUrl: 'https://kg.example',
+        upstreams: {
+          ws: { ...upstream, credential: { type: 'databricks-federation', audience: 'https://kg.example' } },
+        },
+      },
+      "upstreams.ws.credential.audience: must differ from every upstream URL and from publicUrl: Keygate's other tokens carry those audiences",
+    ],
+    [
+      {
+        publicUrl: 'https://kg.example',
+        upstreams: { ws: { ...upstream, credential: { type: 'databricks-federation', jwtLifetime: '90s' } } },
+      },
+      'upstreams.ws.credential.jwtLifetime: must be between 2m and 1h',
+    ],
+    [
+      {
+        publicUrl: 'https://kg.example',
+        upstreams: { ws: { ...upstream, credential: { type: 'databricks-federation', subjectClaim: 'aud' } } },
+      },
+      'upstreams.ws.credential.subjectClaim: must not be iss, aud, exp, nbf, iat or jti',
+    ],
+    [
+      {
+        publicUrl: 'https://kg.example',
+        upstreams: {
+          ws: {
+            ...upstream,
+            credential: {
+              type: 'databricks-federation',
+              servicePrincipals: [
+                { keygateId: 'a', clientId: 'x' },
+                { keygateId: 'a', clientId: 'y' },
+              ],
+            },
+          },
+        },
+      },
+      'upstreams.ws.credential.servicePrincipals[1].keygateId: duplicate "a"',
+    ],
+    [
+      {
+        publicUrl: 'https://kg.example',
+        upstreams: {
+          ws: {
+            ...upstream,
+            credential: { type: 'databricks-federation', dangerouslyFallBackToServicePrincipal: { clientId: 'x' } },
+          },
+        },
+      },
+      'upstreams.ws.credential.dangerouslyFallBackToServicePrincipal: set exactly one of clientSecretEnv or clientSecretFile',
     ],
     [
       { upstreams: { ws: { ...upstream, credential: { type: 'static' } } } },
@@ -192,5 +256,23 @@ describe('runtime checks', () => {
       { path: 'upstreams.b.credential.clientSecretFile', message: 'cannot read /nonexistent/secret' },
     ]);
     expect(runtimeIssues(parseConfig({ upstreams: { a: upstream } }), { TOKEN: 't' })).toEqual([]);
+    const federated = parseConfig({
+      publicUrl: 'https://kg.example',
+      upstreams: {
+        a: {
+          url: 'http://a',
+          credential: {
+            type: 'databricks-federation',
+            dangerouslyFallBackToServicePrincipal: { clientId: 'x', clientSecretEnv: 'FALLBACK' },
+          },
+        },
+      },
+    });
+    expect(runtimeIssues(federated, {})).toEqual([
+      {
+        path: 'upstreams.a.credential.dangerouslyFallBackToServicePrincipal.clientSecretEnv',
+        message: 'environment variable FALLBACK is not set',
+      },
+    ]);
   });
 });

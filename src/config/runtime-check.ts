@@ -36,9 +36,15 @@ export function runtimeIssues(config: Config, env: NodeJS.ProcessEnv): ConfigIss
     } else if (c.type === 'databricks-m2m') {
       if (c.clientSecretEnv !== undefined) needEnv(`${base}.clientSecretEnv`, c.clientSecretEnv);
       if (c.clientSecretFile !== undefined) needFile(`${base}.clientSecretFile`, c.clientSecretFile);
+    } else if (c.type === 'databricks-federation' && c.dangerouslyFallBackToServicePrincipal !== undefined) {
+      const f = c.dangerouslyFallBackToServicePrincipal;
+      const fb = `${base}.dangerouslyFallBackToServicePrincipal`;
+      if (f.clientSecretEnv !== undefined) needEnv(`${fb}.clientSecretEnv`, f.clientSecretEnv);
+      if (f.clientSecretFile !== undefined) needFile(`${fb}.clientSecretFile`, f.clientSecretFile);
     }
   }
   if (config.store.urlEnv !== undefined) needEnv('store.urlEnv', config.store.urlEnv);
+  if (config.agents.webhook !== undefined) needEnv('agents.webhook.secretEnv', config.agents.webhook.secretEnv);
   if (config.secretKeyEnv !== undefined) {
     needEnv('secretKeyEnv', config.secretKeyEnv);
     const v = env[config.secretKeyEnv];

@@ -86,13 +86,99 @@ const m2mCredential = z
   })
   .describe('OAuth client credentials at the workspace token endpoint, cached until shortly before expiry.');
 
+/** JWT registered claims a policy's subject claim must not be: they mean something else. */
+const REGISTERED_CLAIMS = new Set(['iss', 'aud', 'exp', 'nbf', 'iat', 'jti']);
+
+const federationCredential = z
+  .strictObject({
+    type: z.literal('databricks-federation'),
+    audience: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        "`aud` of the JWTs Keygate signs for the exchange; enter it in the federation policy's audiences. Default `<upstream url>/oidc/v1/token` (what the Databricks SDKs use). Must differ from every upstream URL and from publicUrl, the audiences of Keygate's other tokens.",
+      ),
+    subjectClaim: z
+      .string()
+      .regex(/^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$/, 'must be a JWT claim name')
+      .refine((c) => !REGISTERED_CLAIMS.has(c), 'must not be iss, aud, exp, nbf, iat or jti')
+      .default('sub')
+      .describe(
+        "The policy's subject claim. It holds a person's email (their workspace user name); `sub` always holds it too.",
+      ),
+    tokenUrl: httpUrl.optional().describe('Workspace token endpoint; default `<upstream url>/oidc/v1/token`.'),
+    scope: z.string().default('all-apis').describe('OAuth scope requested in the exchange.'),
+    jwtLifetime: duration('5m').describe(
+      'Lifetime of each signed JWT, and so of the workspace token it buys (the workspace never issues a longer one). 2m to 1h; a token is used until 60 s before it expires.',
+    ),
+    servicePrincipals: z
+      .array(
+        z.strictObject({
+          keygateId: z
+            .string()
+            .min(1)
+            .describe("The Keygate service principal's client id (from `keygate admin sp create`): the JWT's subject."),
+          clientId: z
+            .string()
+            .min(1)
+            .describe(
+              "The workspace service principal's application id, whose federation policy names `keygateId` as its subject.",
+            ),
+        }),
+      )
+      .default([])
+      .describe(
+        'Keygate service principals and the workspace service principals they act as. Unlisted ones get 403 UPSTREAM_IDENTITY_UNMAPPED.',
+      ),
+    probeUser: z
+      .string()
+      .regex(/^[^@\s]+@[^@\s]+$/, 'must be an email address')
+      .optional()
+      .describe(
+        'A workspace user (a break-glass or service account) that `keygate config check --probe` exchanges a token for, and that Keygate exchanges for when a refusal must be told apart: a policy mismatch (502) from a person unknown to the workspace (403). The token obtained is discarded.',
+      ),
+    cacheSize: z
+      .int()
+      .min(1)
+      .max(1_000_000)
+      .default(10_000)
+      .describe(
+        'Most people (and, separately, service principals) whose workspace tokens are kept; the least recently used go first.',
+      ),
+    dangerouslyFallBackToServicePrincipal: z
+      .strictObject({
+        clientId: z.string().min(1).describe('OAuth client id of the shared workspace service principal.'),
+        clientSecretEnv: envName.optional().describe('Environment variable holding its client secret.'),
+        clientSecretFile: z.string().optional().describe('File holding its client secret.'),
+        tokenUrl: httpUrl.optional().describe('Token endpoint; default that of the federation.'),
+        scope: z.string().default('all-apis').describe('OAuth scope requested.'),
+      })
+      .refine((c) => (c.clientSecretEnv === undefined) !== (c.clientSecretFile === undefined), {
+        message: 'set exactly one of clientSecretEnv or clientSecretFile',
+      })
+      .optional()
+      .describe(
+        "When the exchange fails (an unknown person, a policy mismatch, an unmapped caller), send the request as this shared service principal instead of refusing it. The workspace then sees the service principal, not the person, with the service principal's permissions; the audit record names it and the failure. Off by default; a warning is logged at every start.",
+      ),
+  })
+  .refine((c) => c.jwtLifetime >= 120_000 && c.jwtLifetime <= 3_600_000, {
+    path: ['jwtLifetime'],
+    message: 'must be between 2m and 1h',
+  })
+  .describe(
+    'Per-user token federation (RFC 8693): Keygate signs a short-lived JWT for each caller and exchanges it at the workspace token endpoint, so the workspace sees the real person. See docs/guides/databricks-federation.md.',
+  );
+
 const noCredential = z
   .strictObject({ type: z.literal('none') })
   .describe('Send no upstream credential (an upstream that trusts the identity assertion alone).');
 
-export const credentialSchema = z.discriminatedUnion('type', [staticCredential, m2mCredential, noCredential], {
-  error: 'must have type static, databricks-m2m or none',
-});
+export const credentialSchema = z.discriminatedUnion(
+  'type',
+  [staticCredential, m2mCredential, federationCredential, noCredential],
+  { error: 'must have type static, databricks-m2m, databricks-federation or none' },
+);
 
 export const upstreamSchema = z.strictObject({
   url: httpUrl.describe('Base URL of the upstream (a Databricks workspace, or any HTTP ML API).'),
@@ -491,6 +577,31 @@ export const configSchema = z
       })
       .prefault({})
       .describe('The built-in OAuth authorization server: token lifetimes, signing keys, workload federation.'),
+    agents: z
+      .strictObject({
+        maxGrantLifetime: duration('24h').describe(
+          'The longest a person may delegate to an agent (`keygate agent grant --ttl`).',
+        ),
+        approvalActions: z
+          .array(z.enum(['*', ...ACTION_NAMES]))
+          .default(ACTION_NAMES.filter(isSensitive))
+          .describe(
+            "Actions an agent's request is held for: its person approves that exact request with a key tap before it is forwarded. Default: the sensitive actions.",
+          ),
+        approvalLifetime: duration('10m').describe('How long a held request can be approved, and then used (once).'),
+        webhook: z
+          .strictObject({
+            url: z.url().describe('Where each new approval is POSTed (JSON), e.g. a chat tool.'),
+            secretEnv: z
+              .string()
+              .min(1)
+              .describe('Environment variable holding the HMAC-SHA256 key for `X-Keygate-Signature`.'),
+          })
+          .optional()
+          .describe('Announce approvals to a webhook, signed.'),
+      })
+      .prefault({})
+      .describe('AI agents acting for people: delegation grants, and approval of one exact request.'),
     audit: z
       .strictObject({
         path: z
@@ -572,6 +683,9 @@ export const configSchema = z
     limits: z
       .strictObject({
         maxHeaderBytes: size('16KiB').describe('Largest request header block; larger gets 431.'),
+        headersTimeout: duration('10s').describe(
+          'Longest a client may take to send the request line and headers (slowloris); then 408 and the connection closes.',
+        ),
         requestTimeout: duration('5m').describe('Longest a client may take to send a whole request.'),
       })
       .prefault({})
@@ -644,6 +758,45 @@ export const configSchema = z
         });
       }
     });
+    for (const [name, u] of Object.entries(c.upstreams)) {
+      const cred = u.credential;
+      if (cred.type !== 'databricks-federation') continue;
+      const path = ['upstreams', name, 'credential'];
+      // The workspace fetches Keygate's keys from the issuer: it must be a stable public URL.
+      if (c.publicUrl === undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['publicUrl'],
+          message: `must be set: upstream "${name}" uses databricks-federation, whose issuer it is`,
+        });
+      }
+      // Keygate's access tokens and identity assertions are audienced to upstream URLs (and its
+      // own tokens to its public URL): a policy trusting one of those would take them as well.
+      const taken = [
+        ...Object.values(c.upstreams).map((x) => x.url),
+        ...(c.publicUrl === undefined ? [] : [c.publicUrl]),
+      ];
+      const trim = (s: string) => s.replace(/\/+$/, '');
+      if (cred.audience !== undefined && taken.some((t) => trim(t) === trim(cred.audience as string))) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [...path, 'audience'],
+          message:
+            "must differ from every upstream URL and from publicUrl: Keygate's other tokens carry those audiences",
+        });
+      }
+      const seen = new Set<string>();
+      cred.servicePrincipals.forEach((sp, i) => {
+        if (seen.has(sp.keygateId)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: [...path, 'servicePrincipals', i, 'keygateId'],
+            message: `duplicate "${sp.keygateId}"`,
+          });
+        }
+        seen.add(sp.keygateId);
+      });
+    }
     if (c.tls && c.publicUrl?.startsWith('http:')) {
       ctx.addIssue({ code: 'custom', path: ['publicUrl'], message: 'must be https when tls is set' });
     }

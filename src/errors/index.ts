@@ -14,6 +14,11 @@ export const ERROR_CODES = {
     message: 'This action needs a fresh tap of your security key.',
   },
   FRESH_LOGIN_REQUIRED: { status: 401, message: 'This needs a recent login: sign in again, then retry.' },
+  APPROVAL_REQUIRED: {
+    status: 401,
+    message: 'This request needs its person to approve it with their key: open approval_url, then retry with the approval id.',
+  },
+  APPROVAL_INVALID: { status: 403, message: 'This approval does not allow this request.' },
   CHALLENGE_INVALID: { status: 400, message: 'The ceremony expired or was already used; start again.' },
   REGISTRATION_REFUSED: { status: 400, message: 'The authenticator was not accepted.' },
   ENROLLMENT_TOKEN_INVALID: { status: 403, message: 'This enrollment link is invalid, used or expired.' },
@@ -29,12 +34,26 @@ export const ERROR_CODES = {
   CONFLICT: { status: 409, message: 'The request conflicts with the current state.' },
   REQUEST_TOO_LARGE: { status: 413, message: 'The request body is too large.' },
   HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large.' },
+  REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time.' },
   REQUEST_LIMIT_EXCEEDED: { status: 429, message: 'Too many requests; retry later.' },
   INTERNAL_ERROR: { status: 500, message: 'Internal error.' },
   UPSTREAM_UNAVAILABLE: { status: 502, message: 'The upstream service could not be reached.' },
   UPSTREAM_CREDENTIAL_UNAVAILABLE: {
     status: 502,
     message: 'The gateway could not obtain a credential for the upstream service.',
+  },
+  UPSTREAM_IDENTITY_UNMAPPED: {
+    status: 403,
+    message: 'This caller has no identity at the upstream service: the gateway maps no workspace identity to it.',
+  },
+  UPSTREAM_IDENTITY_REJECTED: {
+    status: 403,
+    message: 'The upstream workspace does not accept this identity: it is not a user of the workspace.',
+  },
+  UPSTREAM_FEDERATION_REJECTED: {
+    status: 502,
+    message:
+      "The upstream workspace refused the gateway's federated identity token: its federation policy does not match the gateway's.",
   },
   TEMPORARILY_UNAVAILABLE: { status: 503, message: 'The gateway is shutting down or not ready.' },
   UPSTREAM_TIMEOUT: { status: 504, message: 'The upstream service did not answer in time.' },
@@ -46,6 +65,9 @@ export interface WireError {
   error_code: ErrorCode;
   message: string;
   request_id?: string;
+  /** APPROVAL_REQUIRED: the approval to ask for, and the page where its person approves it. */
+  approval_id?: string;
+  approval_url?: string;
 }
 
 export class KeygateError extends Error {
@@ -57,10 +79,18 @@ export class KeygateError extends Error {
   readonly detail: string | undefined;
   /** Extra response headers (for example WWW-Authenticate or Retry-After). */
   readonly headers: Readonly<Record<string, string>>;
+  /** Extra members of the error body (APPROVAL_REQUIRED's approval id and page). */
+  readonly fields: Readonly<Pick<WireError, 'approval_id' | 'approval_url'>>;
 
   constructor(
     code: ErrorCode,
-    opts: { message?: string; detail?: string; cause?: unknown; headers?: Record<string, string> } = {},
+    opts: {
+      message?: string;
+      detail?: string;
+      cause?: unknown;
+      headers?: Record<string, string>;
+      fields?: Pick<WireError, 'approval_id' | 'approval_url'>;
+    } = {},
   ) {
     const def = ERROR_CODES[code];
     super(opts.message ?? def.message, opts.cause === undefined ? undefined : { cause: opts.cause });
@@ -71,10 +101,11 @@ export class KeygateError extends Error {
     this.publicMessage = def.status >= 500 ? def.message : (opts.message ?? def.message);
     this.detail = opts.detail;
     this.headers = opts.headers ?? {};
+    this.fields = opts.fields ?? {};
   }
 
   toWire(requestId?: string): WireError {
-    const body: WireError = { error_code: this.code, message: this.publicMessage };
+    const body: WireError = { error_code: this.code, message: this.publicMessage, ...this.fields };
     if (requestId !== undefined) body.request_id = requestId;
     return body;
   }

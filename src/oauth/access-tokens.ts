@@ -29,8 +29,12 @@ import type { Revocations } from './revocations.js';
 export interface KeygateTokenClaims extends JWTPayload {
   client_id: string;
   scope?: string;
-  /** Principal type: a person or a service principal. */
-  kg_pt: 'user' | 'sp';
+  /** Principal type: a person, a service principal, or an agent acting for a person (`act`). */
+  kg_pt: 'user' | 'sp' | 'agent';
+  /** RFC 8693 §4.1: the actor — for an agent's token, the agent (its service principal). */
+  act?: { sub: string; name?: string };
+  /** An agent's token: the delegation grant it was exchanged for. */
+  kg_dlg?: string;
   roles?: string[];
   groups?: string[];
   email?: string;
@@ -185,7 +189,11 @@ export class AccessTokens {
     if (typeof payload.sub !== 'string' || typeof payload.jti !== 'string' || typeof payload.exp !== 'number') {
       throw invalidToken('missing claims');
     }
-    if (payload.kg_pt !== 'user' && payload.kg_pt !== 'sp') throw invalidToken('not a Keygate access token');
+    if (payload.kg_pt !== 'user' && payload.kg_pt !== 'sp' && payload.kg_pt !== 'agent')
+      throw invalidToken('not a Keygate access token');
+    // An agent's token names its actor and its grant.
+    if (payload.kg_pt === 'agent' && (typeof payload.act?.sub !== 'string' || typeof payload.kg_dlg !== 'string'))
+      throw invalidToken('missing claims');
     const v = toVerified(payload);
     if (this.cache.size >= CACHE_MAX) this.cache.delete(this.cache.keys().next().value as string);
     this.cache.set(token, v);
@@ -345,18 +353,35 @@ function proofKeyId(h: JWSHeaderParameters): string {
 
 function toVerified(c: KeygateTokenClaims): VerifiedToken {
   const person = c.kg_pt === 'user';
+  // An agent is the principal (policies see `Agent`), with the person's groups and roles: what
+  // it may do is what the person may do, narrowed by the grant's scope.
+  const agent = c.kg_pt === 'agent' ? (c.act as { sub: string; name?: string }) : undefined;
   const aud = Object.freeze(c.aud === undefined ? [] : Array.isArray(c.aud) ? [...c.aud] : [c.aud]);
   const narrowed = narrowedScopes(c.scope);
   const jkt = c.cnf?.jkt;
   const identity: Identity = {
-    principal: {
-      type: person ? 'user' : 'service_principal',
-      id: c.sub as string,
-      ...(c.email === undefined ? {} : { email: c.email }),
-      ...(c.name === undefined ? {} : { displayName: c.name }),
-      groups: Object.freeze([...(c.groups ?? [])]),
-      roles: Object.freeze([...(c.roles ?? [])]),
-    },
+    principal:
+      agent !== undefined
+        ? {
+            type: 'agent',
+            id: agent.sub,
+            displayName: agent.name ?? agent.sub,
+            groups: Object.freeze([...(c.groups ?? [])]),
+            roles: Object.freeze([...(c.roles ?? [])]),
+            onBehalfOf: {
+              id: c.sub as string,
+              ...(c.email === undefined ? {} : { email: c.email }),
+              grantId: c.kg_dlg as string,
+            },
+          }
+        : {
+            type: person ? 'user' : 'service_principal',
+            id: c.sub as string,
+            ...(c.email === undefined ? {} : { email: c.email }),
+            ...(c.name === undefined ? {} : { displayName: c.name }),
+            groups: Object.freeze([...(c.groups ?? [])]),
+            roles: Object.freeze([...(c.roles ?? [])]),
+          },
     auth: {
       method: jkt !== undefined ? 'dpop' : 'token',
       authEventId: c.kg_aev ?? (c.jti as string),

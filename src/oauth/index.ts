@@ -4,6 +4,7 @@
  * proxy, revocations, token signing keys, and the Databricks workspace's own authentication
  * surface answered by Keygate.
  */
+import { AgentGrants } from '../agents/grants.js';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
@@ -15,7 +16,7 @@ import { readCookie } from '../authenticate/cookies.js';
 import type { Identifier } from '../authenticate/identity.js';
 import type { Sessions } from '../authenticate/sessions.js';
 import { type Config, federationTrust } from '../config/schema.js';
-import { SigningKeys } from '../crypto/keys.js';
+import { type ActiveKey, SigningKeys } from '../crypto/keys.js';
 import { randomId } from '../crypto/random.js';
 import { KeygateError } from '../errors/index.js';
 import type { Clock } from '../lib/clock.js';
@@ -70,6 +71,8 @@ export class OAuthServer {
   readonly sps: ServicePrincipals;
   readonly revocations: Revocations;
   readonly replay: DpopReplayCache;
+  /** People's delegations to agents, traded here for the agents' tokens. */
+  readonly agentGrants: AgentGrants;
   private keys!: SigningKeys;
   private tokens!: AccessTokens;
   private provider: Provider | undefined;
@@ -92,6 +95,13 @@ export class OAuthServer {
     );
     this.replay = new DpopReplayCache(d.clock);
     this.allTrusts = d.config.tokens.federation;
+    this.agentGrants = new AgentGrants({
+      store: d.store,
+      clock: d.clock,
+      events: d.events,
+      revokeFamily: (family) => this.revocations.revokeGrant(family),
+      maxTtlMs: d.config.agents.maxGrantLifetime,
+    });
   }
 
   static async create(d: OAuthDeps): Promise<OAuthServer> {
@@ -176,6 +186,14 @@ export class OAuthServer {
     return this.keys.jwks();
   }
 
+  /**
+   * The current token signing key, which the JWKS publishes: per-user upstream federation signs
+   * its subject tokens with it (the workspace verifies them against this JWKS).
+   */
+  signingKey(): ActiveKey {
+    return this.keys.current();
+  }
+
   private loadKeys(): Promise<SigningKeys> {
     const c = this.d.config.tokens;
     return SigningKeys.load(this.d.store, 'token', this.d.clock, {
@@ -205,6 +223,7 @@ export class OAuthServer {
       events: d.events,
       sps: this.sps,
       revocations: this.revocations,
+      agentGrants: this.agentGrants,
       accessTokens: () => this.tokens,
       signingKey: () => this.keys.current().jwk,
       cookieKeys: this.cookieKeys,

@@ -16,6 +16,7 @@ import type { Config } from '../config/schema.js';
 import type { Clock } from '../lib/clock.js';
 import type { Store } from '../store/types.js';
 import { adapterFactory, TOKEN_EXCHANGE } from './adapter.js';
+import { type AgentGrants, delegationFamily } from '../agents/grants.js';
 import type { AccessTokens } from './access-tokens.js';
 import type { Revocations } from './revocations.js';
 import type { ServicePrincipals } from './service-principals.js';
@@ -79,12 +80,16 @@ export interface ProviderDeps {
   trusts: () => readonly Config['tokens']['federation'][number][];
   clientIp: (req: IncomingMessage) => string;
   log: (detail: Record<string, unknown>, msg: string) => void;
+  /** People's delegations to agents (token exchange of a delegation grant). */
+  agentGrants?: AgentGrants;
 }
 
 /** State a grant handler leaves for the claims hook (per request, on ctx.state). */
 export interface TokenState {
   kgEventId?: string;
   kgFederation?: { trust: string; subject: string; expiresAt: number };
+  /** An agent's token for its person: the grant, and the agent (a service principal). */
+  kgDelegation?: { grantId: string; expiresAt: number; agentId: string; agentName: string };
   kgGrantContext?: GrantContext;
 }
 
@@ -134,9 +139,10 @@ export function createProvider(issuer: string, d: ProviderDeps): Provider {
     const machine = client.clientId !== CLI_CLIENT_ID && client.clientId !== DATABRICKS_CLI_CLIENT_ID;
     const state = ctx.state as TokenState;
     let ttl = machine ? machineTtlS : peopleTtlS;
-    // A federated token lives no longer than the platform token it was exchanged for.
-    if (state.kgFederation)
-      ttl = Math.max(1, Math.min(ttl, Math.floor((state.kgFederation.expiresAt - clock.now()) / 1000)));
+    // A federated token lives no longer than the platform token it was exchanged for; an
+    // agent's token no longer than its grant.
+    const until = state.kgFederation?.expiresAt ?? state.kgDelegation?.expiresAt;
+    if (until !== undefined) ttl = Math.max(1, Math.min(ttl, Math.floor((until - clock.now()) / 1000)));
     return {
       audience: indicator,
       scope: resourceScopes(ctx),
@@ -333,6 +339,22 @@ async function tokenClaims(
   }
   const user = await d.store.getUser(token.accountId as string);
   if (!user) return undefined;
+  if (state.kgDelegation !== undefined) {
+    // RFC 8693 §4.1: `sub` is the person, `act` the agent acting for them.
+    const dl = state.kgDelegation;
+    return {
+      kg_pt: 'agent',
+      email: user.email,
+      name: user.displayName,
+      roles: user.roles,
+      groups: user.groups,
+      act: { sub: dl.agentId, name: dl.agentName },
+      kg_grant: delegationFamily(dl.grantId),
+      kg_dlg: dl.grantId,
+      kg_gty: 'token-exchange',
+      ...(state.kgEventId === undefined ? {} : { kg_aev: state.kgEventId }),
+    };
+  }
   const gc =
     state.kgGrantContext ??
     (token.grantId === undefined ? null : await loadGrantContext(d.store, token.grantId, d.clock.now()));

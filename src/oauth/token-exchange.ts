@@ -5,6 +5,10 @@
  *     signed JWT (`subject_token_type` jwt or id_token). A configured trust (issuer, keys,
  *     audience, subject pattern) maps it to a service principal; the answer is that
  *     principal's short-lived access token. No static secret is involved.
+ *  3. An agent (a service principal, authenticating as itself) presents a person's delegation
+ *     grant (`subject_token_type` delegation-grant, src/agents/grants.ts): the answer is a token
+ *     whose `sub` is the person and whose `act` claim names the agent (RFC 8693 §4.1), scoped
+ *     to the grant's actions and no longer-lived than the grant.
  *  2. The CLI trades its DPoP-bound access token (with a proof of its key) for a short plain
  *     bearer token, for tools that can only send `Authorization: Bearer` (`keygate token`).
  *     Policy decides where such tokens are accepted. With `resource` = Keygate's own issuer,
@@ -31,6 +35,7 @@ import type { AuthFailureReason } from '../authenticate/auth-events.js';
 import type { Config } from '../config/schema.js';
 import { isKeygateError } from '../errors/index.js';
 import { globMatch } from '../lib/glob.js';
+import { DELEGATION_TOKEN_TYPE, delegatedScope, delegationFamily } from '../agents/grants.js';
 import { TOKEN_EXCHANGE } from './adapter.js';
 import { ALL_APIS, CLI_CLIENT_ID, type ProviderDeps, requestedScopes, type TokenState } from './provider.js';
 
@@ -83,6 +88,10 @@ export function registerTokenExchange(provider: Provider, d: ProviderDeps, r: Re
       }
       if (type === ACCESS_TOKEN_TYPE) {
         await unbind(provider, d, r, ctx, subject);
+        return;
+      }
+      if (type === DELEGATION_TOKEN_TYPE) {
+        await delegate(provider, d, r, ctx, subject);
         return;
       }
       throw new (oidcModule().errors.InvalidRequest)('unsupported subject_token_type');
@@ -212,6 +221,60 @@ async function federate(
     return;
   }
   return refuse(d, ctx, reason, client.clientId);
+}
+
+/** Use 3: an agent's token for the person who delegated to it. */
+async function delegate(
+  provider: Provider,
+  d: ProviderDeps,
+  r: Resources,
+  ctx: KoaContextWithOIDC,
+  grantId: string,
+): Promise<void> {
+  const client = ctx.oidc.client;
+  // The agent proves it is itself (client_secret or private_key_jwt): a grant id alone is not enough.
+  if (!client || client.clientId === CLI_CLIENT_ID || client.clientAuthMethod === 'none')
+    throw new (oidcModule().errors.UnauthorizedClient)('an agent must authenticate as its service principal');
+  if (d.agentGrants === undefined) throw new (oidcModule().errors.InvalidRequest)('delegation is not enabled here');
+  const found = await d.agentGrants.forExchange(grantId, client.clientId);
+  if ('refused' in found) {
+    await d.events.record('token.refused', eventContext(d, ctx), {
+      outcome: 'failure',
+      reason: 'delegation_invalid',
+      userId: client.clientId,
+      principalType: 'service_principal',
+      via: `delegation:${found.refused}`,
+    });
+    throw new (oidcModule().errors.InvalidGrant)(`delegation refused: ${found.refused}`);
+  }
+  const { grant, user, agent } = found;
+  // The scope: what was asked, narrowed to the grant's actions (nothing asked: all of them).
+  const scope = delegatedScope(grant.actions, requestedScopes(ctx.oidc.params?.scope));
+  if (scope.length === 0)
+    throw new (oidcModule().errors.InvalidScope)(
+      'the grant allows none of the scopes asked for',
+      String(ctx.oidc.params?.scope ?? ''),
+    );
+  const state = ctx.state as TokenState;
+  state.kgDelegation = { grantId: grant.id, expiresAt: grant.expiresAt, agentId: agent.id, agentName: agent.name };
+  const event = await d.events.record('token.issued', eventContext(d, ctx), {
+    outcome: 'success',
+    userId: user.id,
+    principalType: 'user',
+    via: `agent:${agent.name}:${grant.id}`,
+  });
+  state.kgEventId = event.id;
+  const token = new provider.AccessToken({
+    accountId: user.id,
+    client,
+    gty: 'token-exchange',
+    scope: scope.join(' '),
+    // The grant's revocation family: revoking the grant refuses this token at once.
+    grantId: delegationFamily(grant.id),
+  });
+  token.resourceServer = await resourceServerFor(provider, r, ctx);
+  const value = await token.save();
+  ctx.body = tokenResponse(value, token.expiration, token.scope);
 }
 
 /** Which check of step 2 a platform token failed, for the audit record. */

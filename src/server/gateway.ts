@@ -11,17 +11,19 @@ import { Readable } from 'node:stream';
 import rateLimit from '@fastify/rate-limit';
 import Fastify, { type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
-import { Pool } from 'undici';
+import { Pool, request as undiciRequest } from 'undici';
 import { registerAdminRoutes } from '../admin/routes.js';
+import { APPROVAL_HEADER, Approvals, approvalDigest, MAX_APPROVAL_BODY } from '../agents/approvals.js';
+import { registerAgentRoutes } from '../agents/routes.js';
 import { People } from '../admin/people.js';
 import { registerScimRoutes } from '../scim/server.js';
 import { actorOf, fromAuthEvent } from '../audit/entries.js';
 import { AuditLog } from '../audit/log.js';
 import { drainOutbox } from '../audit/outbox.js';
 import { identifyRequest } from '../authenticate/identify.js';
-import type { Identifier, Identity } from '../authenticate/identity.js';
+import type { Identifier, Identity, Principal } from '../authenticate/identity.js';
 import { type Authentication, createAuthentication } from '../authenticate/index.js';
-import { isSensitive } from '../authorize/actions.js';
+import { ACTION_NAMES, isSensitive } from '../authorize/actions.js';
 import { MAX_BODY_FOR_CLASSIFICATION, readBodyField, readBounded } from '../authorize/body-field.js';
 import { DatabricksClassifier } from '../authorize/classify/databricks.js';
 import { GenericClassifier } from '../authorize/classify/generic.js';
@@ -30,12 +32,13 @@ import { Authorizer, type Decision, denialMessage } from '../authorize/engine.js
 import { type PendingRequest, PendingSteps } from '../authorize/pending.js';
 import type { Config } from '../config/schema.js';
 import { SigningKeys } from '../crypto/keys.js';
+import { sha256Hex } from '../crypto/random.js';
 import { KeygateError, toKeygateError } from '../errors/index.js';
 import { type Clock, systemClock } from '../lib/clock.js';
 import { globMatch } from '../lib/glob.js';
 import { OAuthServer } from '../oauth/index.js';
 import { AssertionSigner } from '../proxy/assertion.js';
-import { createCredentialProvider } from '../proxy/credentials/index.js';
+import { createCredentialProvider, type UpstreamAuth, type UpstreamIdentity } from '../proxy/credentials/index.js';
 import { type ForwardResult, forward, type UpstreamRuntime } from '../proxy/forward.js';
 import { upstreamRequestHeaders } from '../proxy/headers.js';
 import { type NormalizedTarget, normalizeTarget } from '../proxy/path.js';
@@ -94,6 +97,8 @@ interface Exchange {
   body: Readable | undefined;
   classification?: Classification;
   decision?: Decision;
+  /** Who the upstream saw (from the credential provider), for the audit record. */
+  upstreamIdentity?: UpstreamIdentity;
 }
 
 /**
@@ -204,6 +209,10 @@ export class Gateway {
   readonly authorizer: Pick<Authorizer, 'decide' | 'stepUpMaxAgeS'>;
   /** Browser submissions waiting for a step-up before they are replayed. */
   readonly pending: PendingSteps;
+  /** Agents' requests held for their person's approval (src/agents/approvals.ts). */
+  approvals: Approvals | undefined;
+  /** The actions an agent's request is held for. */
+  private readonly approvalActions: ReadonlySet<string>;
   private keys: SigningKeys | undefined;
   private draining = false;
   private inflight = 0;
@@ -225,6 +234,8 @@ export class Gateway {
     this.clientIp = clientIpResolver(config.trustedProxies);
     this.authorizer = opts.authorizer ?? new Authorizer(config);
     this.pending = new PendingSteps(this.clock);
+    const held = opts.config.agents.approvalActions;
+    this.approvalActions = new Set(held.includes('*') ? ACTION_NAMES : held);
     const env = opts.env ?? process.env;
 
     for (const [name, u] of Object.entries(config.upstreams)) {
@@ -237,6 +248,16 @@ export class Gateway {
             this.metrics.credentialRefreshes.inc({ upstream: name, outcome });
             if (outcome === 'error') this.log.warn({ upstream: name, detail }, 'upstream credential refresh failed');
           },
+          onFallback: (code, detail) =>
+            this.log.warn(
+              { upstream: name, code, detail },
+              'per-user federation failed; sent as the shared service principal',
+            ),
+        },
+        // databricks-federation signs with the token keys Keygate publishes at its public URL.
+        federation: {
+          issuer: config.publicUrl === undefined ? '' : new URL(config.publicUrl).origin,
+          signingKey: () => this.oauth.signingKey(),
         },
         onSecretReload: (ok, detail) =>
           ok
@@ -245,6 +266,12 @@ export class Gateway {
       };
       if (opts.filePollMs !== undefined) credentialDeps.filePollMs = opts.filePollMs;
       const credential = createCredentialProvider(u.credential, u.url, `upstreams.${name}.credential`, credentialDeps);
+      if (u.credential.type === 'databricks-federation' && u.credential.dangerouslyFallBackToServicePrincipal) {
+        this.log.warn(
+          { upstream: name },
+          'FEDERATION FALLBACK: when per-user federation fails, requests go upstream as the shared service principal (dangerouslyFallBackToServicePrincipal)',
+        );
+      }
       this.upstreams.push({
         name,
         origin: url.origin,
@@ -277,8 +304,14 @@ export class Gateway {
     let server!: Server | HttpsServer;
     const serverOptions = {
       maxHeaderSize: config.limits.maxHeaderBytes,
+      // Slow clients: the headers within headersTimeout, the whole request within
+      // requestTimeout (408 either way), checked every second rather than Node's 30 s.
+      headersTimeout: Math.min(config.limits.headersTimeout, config.limits.requestTimeout),
       requestTimeout: config.limits.requestTimeout,
+      connectionsCheckingInterval: 1_000,
       keepAliveTimeout: 30_000,
+      // Host is checked by framingProblem (exactly one), answered in the contract's shape.
+      requireHostHeader: false,
     };
     this.app = Fastify({
       loggerInstance: this.log,
@@ -289,6 +322,11 @@ export class Gateway {
       clientErrorHandler: (err: Error, socket: Duplex) => this.onClientError(err as NodeJS.ErrnoException, socket),
       serverFactory: (handler) => {
         const route = (req: IncomingMessage, res: ServerResponse) => {
+          const problem = framingProblem(req, config.limits.maxHeaderBytes);
+          if (problem !== undefined) {
+            this.refuseFraming(res, problem);
+            return;
+          }
           if (isOwnPath(req.url ?? '', databricks)) handler(req, res);
           else proxy(req, res);
         };
@@ -300,6 +338,7 @@ export class Gateway {
       // The typed instance is parameterised by server and logger; we use the default view.
     }) as unknown as FastifyInstance;
     this.server = server;
+    server.on('connect', (_req: IncomingMessage, socket: Duplex) => this.refuseConnect(socket));
     if (config.tls && 'setSecureContext' in server) {
       this.closers.push(
         watchTls(
@@ -439,6 +478,24 @@ export class Gateway {
     };
     const auth = gw.authentication;
     const oauth = gw.oauthServer;
+    const agentsConfig = opts.config.agents;
+    const webhookSecret =
+      agentsConfig.webhook === undefined ? undefined : (opts.env ?? process.env)[agentsConfig.webhook.secretEnv];
+    gw.approvals = new Approvals({
+      store,
+      clock: gw.clock,
+      ttlMs: agentsConfig.approvalLifetime,
+      publicOrigin: () => gw.publicOrigin,
+      webhook:
+        agentsConfig.webhook === undefined || webhookSecret === undefined
+          ? undefined
+          : { url: agentsConfig.webhook.url, secret: webhookSecret },
+      describe: async (c) => ({
+        user: (await store.getUser(c.userId))?.email ?? c.userId,
+        agent: (await store.getServicePrincipal(c.agentId))?.name ?? c.agentId,
+      }),
+      log: gw.log,
+    });
     // Keygate's own APIs, each call limited per client address (login and enrollment have
     // tighter limits of their own, per address and per account).
     gw.app.register(async (api) => {
@@ -507,6 +564,18 @@ export class Gateway {
         reloadTrusts: () => oauth.reloadTrusts(),
         trusts: () => oauth.trusts(),
         revokeGrant,
+        now: () => gw.clock.now(),
+      });
+      registerAgentRoutes(api, {
+        auth,
+        grants: oauth.agentGrants,
+        store,
+        tokens: oauth.identifier,
+        keygateAudience: () => oauth.issuer,
+        clientIp: gw.clientIp,
+        freshMs: opts.config.authorization.stepUpMaxAge,
+        upstreamJson: (upstream, path, userId) => gw.upstreamJson(upstream, path, userId),
+        audit: (e) => audit.record(e),
         now: () => gw.clock.now(),
       });
       registerPendingRoutes(api, {
@@ -771,11 +840,116 @@ export class Gateway {
       this.fail(req, res, requestId, err, start, identity, x.up.name, decision, c);
       return;
     }
+    // An agent cannot tap a key: for the actions that need it, its person approves the exact
+    // request instead (which also stands for the fresh login a step-up would ask for).
+    if (identity.principal.type === 'agent' && this.approvalActions.has(c.action)) {
+      this.approvalGate(x, c);
+      return;
+    }
     if (decision.effect === 'step_up') {
       this.stepUp(x, c);
       return;
     }
     this.withCredentials(x);
+  }
+
+  /**
+   * An agent's request for an action that needs its person's approval (src/agents/approvals.ts).
+   * The body is read (bounded) and the request digested: without an approval id it is held and
+   * answered 401 APPROVAL_REQUIRED; with one it is forwarded only if that approval covers
+   * exactly this request — and the approval is then used, once.
+   */
+  private approvalGate(x: Exchange, c: Classification): void {
+    const { req, res, requestId, start, identity } = x;
+    const who = identity.principal.onBehalfOf;
+    const approvals = this.approvals;
+    const refuse = (e: unknown, reason: string) =>
+      this.fail(
+        req,
+        res,
+        requestId,
+        toKeygateError(e),
+        start,
+        identity,
+        x.up.name,
+        { effect: 'deny', reasons: [reason] },
+        c,
+      );
+    if (who === undefined || approvals === undefined) {
+      refuse(new KeygateError('PERMISSION_DENIED', { detail: 'agent without a person' }), 'keygate:agent');
+      return;
+    }
+    const caller = { userId: who.id, agentId: identity.principal.id, grantId: who.grantId };
+    const asked = req.headers[APPROVAL_HEADER];
+    const method = req.method ?? 'GET';
+    readBounded(x.body ?? req, MAX_APPROVAL_BODY, 'A request that needs approval must have a body of at most 1 MiB.')
+      .then(async (body) => {
+        const digest = approvalDigest({
+          method,
+          path: x.target.path,
+          query: x.target.query,
+          bodySha256: sha256Hex(body),
+        });
+        if (typeof asked === 'string' && asked !== '') {
+          let a: Awaited<ReturnType<Approvals['redeem']>>;
+          try {
+            a = await approvals.redeem(asked, caller, digest);
+          } catch (e) {
+            refuse(e, `approval_invalid:${asked.slice(0, 64)}`);
+            return;
+          }
+          x.body = Readable.from(body.length === 0 ? [] : [body]);
+          x.decision = { effect: 'allow', reasons: [...(x.decision?.reasons ?? []), `approval:${a.id}`] };
+          this.withCredentials(x);
+          return;
+        }
+        const a = await approvals.request({
+          caller,
+          upstream: x.up.name,
+          method,
+          path: x.target.path,
+          query: x.target.query,
+          action: c.action,
+          resource: `${c.resource.type}::${c.resource.id}`,
+          contentType: typeof req.headers['content-type'] === 'string' ? req.headers['content-type'] : null,
+          body,
+        });
+        const err = new KeygateError('APPROVAL_REQUIRED', {
+          detail: `held as ${a.id}`,
+          fields: { approval_id: a.id, approval_url: approvals.url(a.id) },
+        });
+        refuse(err, `approval_required:${a.id}`);
+      })
+      .catch((e: unknown) => refuse(e, 'approval_error'));
+  }
+
+  /**
+   * An upstream's JSON at a path, fetched as the person would see it (their upstream identity
+   * with per-user federation): the approval page compares a requested configuration with it.
+   * Null when it cannot be had.
+   */
+  async upstreamJson(upstreamName: string, path: string, userId: string): Promise<unknown | null> {
+    const up = this.upstreams.find((u) => u.name === upstreamName);
+    const user = await this.store.getUser(userId);
+    if (up === undefined || user === null) return null;
+    const principal: Principal = {
+      type: 'user',
+      id: user.id,
+      email: user.email,
+      groups: user.groups,
+      roles: user.roles,
+    };
+    const auth = await up.credential.authorization(principal);
+    const r = await undiciRequest(`${up.origin}${up.basePath}${path}`, {
+      headers: auth.header === null ? {} : { authorization: auth.header },
+      headersTimeout: 5_000,
+      bodyTimeout: 5_000,
+    });
+    if (r.statusCode !== 200) {
+      await r.body.dump();
+      return null;
+    }
+    return r.body.json();
   }
 
   /**
@@ -830,30 +1004,32 @@ export class Gateway {
 
   private withCredentials(x: Exchange): void {
     const { req, res, requestId, start, identity, up } = x;
-    let authz: string | null | Promise<string | null>;
+    let authz: UpstreamAuth | Promise<UpstreamAuth>;
     let assertion: string | Promise<string>;
+    // A credential that cannot be had (per-user federation refused, the token endpoint down) is
+    // audited against the upstream and the classified request; nothing reaches the upstream.
+    const refused = (e: unknown) =>
+      this.fail(req, res, requestId, toKeygateError(e), start, identity, up.name, undefined, x.classification);
     try {
-      authz = up.credential.authorization();
+      authz = up.credential.authorization(upstreamPrincipal(identity.principal));
       assertion = (this.signer as AssertionSigner).get(identity, up.audience);
     } catch (e) {
-      this.fail(req, res, requestId, toKeygateError(e), start, identity);
+      refused(e);
       return;
     }
     if (authz instanceof Promise || assertion instanceof Promise) {
-      Promise.all([authz, assertion]).then(
-        ([a, s]) => this.send(x, a, s),
-        (e: unknown) => this.fail(req, res, requestId, toKeygateError(e), start, identity),
-      );
+      Promise.all([authz, assertion]).then(([a, s]) => this.send(x, a, s), refused);
     } else {
       this.send(x, authz, assertion);
     }
   }
 
-  private send(x: Exchange, authorization: string | null, assertion: string): void {
+  private send(x: Exchange, auth: UpstreamAuth, assertion: string): void {
     const { req, res, requestId, target, up } = x;
     if (res.destroyed) return;
+    x.upstreamIdentity = auth.identity;
     const headers = upstreamRequestHeaders(req.rawHeaders);
-    if (authorization !== null) headers.push('authorization', authorization);
+    if (auth.header !== null) headers.push('authorization', auth.header);
     headers.push(
       'x-keygate-assertion',
       assertion,
@@ -892,6 +1068,8 @@ export class Gateway {
       status: r.status,
       latencyMs: Math.round(r.upstreamMs * 1000) / 1000,
       bytes: r.bytesOut,
+      // Set by send() before anything was forwarded.
+      identity: x.upstreamIdentity as UpstreamIdentity,
     });
     if (r.error !== undefined) {
       this.log.warn({ req_id: requestId, upstream: up.name, detail: r.error.detail }, 'upstream response cut short');
@@ -1035,7 +1213,7 @@ export class Gateway {
     status: number,
     classification: Classification | undefined,
     decision: Decision | undefined,
-    upstream?: { name: string; status: number; latencyMs: number; bytes: number },
+    upstream?: { name: string; status: number; latencyMs: number; bytes: number; identity?: UpstreamIdentity },
     upstreamName?: string,
   ): void {
     if (!this.auditRequests) return;
@@ -1086,16 +1264,49 @@ export class Gateway {
       return;
     }
     const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
+    // headersTimeout / requestTimeout (Node's ERR_HTTP_REQUEST_TIMEOUT): a slow client.
+    const timedOut = err.code === 'ERR_HTTP_REQUEST_TIMEOUT';
     const e = tooLarge
       ? new KeygateError('HEADERS_TOO_LARGE')
-      : new KeygateError('BAD_REQUEST', { message: 'The request is not valid HTTP.' });
+      : timedOut
+        ? new KeygateError('REQUEST_TIMEOUT')
+        : new KeygateError('BAD_REQUEST', { message: 'The request is not valid HTTP.' });
     const body = JSON.stringify(e.toWire());
+    const reason = tooLarge ? 'Request Header Fields Too Large' : timedOut ? 'Request Timeout' : 'Bad Request';
     socket.end(
-      `HTTP/1.1 ${e.status} ${tooLarge ? 'Request Header Fields Too Large' : 'Bad Request'}\r\n` +
+      `HTTP/1.1 ${e.status} ${reason}\r\n` +
         `content-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
     );
     this.metrics.requests.inc({ class: 'invalid', status: e.status });
     this.log.info({ code: err.code }, 'malformed request refused');
+  }
+
+  /** A request whose framing or target is refused before routing: 400 (or 431) JSON, and the connection closes. */
+  private refuseFraming(
+    res: ServerResponse,
+    problem: { code: 'BAD_REQUEST' | 'HEADERS_TOO_LARGE'; message: string },
+  ): void {
+    const e = new KeygateError(problem.code, { message: problem.message });
+    const body = JSON.stringify(e.toWire());
+    res.shouldKeepAlive = false;
+    res.writeHead(e.status, {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      connection: 'close',
+    });
+    res.end(body, () => res.socket?.destroySoon());
+    this.metrics.requests.inc({ class: 'invalid', status: e.status });
+    this.log.info({ detail: problem.message }, 'malformed request refused');
+  }
+
+  /** CONNECT (authority-form): Keygate is not a forward proxy. Answered on the raw socket, closed. */
+  private refuseConnect(socket: Duplex): void {
+    const e = new KeygateError('BAD_REQUEST', { message: 'CONNECT is not supported: Keygate is not a forward proxy.' });
+    const body = JSON.stringify(e.toWire());
+    socket.end(
+      `HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+    );
+    this.metrics.requests.inc({ class: 'invalid', status: 400 });
   }
 
   // ---- Keygate's own routes ---------------------------------------------------------------
@@ -1126,4 +1337,56 @@ export class Gateway {
         .send(e.toWire(req.id));
     });
   }
+}
+
+/**
+ * Whom the upstream should see: an agent acts for its person, so per-user federation exchanges
+ * for the person (the workspace's own audit names them), never for the agent.
+ */
+function upstreamPrincipal(p: Principal): Principal {
+  if (p.type !== 'agent' || p.onBehalfOf === undefined) return p;
+  return {
+    type: 'user',
+    id: p.onBehalfOf.id,
+    ...(p.onBehalfOf.email === undefined ? {} : { email: p.onBehalfOf.email }),
+    groups: p.groups,
+    roles: p.roles,
+  };
+}
+
+/** Most header fields in a request (Node would silently drop those past 2,000). */
+const MAX_HEADER_FIELDS = 256;
+
+/**
+ * What the parser lets through but a gateway must not (RFC 9112 §3.2, §3.2.2, §6.1; RFC 9113
+ * §3.1): exactly one Host; an origin-form target (Keygate is not a forward proxy: absolute-,
+ * authority- and asterisk-form are refused); a Transfer-Encoding that is exactly `chunked`; no
+ * protocol upgrade (h2c or WebSocket: the gateway proxies HTTP/1.1 requests only); and the
+ * header block within its limits however it is split (Node counts a long run of short fields
+ * per chunk). Undefined when the request may proceed.
+ */
+export function framingProblem(
+  req: IncomingMessage,
+  maxHeaderBytes: number,
+): { code: 'BAD_REQUEST' | 'HEADERS_TOO_LARGE'; message: string } | undefined {
+  const raw = req.rawHeaders;
+  if (raw.length / 2 > MAX_HEADER_FIELDS)
+    return { code: 'HEADERS_TOO_LARGE', message: `A request may carry at most ${MAX_HEADER_FIELDS} header fields.` };
+  let hosts = 0;
+  let bytes = (req.url ?? '').length;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i] as string;
+    bytes += name.length + (raw[i + 1] as string).length + 4;
+    if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+  }
+  if (bytes > maxHeaderBytes) return { code: 'HEADERS_TOO_LARGE', message: 'The request headers are too large.' };
+  const bad = (message: string) => ({ code: 'BAD_REQUEST' as const, message });
+  if (hosts !== 1 && !(hosts === 0 && req.httpVersion === '1.0'))
+    return bad(hosts === 0 ? 'The request has no Host header.' : 'The request has more than one Host header.');
+  if (!(req.url ?? '').startsWith('/')) return bad('The request target must be a path (origin-form).');
+  const te = req.headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked')
+    return bad('Transfer-Encoding must be chunked, alone.');
+  if (req.headers.upgrade !== undefined) return bad('Protocol upgrades (h2c, WebSocket) are not supported.');
+  return undefined;
 }

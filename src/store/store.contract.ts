@@ -7,6 +7,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MIGRATIONS } from './migrations/index.js';
 import {
+  type AgentGrantRecord,
+  type ApprovalRecord,
   type AuthEventRecord,
   type ChallengeRecord,
   type CredentialRecord,
@@ -704,6 +706,135 @@ export function storeContract(target: StoreContractTarget): void {
         for (const [i, a] of attempts.entries()) {
           expect(await s.getSession(a.session.idHash)).toEqual(i === w ? a.session : null);
         }
+      });
+    });
+
+    describe('agent grants', () => {
+      const grant = (id: string, o: Partial<AgentGrantRecord> = {}): AgentGrantRecord => ({
+        id,
+        userId: 'u:alice@example.com',
+        agentId: 'sp-agent',
+        actions: ['serving:invoke', 'mlflow:read'],
+        createdAt: T0,
+        expiresAt: T0 + 8 * 3_600_000,
+        revokedAt: null,
+        ...o,
+      });
+
+      it('round-trip; listed per person newest first; revoked once, only by their person', async () => {
+        await s.insertAgentGrant(grant('g1'));
+        await s.insertAgentGrant(grant('g2', { createdAt: T0 + 10, actions: [] }));
+        await s.insertAgentGrant(grant('g3', { userId: 'u:bob@example.com', createdAt: T0 + 20 }));
+        expect(await s.getAgentGrant('g1')).toEqual(grant('g1'));
+        expect(await s.getAgentGrant('nope')).toBeNull();
+        expect((await s.listAgentGrants('u:alice@example.com')).map((g) => g.id)).toEqual(['g2', 'g1']);
+        expect(await s.revokeAgentGrant('u:bob@example.com', 'g1', T0 + 5)).toBe(false);
+        expect(await s.revokeAgentGrant('u:alice@example.com', 'g1', T0 + 5)).toBe(true);
+        expect(await s.revokeAgentGrant('u:alice@example.com', 'g1', T0 + 6)).toBe(false);
+        expect((await s.getAgentGrant('g1'))?.revokedAt).toBe(T0 + 5);
+      });
+    });
+
+    describe('approvals', () => {
+      const approval = (id: string, o: Partial<ApprovalRecord> = {}): ApprovalRecord => ({
+        id,
+        userId: 'u:alice@example.com',
+        agentId: 'sp-agent',
+        grantId: 'g1',
+        upstream: 'workspace',
+        method: 'PUT',
+        path: '/api/2.0/serving-endpoints/chat/config',
+        query: '',
+        action: 'serving:manage',
+        resource: 'Endpoint::chat',
+        contentType: 'application/json',
+        body: new Uint8Array(Buffer.from('{"served_entities":[]}')),
+        bodySha256: 'b'.repeat(64),
+        digest: 'd'.repeat(64),
+        status: 'pending',
+        createdAt: T0,
+        expiresAt: T0 + 600_000,
+        decidedAt: null,
+        credentialId: null,
+        eventId: null,
+        usedAt: null,
+        ...o,
+      });
+      const tap = (
+        approvalId: string,
+        o: { expected?: number; counter?: number; at?: number; event?: string } = {},
+      ) => ({
+        approvalId,
+        userId: 'u:alice@example.com',
+        credentialId: 'cred-1',
+        expectedCounter: o.expected ?? 5,
+        use: { counter: o.counter ?? 6, backedUp: false, uv: true, at: o.at ?? T0 + 100 },
+        event: authEvent(o.event ?? 'e-approve', { kind: 'approval.approve', userId: 'u:alice@example.com' }),
+      });
+
+      beforeEach(async () => {
+        await addUser('alice@example.com');
+        await s.insertCredential(credential('u:alice@example.com', 'cred-1', { counter: 5 }));
+      });
+
+      it('round-trip every field (the body byte for byte); listed per person newest first', async () => {
+        await s.insertApproval(approval('a1'));
+        await s.insertApproval(approval('a2', { createdAt: T0 + 1, body: new Uint8Array([0, 255, 10]) }));
+        await s.insertApproval(approval('a3', { userId: 'u:bob@example.com', createdAt: T0 + 2 }));
+        expect(await s.getApproval('a1')).toEqual(approval('a1'));
+        expect((await s.getApproval('a2'))?.body).toEqual(new Uint8Array([0, 255, 10]));
+        expect(await s.getApproval('nope')).toBeNull();
+        expect((await s.listApprovals('u:alice@example.com', 10)).map((a) => a.id)).toEqual(['a2', 'a1']);
+        expect((await s.listApprovals('u:alice@example.com', 1)).map((a) => a.id)).toEqual(['a2']);
+      });
+
+      it('a tap approves a pending approval: counter, event and status together; then used once, with its digest', async () => {
+        await s.insertApproval(approval('a1'));
+        expect(await s.approveWithCredential(tap('a1'))).toBe(true);
+        expect(await s.getApproval('a1')).toMatchObject({
+          status: 'approved',
+          decidedAt: T0 + 100,
+          credentialId: 'cred-1',
+          eventId: 'e-approve',
+        });
+        expect((await s.getCredential('cred-1'))?.counter).toBe(6);
+        expect(ids(await s.listAuthEvents({ limit: 10 }))).toEqual(['e-approve']);
+        // A second tap on it: not pending any more.
+        expect(await s.approveWithCredential(tap('a1', { expected: 6, counter: 7, event: 'e2' }))).toBe(false);
+        // Used: only with its digest, only once, only before it expires.
+        expect(await s.useApproval('a1', 'e'.repeat(64), T0 + 200)).toBe(false);
+        expect(await s.useApproval('a1', 'd'.repeat(64), T0 + 200)).toBe(true);
+        expect(await s.useApproval('a1', 'd'.repeat(64), T0 + 201)).toBe(false);
+        expect(await s.getApproval('a1')).toMatchObject({ status: 'used', usedAt: T0 + 200 });
+      });
+
+      it('nothing is written when the approval is not pending, expired, another’s, or the counter moved', async () => {
+        await s.insertApproval(approval('denied'));
+        expect(await s.denyApproval('denied', 'u:bob@example.com', T0 + 1)).toBe(false);
+        expect(await s.denyApproval('denied', 'u:alice@example.com', T0 + 1)).toBe(true);
+        expect(await s.denyApproval('denied', 'u:alice@example.com', T0 + 2)).toBe(false);
+        await s.insertApproval(approval('old', { expiresAt: T0 + 50 }));
+        await s.insertApproval(approval('bobs', { userId: 'u:bob@example.com' }));
+        await s.insertApproval(approval('fine'));
+        const before = await s.getCredential('cred-1');
+        for (const id of ['denied', 'old', 'bobs']) expect(await s.approveWithCredential(tap(id)), id).toBe(false);
+        expect(await s.approveWithCredential(tap('fine', { expected: 4 })), 'counter moved').toBe(false);
+        expect(await s.getCredential('cred-1')).toEqual(before);
+        expect(await s.listAuthEvents({ limit: 10 })).toEqual([]);
+        expect((await s.getApproval('fine'))?.status).toBe('pending');
+        // Not approved, not usable; an expired approval cannot be used or denied either.
+        expect(await s.useApproval('fine', 'd'.repeat(64), T0 + 1)).toBe(false);
+        expect(await s.denyApproval('old', 'u:alice@example.com', T0 + 60)).toBe(false);
+      });
+
+      it('an approved request raced on two replicas is used exactly once', async () => {
+        await s.insertApproval(approval('a1'));
+        expect(await s.approveWithCredential(tap('a1'))).toBe(true);
+        const wins = await race(
+          s,
+          [1, 2, 3, 4, 5, 6].map((n) => () => s.useApproval('a1', 'd'.repeat(64), T0 + 300 + n)),
+        );
+        expect(wins.filter(Boolean)).toHaveLength(1);
       });
     });
 

@@ -72,6 +72,47 @@ export interface ScimTokenRecord {
   revokedAt: number | null;
 }
 
+/** A person's delegation to an agent (a service principal): the actions it may take for them, until when. */
+export interface AgentGrantRecord {
+  id: string;
+  userId: string;
+  /** The agent's service principal id. */
+  agentId: string;
+  actions: string[];
+  createdAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+}
+
+/** One exact request an agent asked to make, held until its person approves it with a key tap. */
+export interface ApprovalRecord {
+  id: string;
+  userId: string;
+  agentId: string;
+  grantId: string;
+  upstream: string;
+  method: string;
+  /** Normalized path and the raw query string (with its `?`, or ''). */
+  path: string;
+  query: string;
+  action: string;
+  /** `Type::id`. */
+  resource: string;
+  contentType: string | null;
+  body: Uint8Array;
+  bodySha256: string;
+  /** SHA-256 over method, path, query and body hash: what the approval covers (approvals.ts). */
+  digest: string;
+  status: 'pending' | 'approved' | 'denied' | 'used';
+  createdAt: number;
+  expiresAt: number;
+  decidedAt: number | null;
+  /** The credential whose assertion approved it, and that auth event. */
+  credentialId: string | null;
+  eventId: string | null;
+  usedAt: number | null;
+}
+
 /** A workload federation trust made through the admin API; `spec` has the shape of a tokens.federation entry. */
 export interface FederationTrustRecord {
   name: string;
@@ -315,6 +356,20 @@ export interface Store {
     endSessionHash: string | null;
   }): Promise<boolean>;
 
+  /**
+   * An approval's key tap, atomically: compare-and-swap the credential counter (as a login),
+   * record the auth event, and move the approval from pending to approved — only if it is
+   * still pending, unexpired and the person's. False (nothing written) otherwise.
+   */
+  approveWithCredential(o: {
+    approvalId: string;
+    userId: string;
+    credentialId: string;
+    expectedCounter: number;
+    use: { counter: number; backedUp: boolean; uv: boolean; at: number };
+    event: AuthEventRecord;
+  }): Promise<boolean>;
+
   // WebAuthn challenges (single use: taking deletes)
   insertChallenge(c: ChallengeRecord): Promise<void>;
   takeChallenge(challenge: string): Promise<ChallengeRecord | null>;
@@ -394,6 +449,25 @@ export interface Store {
   deleteRoleBinding(id: string): Promise<RoleBindingRecord | null>;
 
   // SCIM bearer tokens
+  // Agents: delegations and approvals
+  insertAgentGrant(g: AgentGrantRecord): Promise<void>;
+  getAgentGrant(id: string): Promise<AgentGrantRecord | null>;
+  /** A person's grants, newest first (revoked and expired ones too). */
+  listAgentGrants(userId: string): Promise<AgentGrantRecord[]>;
+  /** False when it is not that person's, or already revoked. */
+  revokeAgentGrant(userId: string, id: string, at: number): Promise<boolean>;
+  insertApproval(a: ApprovalRecord): Promise<void>;
+  getApproval(id: string): Promise<ApprovalRecord | null>;
+  /** A person's approvals, newest first. */
+  listApprovals(userId: string, limit: number): Promise<ApprovalRecord[]>;
+  /** pending → denied, by the person, before it expires. False otherwise. */
+  denyApproval(id: string, userId: string, at: number): Promise<boolean>;
+  /**
+   * approved → used, once: only with the digest it was approved for, before it expires. The
+   * single use across replicas is this one statement. False otherwise.
+   */
+  useApproval(id: string, digest: string, at: number): Promise<boolean>;
+
   insertScimToken(t: ScimTokenRecord): Promise<void>;
   /** The token with that hash, revoked or not; null when there is none. */
   findScimToken(hash: string): Promise<ScimTokenRecord | null>;

@@ -403,6 +403,104 @@ export class WebAuthnService {
     };
   }
 
+  /**
+   * Options for approving one exact request of an agent: the challenge is not random but
+   * derived from the request's digest and the approval id (src/agents/approvals.ts), so the
+   * assertion signs that request; only the person's own live keys are offered, with UV.
+   */
+  async approvalOptions(user: UserRecord, challenge: string): Promise<PublicKeyCredentialRequestOptionsJSON> {
+    const rp = this.d.rp();
+    const creds = (await this.d.store.listCredentials(user.id)).filter(usable);
+    return generateAuthenticationOptions({
+      rpID: rp.id,
+      challenge: new Uint8Array(Buffer.from(challenge, 'base64url')),
+      timeout: rp.challengeTimeoutMs,
+      userVerification: 'required',
+      allowCredentials: creds.map((c) => ({ id: c.id, transports: c.transports as AuthenticatorTransport[] })),
+    });
+  }
+
+  /**
+   * The approving assertion (WebAuthn L3 §7.2 steps as in verifyAuthentication, with the
+   * derived challenge in place of a stored one). The credential must be the approval's person's;
+   * user verification is required; the counter moves and the approval turns approved in one
+   * transaction. Every outcome is an `auth.approval` event (audited) naming the approval.
+   */
+  async verifyApproval(
+    body: z.infer<typeof authenticationVerifyBody>,
+    o: { approvalId: string; userId: string; challenge: string },
+    ctx: EventContext,
+  ): Promise<{ credentialId: string; eventId: string }> {
+    const rp = this.d.rp();
+    const { store, clock } = this.d;
+    const r = body.response;
+    const via = `approval:${o.approvalId}`;
+    let details: Record<string, unknown> = { credentialId: r.id };
+    const fail = async (reason: AuthFailureReason): Promise<never> => {
+      await this.d.events.record('auth.approval', ctx, {
+        outcome: 'failure',
+        reason,
+        userId: o.userId,
+        via,
+        ...details,
+      });
+      throw loginError(reason);
+    };
+    // A2: the credential exists, is live, is not suspected cloned, and is the approver's own.
+    const cred = await store.getCredential(r.id);
+    if (!cred) return fail('unknown_credential');
+    details = { credentialId: cred.id, aaguid: cred.aaguid, backupEligible: cred.backupEligible };
+    if (cred.revokedAt !== null) return fail('credential_revoked');
+    if (cred.clonedAt !== null) return fail('credential_cloned');
+    if (cred.userId !== o.userId) return fail('credential_not_allowed');
+    const user = await store.getUser(cred.userId);
+    if (!user || user.disabledAt !== null) return fail('user_disabled');
+    const handle = r.response.userHandle;
+    if (handle !== undefined && handle !== '' && handle !== user.webauthnId) return fail('user_handle_mismatch');
+    // A3, A5–A11 by the library, against the challenge derived for this approval (A4: it is
+    // bound to this request; single use comes from the approval's status, below).
+    let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>['authenticationInfo'];
+    try {
+      const v = await verifyAuthenticationResponse({
+        response: asAuthenticationJSON(r),
+        expectedChallenge: o.challenge,
+        expectedOrigin: rp.origins,
+        expectedRPID: rp.id,
+        expectedType: 'webauthn.get',
+        credential: { id: cred.id, publicKey: new Uint8Array(cred.publicKey), counter: 0, transports: cred.transports },
+        requireUserVerification: true,
+      });
+      if (!v.verified) return fail('signature');
+      info = v.authenticationInfo;
+    } catch (e) {
+      if (e instanceof KeygateError) throw e;
+      this.d.log({ detail: (e as Error).message }, 'approval verification failed');
+      return fail(reasonFromLibraryError(e));
+    }
+    details = { ...details, uv: info.userVerified, backedUp: info.credentialBackedUp };
+    // A12: the counter, as for a login.
+    if ((cred.counter > 0 || info.newCounter > 0) && info.newCounter <= cred.counter) {
+      await store.markCredentialCloned(cred.id, clock.now());
+      return fail('counter_regression');
+    }
+    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible)
+      return fail('backup_eligibility_changed');
+    // A13: counter, event and approval together; false when the approval is no longer pending
+    // (denied, expired, approved already) or the counter moved meanwhile.
+    const event = this.d.events.build('auth.approval', ctx, { outcome: 'success', userId: user.id, via, ...details });
+    const ok = await store.approveWithCredential({
+      approvalId: o.approvalId,
+      userId: user.id,
+      credentialId: cred.id,
+      expectedCounter: cred.counter,
+      use: { counter: info.newCounter, backedUp: info.credentialBackedUp, uv: info.userVerified, at: clock.now() },
+      event,
+    });
+    if (!ok) return fail('approval_not_pending');
+    this.d.events.stored(event);
+    return { credentialId: cred.id, eventId: event.id };
+  }
+
   private decoyId(email: string): string {
     return createHmac('sha256', this.d.decoyKey).update(email.toLowerCase()).digest().toString('base64url');
   }

@@ -5,7 +5,7 @@ export const CEDAR_SCHEMA = `
 entity Group, Role;
 entity User in [Group, Role] { email: String };
 entity ServicePrincipal in [Group, Role] { name: String };
-entity Agent in [Group, Role] { name: String };
+entity Agent in [Group, Role] { name: String, user?: User };
 entity Workspace;
 entity Endpoint, Model, Job, Api in [Workspace] { name: String };
 entity Keygate { name: String };

@@ -33,6 +33,8 @@ export class AdminApi {
     readonly gateway: string,
     store: CredentialStore,
     private readonly clock: Clock,
+    /** Keygate's API this client calls: the admin API, or another part of `/.keygate/api/`. */
+    private readonly prefix: string = ADMIN_PREFIX,
   ) {
     this.session = new Session(gateway, store, clock);
   }
@@ -40,7 +42,7 @@ export class AdminApi {
   /** One call; a JSON answer is parsed, 204 is undefined, an error answer throws AdminApiError. */
   async call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
     const { value, fresh } = await this.adminToken();
-    const url = new URL(ADMIN_PREFIX + path, this.gateway);
+    const url = new URL(this.prefix + path, this.gateway);
     let res: Response;
     try {
       res = await fetch(url, {

@@ -2,7 +2,8 @@ import * as oauth from 'openid-client';
 import { KeygateError } from '../../errors/index.js';
 import { type Clock, systemClock } from '../../lib/clock.js';
 import type { SecretSource } from './secret-source.js';
-import type { CredentialEvents, CredentialProvider } from './types.js';
+import { describe, isPermanent, tokenEndpointConfig, tokenTimes } from './token-endpoint.js';
+import type { CredentialEvents, CredentialProvider, UpstreamAuth, UpstreamIdentity } from './types.js';
 
 export interface DatabricksM2MOptions {
   tokenUrl: string;
@@ -19,15 +20,13 @@ export interface DatabricksM2MOptions {
 }
 
 interface CachedToken {
-  header: string;
+  auth: UpstreamAuth;
   /** When to start refreshing in the background. */
   refreshAt: number;
   /** After this the token is not used any more (the workspace rejects tokens near expiry). */
   usableUntil: number;
 }
 
-/** Databricks rejects tokens within 30 s of expiry (databricks-api.md §1.4); stop using them 60 s before. */
-const EXPIRY_MARGIN_MS = 60_000;
 /** After a failed refresh, requests fail fast for this long instead of hammering the endpoint. */
 const FAILURE_HOLD_MS = 1_000;
 
@@ -40,25 +39,28 @@ const FAILURE_HOLD_MS = 1_000;
 export class DatabricksM2MCredential implements CredentialProvider {
   readonly type = 'databricks-m2m';
   private cached: CachedToken | undefined;
-  private inflight: Promise<string> | undefined;
+  private inflight: Promise<UpstreamAuth> | undefined;
   private failedUntil = 0;
   private lastError: KeygateError | undefined;
   private readonly clock: Clock;
   private readonly sleep: (ms: number) => Promise<void>;
+  /** Who the workspace sees: this service principal, for every caller. */
+  readonly identity: UpstreamIdentity;
 
   constructor(private readonly opts: DatabricksM2MOptions) {
     this.clock = opts.clock ?? systemClock;
     this.sleep = opts.sleep ?? ((ms) => new Promise((r) => setTimeout(r, ms).unref()));
+    this.identity = Object.freeze({ type: 'service-principal', subject: opts.clientId });
   }
 
-  authorization(): string | Promise<string> {
+  authorization(): UpstreamAuth | Promise<UpstreamAuth> {
     const now = this.clock.now();
     const c = this.cached;
-    if (c !== undefined && now < c.refreshAt) return c.header;
+    if (c !== undefined && now < c.refreshAt) return c.auth;
     if (c !== undefined && now < c.usableUntil) {
       // Still valid: refresh behind the request, never in front of it.
       this.refresh().catch(() => {});
-      return c.header;
+      return c.auth;
     }
     return this.refresh();
   }
@@ -71,7 +73,7 @@ export class DatabricksM2MCredential implements CredentialProvider {
     this.opts.secret.close();
   }
 
-  private refresh(): Promise<string> {
+  private refresh(): Promise<UpstreamAuth> {
     if (this.inflight) return this.inflight;
     if (this.clock.now() < this.failedUntil && this.lastError) return Promise.reject(this.lastError);
     this.inflight = this.fetchWithRetry().finally(() => {
@@ -80,16 +82,16 @@ export class DatabricksM2MCredential implements CredentialProvider {
     return this.inflight;
   }
 
-  private async fetchWithRetry(): Promise<string> {
+  private async fetchWithRetry(): Promise<UpstreamAuth> {
     const attempts = this.opts.attempts ?? 4;
     const base = this.opts.backoffMs ?? 200;
     let detail = '';
     for (let attempt = 0; attempt < attempts; attempt++) {
       if (attempt > 0) await this.sleep(base * 2 ** (attempt - 1) * (0.5 + Math.random()));
       try {
-        const header = await this.fetchOnce();
+        const auth = await this.fetchOnce();
         this.opts.events?.onRefresh?.('ok');
-        return header;
+        return auth;
       } catch (e) {
         detail = await describe(e);
         this.opts.events?.onRefresh?.('error', detail);
@@ -104,49 +106,16 @@ export class DatabricksM2MCredential implements CredentialProvider {
     throw this.lastError;
   }
 
-  private async fetchOnce(): Promise<string> {
-    const tokenUrl = new URL(this.opts.tokenUrl);
-    const config = new oauth.Configuration(
-      { issuer: tokenUrl.origin, token_endpoint: tokenUrl.href },
+  private async fetchOnce(): Promise<UpstreamAuth> {
+    const config = tokenEndpointConfig(
+      this.opts.tokenUrl,
       this.opts.clientId,
-      undefined,
       oauth.ClientSecretBasic(this.opts.secret.get()),
     );
-    if (tokenUrl.protocol === 'http:') oauth.allowInsecureRequests(config);
-    config.timeout = 10;
     const issuedAt = this.clock.now();
     const res = await oauth.clientCredentialsGrant(config, { scope: this.opts.scope });
-    const ttlMs = (res.expires_in ?? 3600) * 1000;
-    const usableUntil = issuedAt + Math.max(0, ttlMs - EXPIRY_MARGIN_MS);
-    // Refresh when 80 % of the usable life has passed.
-    const refreshAt = issuedAt + (usableUntil - issuedAt) * 0.8;
-    const header = `Bearer ${res.access_token}`;
-    this.cached = { header, refreshAt, usableUntil };
-    return header;
+    const auth: UpstreamAuth = Object.freeze({ header: `Bearer ${res.access_token}`, identity: this.identity });
+    this.cached = { auth, ...tokenTimes(issuedAt, (res.expires_in ?? 3600) * 1000) };
+    return auth;
   }
-}
-
-/** 4xx from the token endpoint (bad secret, unknown client) except 429: retrying cannot help. */
-function isPermanent(e: unknown): boolean {
-  const status =
-    e instanceof oauth.ResponseBodyError || e instanceof oauth.WWWAuthenticateChallengeError ? e.status : undefined;
-  return status !== undefined && status >= 400 && status < 500 && status !== 429;
-}
-
-/** Operator-facing description of a failed token request (the secret is never part of it). */
-async function describe(e: unknown): Promise<string> {
-  if (e instanceof oauth.WWWAuthenticateChallengeError) {
-    // A 401 with a challenge: the OAuth error is in the body, which openid-client leaves unread.
-    const body = (await e.response.json().catch(() => ({}))) as { error?: unknown; error_description?: unknown };
-    const err = typeof body.error === 'string' ? body.error : (e.cause[0]?.parameters.error ?? 'challenge');
-    const desc = typeof body.error_description === 'string' ? `: ${body.error_description}` : '';
-    return `${e.status} ${err}${desc}`;
-  }
-  if (e instanceof oauth.ResponseBodyError) return `${e.status} ${e.error}${e.error_description ? `: ${e.error_description}` : ''}`;
-  if (e instanceof Error) {
-    const cause = (e as Error & { cause?: unknown }).cause;
-    const code = (cause as NodeJS.ErrnoException | undefined)?.code;
-    return code ? `${e.message} (${code})` : e.message;
-  }
-  return String(e);
 }

@@ -529,4 +529,82 @@ export const MIGRATIONS: readonly SharedMigration[] = [
         jws  TEXT NOT NULL
       );`,
   },
+  {
+    version: 11,
+    name: 'agents',
+    sqlite: `
+      -- A person's delegation to an agent (a service principal): which actions, until when.
+      CREATE TABLE agent_grants (
+        id         TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL,
+        agent_id   TEXT NOT NULL,
+        actions    TEXT NOT NULL,   -- JSON array of actions
+        created_at INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL,
+        revoked_at INTEGER
+      ) STRICT;
+      CREATE INDEX agent_grants_user ON agent_grants (user_id);
+      -- One exact request an agent asked to make, waiting for (or given) its person's tap.
+      CREATE TABLE approvals (
+        id            TEXT PRIMARY KEY,
+        user_id       TEXT NOT NULL,
+        agent_id      TEXT NOT NULL,
+        grant_id      TEXT NOT NULL,
+        upstream      TEXT NOT NULL,
+        method        TEXT NOT NULL,
+        path          TEXT NOT NULL,
+        query         TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        resource      TEXT NOT NULL,
+        content_type  TEXT,
+        body          BLOB NOT NULL,
+        body_sha256   TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        status        TEXT NOT NULL,   -- pending | approved | denied | used
+        created_at    INTEGER NOT NULL,
+        expires_at    INTEGER NOT NULL,
+        decided_at    INTEGER,
+        credential_id TEXT,
+        event_id      TEXT,
+        used_at       INTEGER
+      ) STRICT;
+      CREATE INDEX approvals_user ON approvals (user_id, created_at);`,
+    postgres: `
+      -- A person's delegation to an agent (a service principal): which actions, until when.
+      CREATE TABLE agent_grants (
+        id         TEXT PRIMARY KEY,
+        user_id    TEXT NOT NULL,
+        agent_id   TEXT NOT NULL,
+        actions    TEXT NOT NULL,   -- JSON array of actions
+        created_at BIGINT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        revoked_at BIGINT
+      );
+      CREATE INDEX agent_grants_user ON agent_grants (user_id);
+      -- One exact request an agent asked to make, waiting for (or given) its person's tap.
+      CREATE TABLE approvals (
+        id            TEXT PRIMARY KEY,
+        user_id       TEXT NOT NULL,
+        agent_id      TEXT NOT NULL,
+        grant_id      TEXT NOT NULL,
+        upstream      TEXT NOT NULL,
+        method        TEXT NOT NULL,
+        path          TEXT NOT NULL,
+        query         TEXT NOT NULL,
+        action        TEXT NOT NULL,
+        resource      TEXT NOT NULL,
+        content_type  TEXT,
+        body          BYTEA NOT NULL,
+        body_sha256   TEXT NOT NULL,
+        digest        TEXT NOT NULL,
+        status        TEXT NOT NULL,   -- pending | approved | denied | used
+        created_at    BIGINT NOT NULL,
+        expires_at    BIGINT NOT NULL,
+        decided_at    BIGINT,
+        credential_id TEXT,
+        event_id      TEXT,
+        used_at       BIGINT
+      );
+      CREATE INDEX approvals_user ON approvals (user_id, created_at);`,
+  },
 ];

@@ -21,6 +21,8 @@ import {
   type RevocationRecord,
   type RoleBindingRecord,
   type ScimTokenRecord,
+  type AgentGrantRecord,
+  type ApprovalRecord,
   type ServicePrincipalRecord,
   type ServicePrincipalSecretRecord,
   type SessionIdp,
@@ -190,6 +192,38 @@ const roleBindings = new Table<RoleBindingRecord>('role_bindings', {
   role: null,
   createdAt: null,
   createdBy: null,
+});
+const agentGrants = new Table<AgentGrantRecord>('agent_grants', {
+  id: null,
+  userId: null,
+  agentId: null,
+  actions: json,
+  createdAt: null,
+  expiresAt: null,
+  revokedAt: null,
+});
+const approvals = new Table<ApprovalRecord>('approvals', {
+  id: null,
+  userId: null,
+  agentId: null,
+  grantId: null,
+  upstream: null,
+  method: null,
+  path: null,
+  query: null,
+  action: null,
+  resource: null,
+  contentType: null,
+  body: bytes,
+  bodySha256: null,
+  digest: null,
+  status: null,
+  createdAt: null,
+  expiresAt: null,
+  decidedAt: null,
+  credentialId: null,
+  eventId: null,
+  usedAt: null,
 });
 const scimTokens = new Table<ScimTokenRecord>('scim_tokens', {
   id: null,
@@ -556,6 +590,34 @@ export class PostgresStore implements Store {
     });
   }
 
+  async approveWithCredential(o: Parameters<Store['approveWithCredential']>[0]): Promise<boolean> {
+    // One transaction: the counter, the auth event and the approval land together or not at all.
+    const rollback = new Error('approval not pending');
+    try {
+      return await this.tx(async (db) => {
+        const moved = await this.wrote(
+          `UPDATE credentials SET counter = $1, backed_up = $2, uv_initialized = uv_initialized OR $3, last_used_at = $4
+            WHERE id = $5 AND user_id = $6 AND counter = $7 AND revoked_at IS NULL`,
+          [o.use.counter, o.use.backedUp, o.use.uv, o.use.at, o.credentialId, o.userId, o.expectedCounter],
+          db,
+        );
+        if (!moved) return false;
+        await db.query(...authEvents.insert(o.event));
+        const approved = await this.wrote(
+          `UPDATE approvals SET status = 'approved', decided_at = $1, credential_id = $2, event_id = $3
+            WHERE id = $4 AND user_id = $5 AND status = 'pending' AND expires_at > $1`,
+          [o.use.at, o.credentialId, o.event.id, o.approvalId, o.userId],
+          db,
+        );
+        if (!approved) throw rollback;
+        return true;
+      });
+    } catch (e) {
+      if (e === rollback) return false;
+      throw e;
+    }
+  }
+
   async markCredentialCloned(id: string, at: number): Promise<void> {
     await this.pool.query('UPDATE credentials SET cloned_at = coalesce(cloned_at, $1) WHERE id = $2', [at, id]);
   }
@@ -897,6 +959,61 @@ export class PostgresStore implements Store {
   }
 
   // ---- SCIM tokens ----------------------------------------------------------------------------
+
+  async insertAgentGrant(g: AgentGrantRecord): Promise<void> {
+    await this.pool.query(...agentGrants.insert(g));
+  }
+
+  async getAgentGrant(id: string): Promise<AgentGrantRecord | null> {
+    return agentGrants.readOne(await this.one('SELECT * FROM agent_grants WHERE id = $1', [id]));
+  }
+
+  async listAgentGrants(userId: string): Promise<AgentGrantRecord[]> {
+    return agentGrants.readAll(
+      await this.rows('SELECT * FROM agent_grants WHERE user_id = $1 ORDER BY created_at DESC, id DESC', [userId]),
+    );
+  }
+
+  async revokeAgentGrant(userId: string, id: string, at: number): Promise<boolean> {
+    return this.wrote('UPDATE agent_grants SET revoked_at = $1 WHERE id = $2 AND user_id = $3 AND revoked_at IS NULL', [
+      at,
+      id,
+      userId,
+    ]);
+  }
+
+  async insertApproval(a: ApprovalRecord): Promise<void> {
+    await this.pool.query(...approvals.insert(a));
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | null> {
+    return approvals.readOne(await this.one('SELECT * FROM approvals WHERE id = $1', [id]));
+  }
+
+  async listApprovals(userId: string, limit: number): Promise<ApprovalRecord[]> {
+    return approvals.readAll(
+      await this.rows('SELECT * FROM approvals WHERE user_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2', [
+        userId,
+        limit,
+      ]),
+    );
+  }
+
+  async denyApproval(id: string, userId: string, at: number): Promise<boolean> {
+    return this.wrote(
+      `UPDATE approvals SET status = 'denied', decided_at = $1
+        WHERE id = $2 AND user_id = $3 AND status = 'pending' AND expires_at > $1`,
+      [at, id, userId],
+    );
+  }
+
+  async useApproval(id: string, digest: string, at: number): Promise<boolean> {
+    return this.wrote(
+      `UPDATE approvals SET status = 'used', used_at = $1
+        WHERE id = $2 AND digest = $3 AND status = 'approved' AND expires_at > $1`,
+      [at, id, digest],
+    );
+  }
 
   async insertScimToken(t: ScimTokenRecord): Promise<void> {
     await this.pool.query(...scimTokens.insert(t));

@@ -16,6 +16,8 @@ import {
   type RevocationRecord,
   type RoleBindingRecord,
   type ScimTokenRecord,
+  type AgentGrantRecord,
+  type ApprovalRecord,
   type ServicePrincipalRecord,
   type ServicePrincipalSecretRecord,
   type SessionIdp,
@@ -371,6 +373,31 @@ export class SqliteStore implements Store {
       return true;
     });
     return tx.immediate();
+  }
+
+  async approveWithCredential(o: Parameters<Store['approveWithCredential']>[0]): Promise<boolean> {
+    // One transaction: the counter, the auth event and the approval land together or not at all.
+    const rollback = new Error('approval not pending');
+    const tx = this.db.transaction(() => {
+      const moved = this.sql(
+        `UPDATE credentials SET counter = ?, backed_up = ?, uv_initialized = max(uv_initialized, ?), last_used_at = ?
+         WHERE id = ? AND user_id = ? AND counter = ? AND revoked_at IS NULL`,
+      ).run(o.use.counter, b(o.use.backedUp), b(o.use.uv), o.use.at, o.credentialId, o.userId, o.expectedCounter);
+      if (moved.changes !== 1) return false;
+      this.insertAuthEventSync(o.event);
+      const approved = this.sql(
+        `UPDATE approvals SET status = 'approved', decided_at = ?, credential_id = ?, event_id = ?
+          WHERE id = ? AND user_id = ? AND status = 'pending' AND expires_at > ?`,
+      ).run(o.use.at, o.credentialId, o.event.id, o.approvalId, o.userId, o.use.at);
+      if (approved.changes !== 1) throw rollback;
+      return true;
+    });
+    try {
+      return tx.immediate();
+    } catch (e) {
+      if (e === rollback) return false;
+      throw e;
+    }
   }
 
   async markCredentialCloned(id: string, at: number): Promise<void> {
@@ -895,6 +922,97 @@ export class SqliteStore implements Store {
 
   // ---- SCIM tokens ----------------------------------------------------------------------------
 
+  async insertAgentGrant(g: AgentGrantRecord): Promise<void> {
+    this.sql(
+      'INSERT INTO agent_grants (id, user_id, agent_id, actions, created_at, expires_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ).run(g.id, g.userId, g.agentId, JSON.stringify(g.actions), g.createdAt, g.expiresAt, g.revokedAt);
+  }
+
+  async getAgentGrant(id: string): Promise<AgentGrantRecord | null> {
+    const r = this.sql('SELECT * FROM agent_grants WHERE id = ?').get(id) as AgentGrantRow | undefined;
+    return r ? agentGrantFromRow(r) : null;
+  }
+
+  async listAgentGrants(userId: string): Promise<AgentGrantRecord[]> {
+    return (
+      this.sql('SELECT * FROM agent_grants WHERE user_id = ? ORDER BY created_at DESC, rowid DESC').all(
+        userId,
+      ) as AgentGrantRow[]
+    ).map(agentGrantFromRow);
+  }
+
+  async revokeAgentGrant(userId: string, id: string, at: number): Promise<boolean> {
+    return (
+      this.sql('UPDATE agent_grants SET revoked_at = ? WHERE id = ? AND user_id = ? AND revoked_at IS NULL').run(
+        at,
+        id,
+        userId,
+      ).changes === 1
+    );
+  }
+
+  async insertApproval(a: ApprovalRecord): Promise<void> {
+    this.sql(
+      `INSERT INTO approvals (id, user_id, agent_id, grant_id, upstream, method, path, query, action, resource,
+         content_type, body, body_sha256, digest, status, created_at, expires_at, decided_at, credential_id, event_id, used_at)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    ).run(
+      a.id,
+      a.userId,
+      a.agentId,
+      a.grantId,
+      a.upstream,
+      a.method,
+      a.path,
+      a.query,
+      a.action,
+      a.resource,
+      a.contentType,
+      Buffer.from(a.body),
+      a.bodySha256,
+      a.digest,
+      a.status,
+      a.createdAt,
+      a.expiresAt,
+      a.decidedAt,
+      a.credentialId,
+      a.eventId,
+      a.usedAt,
+    );
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | null> {
+    const r = this.sql('SELECT * FROM approvals WHERE id = ?').get(id) as ApprovalRow | undefined;
+    return r ? approvalFromRow(r) : null;
+  }
+
+  async listApprovals(userId: string, limit: number): Promise<ApprovalRecord[]> {
+    return (
+      this.sql('SELECT * FROM approvals WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT ?').all(
+        userId,
+        limit,
+      ) as ApprovalRow[]
+    ).map(approvalFromRow);
+  }
+
+  async denyApproval(id: string, userId: string, at: number): Promise<boolean> {
+    return (
+      this.sql(
+        `UPDATE approvals SET status = 'denied', decided_at = ?
+          WHERE id = ? AND user_id = ? AND status = 'pending' AND expires_at > ?`,
+      ).run(at, id, userId, at).changes === 1
+    );
+  }
+
+  async useApproval(id: string, digest: string, at: number): Promise<boolean> {
+    return (
+      this.sql(
+        `UPDATE approvals SET status = 'used', used_at = ?
+          WHERE id = ? AND digest = ? AND status = 'approved' AND expires_at > ?`,
+      ).run(at, id, digest, at).changes === 1
+    );
+  }
+
   async insertScimToken(t: ScimTokenRecord): Promise<void> {
     this.sql(
       'INSERT INTO scim_tokens (id, name, hash, created_at, created_by, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
@@ -1009,6 +1127,78 @@ function groupFromRow(r: GroupRow): GroupRecord {
     createdAt: r.created_at,
     createdBy: r.created_by,
     externalId: r.external_id,
+  };
+}
+
+interface AgentGrantRow {
+  id: string;
+  user_id: string;
+  agent_id: string;
+  actions: string;
+  created_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+function agentGrantFromRow(r: AgentGrantRow): AgentGrantRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    agentId: r.agent_id,
+    actions: JSON.parse(r.actions) as string[],
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+  };
+}
+
+interface ApprovalRow {
+  id: string;
+  user_id: string;
+  agent_id: string;
+  grant_id: string;
+  upstream: string;
+  method: string;
+  path: string;
+  query: string;
+  action: string;
+  resource: string;
+  content_type: string | null;
+  body: Buffer;
+  body_sha256: string;
+  digest: string;
+  status: ApprovalRecord['status'];
+  created_at: number;
+  expires_at: number;
+  decided_at: number | null;
+  credential_id: string | null;
+  event_id: string | null;
+  used_at: number | null;
+}
+
+function approvalFromRow(r: ApprovalRow): ApprovalRecord {
+  return {
+    id: r.id,
+    userId: r.user_id,
+    agentId: r.agent_id,
+    grantId: r.grant_id,
+    upstream: r.upstream,
+    method: r.method,
+    path: r.path,
+    query: r.query,
+    action: r.action,
+    resource: r.resource,
+    contentType: r.content_type,
+    body: new Uint8Array(r.body),
+    bodySha256: r.body_sha256,
+    digest: r.digest,
+    status: r.status,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    decidedAt: r.decided_at,
+    credentialId: r.credential_id,
+    eventId: r.event_id,
+    usedAt: r.used_at,
   };
 }
 

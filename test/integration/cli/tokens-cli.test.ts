@@ -227,12 +227,49 @@ describe.skipIf(!hasBrowser)('keygate login, token, whoami, proxy, logout', () =
     expect(sp.stderr).toContain('shown once');
 
     await g.gw.audit.flushed();
-    const changes = (await g.gw.audit.query({ kind: 'admin.change', actor: userId }, { limit: 100 }))
-      .lines.map((l) => JSON.parse(l) as { change: { op: string }; actor: { method: string; email: string } });
+    const changes = (await g.gw.audit.query({ kind: 'admin.change', actor: userId }, { limit: 100 })).lines.map(
+      (l) => JSON.parse(l) as { change: { op: string }; actor: { method: string; email: string } },
+    );
     expect(changes.map((c) => c.change.op)).toEqual(['group.create', 'group.member_add', 'service_principal.create']);
     expect(changes[0]?.actor).toMatchObject({ email: EMAIL, method: 'dpop' });
     await g.gw.store.deleteRoleBinding('cli-admin');
     await g.gw.reloadBindings();
+  });
+
+  it('agent grant, list, revoke: a delegation made through the gateway as the person', async () => {
+    await g.gw.oauth.sps.create({ name: 'cli-agent', roles: [], createdBy: 'test' });
+    const made = await cli([
+      'agent',
+      'grant',
+      '--agent',
+      'cli-agent',
+      '--actions',
+      'serving:invoke, serving:read',
+      '--ttl',
+      '2h',
+    ]);
+    expect(made.code, made.stderr).toBe(0);
+    const id = made.stdout.trim();
+    expect(id).toMatch(/^dlg_[A-Za-z0-9_-]{24}$/);
+    expect(made.stderr).toContain('Delegated serving:invoke, serving:read to cli-agent until ');
+    const stored = await g.gw.store.getAgentGrant(id);
+    expect(stored).toMatchObject({ userId, actions: ['serving:invoke', 'serving:read'], revokedAt: null });
+    expect((stored?.expiresAt ?? 0) - (stored?.createdAt ?? 0)).toBe(2 * 3_600_000);
+    expect((await cli(['agent', 'list'])).stdout).toMatch(
+      new RegExp(`^${id}  cli-agent  serving:invoke,serving:read  until \\S+  live$`, 'm'),
+    );
+    // Keygate's administration cannot be delegated; an unknown agent is named.
+    const admin = await cli(['agent', 'grant', '--agent', 'cli-agent', '--actions', 'admin:manage']);
+    expect(admin.code).toBe(1);
+    expect(admin.stderr).toMatch(/^keygate: BAD_REQUEST: "admin:manage" cannot be delegated/);
+    const unknown = await cli(['agent', 'grant', '--agent', 'nobody', '--actions', 'serving:read']);
+    expect(unknown.stderr).toMatch(/^keygate: BAD_REQUEST: No service principal "nobody"/);
+
+    const revoked = await cli(['agent', 'revoke', id]);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect((await g.gw.store.getAgentGrant(id))?.revokedAt).not.toBeNull();
+    expect((await cli(['agent', 'list'])).stdout).toMatch(new RegExp(`^${id} .* revoked$`, 'm'));
+    expect((await cli(['agent', 'revoke', id])).stderr).toMatch(/^keygate: NOT_FOUND:/);
   });
 
   it('proxy: forwards unmodified requests with the person’s token, replacing any Authorization', async () => {
