@@ -9,7 +9,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoSimOptions, type Simulator, startSimulator } from '../../sim/index.js';
 import { APPROVAL_HEADER } from '../../src/agents/approvals.js';
-import { DELEGATION_TOKEN_TYPE } from '../../src/agents/grants.js';
+import { exchangeGrant } from '../helpers/agents.js';
 import { addVirtualAuthenticator, chromiumAvailable, launchChromium } from '../helpers/chromium.js';
 import { simUpstream, startGateway, type TestGateway } from '../helpers/index.js';
 
@@ -70,19 +70,9 @@ describe('approving an agent’s request in the browser', () => {
         await expect.poll(() => page.textContent('#grant-id'), { timeout: 10_000 }).toMatch(/^dlg_/);
         const grant = { id: (await page.textContent('#grant-id')) as string };
         // The agent script.
-        const tokenResponse = await request(`${g.url}/.keygate/oauth/token`, {
-          method: 'POST',
-          headers: {
-            authorization: `Basic ${Buffer.from(`${made.sp.id}:${(made.secret as { secret: string }).secret}`).toString('base64')}`,
-            'content-type': 'application/x-www-form-urlencoded',
-          },
-          body: new URLSearchParams({
-            grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-            subject_token: grant.id,
-            subject_token_type: DELEGATION_TOKEN_TYPE,
-          }).toString(),
-        });
-        const token = ((await tokenResponse.body.json()) as { access_token: string }).access_token;
+        const token = (
+          await exchangeGrant(g.url, { id: made.sp.id, secret: (made.secret as { secret: string }).secret }, grant.id)
+        ).body.access_token as string;
         const put = async (approval?: string) => {
           const r = await request(`${g.url}/api/2.0/serving-endpoints/iris/config`, {
             method: 'PUT',

@@ -345,37 +345,16 @@ export class WebAuthnService {
 
     // A3, A5–A9, A11: type, origin, RP ID hash, UP, UV and the signature, by the library. The
     // counter check is ours (below, after the signature is known good), so pass 0 here.
-    let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>['authenticationInfo'];
-    try {
-      const v = await verifyAuthenticationResponse({
-        response: asAuthenticationJSON(r),
-        expectedChallenge: challenge.challenge,
-        expectedOrigin: rp.origins,
-        expectedRPID: rp.id,
-        expectedType: 'webauthn.get',
-        credential: { id: cred.id, publicKey: new Uint8Array(cred.publicKey), counter: 0, transports: cred.transports },
-        // A step-up always needs user verification, whatever the login policy.
-        requireUserVerification: ctx.stepUpFor !== undefined || rp.userVerification === 'required',
-      });
-      if (!v.verified) return fail('signature');
-      info = v.authenticationInfo;
-    } catch (e) {
-      if (e instanceof KeygateError) throw e;
-      this.d.log({ detail: (e as Error).message }, 'authentication verification failed');
-      return fail(reasonFromLibraryError(e));
-    }
+    const checked = await this.checkAssertion(
+      r,
+      cred,
+      challenge.challenge,
+      // A step-up always needs user verification, whatever the login policy.
+      ctx.stepUpFor !== undefined || rp.userVerification === 'required',
+    );
+    if ('reason' in checked) return fail(checked.reason);
+    const info = checked.info;
     details = { ...details, uv: info.userVerified, backedUp: info.credentialBackedUp };
-
-    // A12: if either counter is non-zero the new one must be greater; otherwise the key may be
-    // cloned: flag it (it can no longer log in) and refuse.
-    if ((cred.counter > 0 || info.newCounter > 0) && info.newCounter <= cred.counter) {
-      await store.markCredentialCloned(cred.id, clock.now());
-      return fail('counter_regression');
-    }
-    // A10: backup eligibility is fixed at creation; a change means a different authenticator.
-    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible)
-      return fail('backup_eligibility_changed');
-    if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice') return fail('synced_passkey_refused');
 
     // A13: persist counter and flags only now, as a compare-and-swap on the counter, together
     // with the auth event and the new session (a new id: no fixation; the old one ends).
@@ -431,7 +410,6 @@ export class WebAuthnService {
     o: { approvalId: string; userId: string; challenge: string },
     ctx: EventContext,
   ): Promise<{ credentialId: string; eventId: string }> {
-    const rp = this.d.rp();
     const { store, clock } = this.d;
     const r = body.response;
     const via = `approval:${o.approvalId}`;
@@ -457,34 +435,12 @@ export class WebAuthnService {
     if (!user || user.disabledAt !== null) return fail('user_disabled');
     const handle = r.response.userHandle;
     if (handle !== undefined && handle !== '' && handle !== user.webauthnId) return fail('user_handle_mismatch');
-    // A3, A5–A11 by the library, against the challenge derived for this approval (A4: it is
-    // bound to this request; single use comes from the approval's status, below).
-    let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>['authenticationInfo'];
-    try {
-      const v = await verifyAuthenticationResponse({
-        response: asAuthenticationJSON(r),
-        expectedChallenge: o.challenge,
-        expectedOrigin: rp.origins,
-        expectedRPID: rp.id,
-        expectedType: 'webauthn.get',
-        credential: { id: cred.id, publicKey: new Uint8Array(cred.publicKey), counter: 0, transports: cred.transports },
-        requireUserVerification: true,
-      });
-      if (!v.verified) return fail('signature');
-      info = v.authenticationInfo;
-    } catch (e) {
-      if (e instanceof KeygateError) throw e;
-      this.d.log({ detail: (e as Error).message }, 'approval verification failed');
-      return fail(reasonFromLibraryError(e));
-    }
+    // A3, A5–A12 against the challenge derived for this approval (A4: it is bound to this
+    // request; single use comes from the approval's status, below). UV is always required.
+    const checked = await this.checkAssertion(r, cred, o.challenge, true);
+    if ('reason' in checked) return fail(checked.reason);
+    const info = checked.info;
     details = { ...details, uv: info.userVerified, backedUp: info.credentialBackedUp };
-    // A12: the counter, as for a login.
-    if ((cred.counter > 0 || info.newCounter > 0) && info.newCounter <= cred.counter) {
-      await store.markCredentialCloned(cred.id, clock.now());
-      return fail('counter_regression');
-    }
-    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible)
-      return fail('backup_eligibility_changed');
     // A13: counter, event and approval together; false when the approval is no longer pending
     // (denied, expired, approved already) or the counter moved meanwhile.
     const event = this.d.events.build('auth.approval', ctx, { outcome: 'success', userId: user.id, via, ...details });
@@ -499,6 +455,54 @@ export class WebAuthnService {
     if (!ok) return fail('approval_not_pending');
     this.d.events.stored(event);
     return { credentialId: cred.id, eventId: event.id };
+  }
+
+  /**
+   * A3, A5–A12 for an assertion by a known, live credential. The library checks the type,
+   * origin, RP ID hash, user presence, user verification (when required) and the signature over
+   * `expectedChallenge`; the counter check is ours (after the signature is known good, so the
+   * library gets 0): if either counter is non-zero the new one must be greater, otherwise the key
+   * may be cloned — it is flagged (it can no longer log in) and refused. A10: backup
+   * eligibility is fixed at creation (a change means another authenticator), and a policy may
+   * refuse synced passkeys. The failure reason, or what the authenticator reported.
+   */
+  private async checkAssertion(
+    r: z.infer<typeof authenticationVerifyBody>['response'],
+    cred: CredentialRecord,
+    expectedChallenge: string,
+    requireUserVerification: boolean,
+  ): Promise<
+    | { info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>['authenticationInfo'] }
+    | { reason: AuthFailureReason }
+  > {
+    const rp = this.d.rp();
+    let info: Awaited<ReturnType<typeof verifyAuthenticationResponse>>['authenticationInfo'];
+    try {
+      const v = await verifyAuthenticationResponse({
+        response: asAuthenticationJSON(r),
+        expectedChallenge,
+        expectedOrigin: rp.origins,
+        expectedRPID: rp.id,
+        expectedType: 'webauthn.get',
+        credential: { id: cred.id, publicKey: new Uint8Array(cred.publicKey), counter: 0, transports: cred.transports },
+        requireUserVerification,
+      });
+      if (!v.verified) return { reason: 'signature' };
+      info = v.authenticationInfo;
+    } catch (e) {
+      if (e instanceof KeygateError) throw e;
+      this.d.log({ detail: (e as Error).message }, 'assertion verification failed');
+      return { reason: reasonFromLibraryError(e) };
+    }
+    if ((cred.counter > 0 || info.newCounter > 0) && info.newCounter <= cred.counter) {
+      await this.d.store.markCredentialCloned(cred.id, this.d.clock.now());
+      return { reason: 'counter_regression' };
+    }
+    if ((info.credentialDeviceType === 'multiDevice') !== cred.backupEligible)
+      return { reason: 'backup_eligibility_changed' };
+    if (!rp.allowSyncedPasskeys && info.credentialDeviceType === 'multiDevice')
+      return { reason: 'synced_passkey_refused' };
+    return { info };
   }
 
   private decoyId(email: string): string {

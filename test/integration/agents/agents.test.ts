@@ -11,9 +11,10 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { demoSimOptions, type Simulator, startSimulator } from '../../../sim/index.js';
 import { APPROVAL_HEADER, approvalChallenge } from '../../../src/agents/approvals.js';
-import { DELEGATION_TOKEN_TYPE } from '../../../src/agents/grants.js';
 import type { ChainedRecord } from '../../../src/audit/record.js';
+
 import { ManualClock } from '../../../src/lib/clock.js';
+import { exchangeGrant } from '../../helpers/agents.js';
 import type { BrowserClient } from '../../helpers/browser-client.js';
 import { simUpstream, startGateway, startUpstream, type TestGateway, trueWithin } from '../../helpers/index.js';
 import { enroll, invite } from '../../helpers/people.js';
@@ -41,23 +42,7 @@ afterAll(async () => {
 });
 
 /** The agent script: trade a grant for a token at the token endpoint, as the agent. */
-async function exchange(grantId: string, scope?: string): Promise<{ status: number; body: Record<string, string> }> {
-  const form = new URLSearchParams({
-    grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-    subject_token: grantId,
-    subject_token_type: DELEGATION_TOKEN_TYPE,
-    ...(scope === undefined ? {} : { scope }),
-  });
-  const r = await request(`${g.url}/.keygate/oauth/token`, {
-    method: 'POST',
-    headers: {
-      authorization: `Basic ${Buffer.from(`${agent.id}:${agent.secret}`).toString('base64')}`,
-      'content-type': 'application/x-www-form-urlencoded',
-    },
-    body: form.toString(),
-  });
-  return { status: r.statusCode, body: (await r.body.json()) as Record<string, string> };
-}
+const exchange = (grantId: string, scope?: string) => exchangeGrant(g.url, agent, grantId, scope);
 
 async function call(
   token: string,
@@ -149,20 +134,12 @@ describe('delegation', () => {
   it('another agent cannot use the grant; admin actions cannot be delegated; a revoked grant ends its tokens', async () => {
     const id = await grant(alice, ['serving:read']);
     const other = await g.gw.oauth.sps.create({ name: 'other-agent', roles: [], createdBy: 'test', withSecret: true });
-    const stolen = await request(`${g.url}/.keygate/oauth/token`, {
-      method: 'POST',
-      headers: {
-        authorization: `Basic ${Buffer.from(`${other.sp.id}:${(other.secret as { secret: string }).secret}`).toString('base64')}`,
-        'content-type': 'application/x-www-form-urlencoded',
-      },
-      body: new URLSearchParams({
-        grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-        subject_token: id,
-        subject_token_type: DELEGATION_TOKEN_TYPE,
-      }).toString(),
-    });
-    expect(stolen.statusCode).toBe(400);
-    expect(((await stolen.body.json()) as { error: string }).error).toBe('invalid_grant');
+    const stolen = await exchangeGrant(
+      g.url,
+      { id: other.sp.id, secret: (other.secret as { secret: string }).secret },
+      id,
+    );
+    expect(stolen).toMatchObject({ status: 400, body: { error: 'invalid_grant' } });
 
     const admin = await alice.browser.post('/.keygate/api/agents/grants', {
       agent: 'copilot',
@@ -344,19 +321,12 @@ describe('the approval webhook', () => {
           ttl: '1h',
         })
       ).body.id;
-      const t = await request(`${g2.url}/.keygate/oauth/token`, {
-        method: 'POST',
-        headers: {
-          authorization: `Basic ${Buffer.from(`${made.sp.id}:${(made.secret as { secret: string }).secret}`).toString('base64')}`,
-          'content-type': 'application/x-www-form-urlencoded',
-        },
-        body: new URLSearchParams({
-          grant_type: 'urn:ietf:params:oauth:grant-type:token-exchange',
-          subject_token: grantId,
-          subject_token_type: DELEGATION_TOKEN_TYPE,
-        }).toString(),
-      });
-      const token = ((await t.body.json()) as { access_token: string }).access_token;
+      const t = await exchangeGrant(
+        g2.url,
+        { id: made.sp.id, secret: (made.secret as { secret: string }).secret },
+        grantId,
+      );
+      const token = t.body.access_token as string;
       const asked = await request(`${g2.url}/api/2.0/serving-endpoints/iris/config`, {
         method: 'PUT',
         headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
