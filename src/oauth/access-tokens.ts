@@ -114,6 +114,11 @@ export interface AccessTokenDeps {
   reloadKeys: () => Promise<boolean>;
   revocations: Revocations;
   replay: DpopReplayCache;
+  /**
+   * Replicas on one database: a proof id claimed in the store too (insert-if-absent, atomic), so
+   * a proof replayed to another replica is refused as well. Absent for a single process.
+   */
+  sharedReplay?: (key: string, expiresAt: number) => Promise<boolean>;
   clock: Clock;
   /** The origins a DPoP proof's `htu` may name: the public URL and the listener's own. */
   origins: () => readonly string[];
@@ -288,8 +293,14 @@ export class AccessTokens {
     // Single use: a proof id is accepted once while its iat is in the window.
     const jti = payload.jti as string;
     if (jti.length > 256) throw invalidProof('jti too long');
-    if (!this.d.replay.claim(`${thumbprint}:${jti}`)) {
+    const key = `${thumbprint}:${jti}`;
+    if (!this.d.replay.claim(key)) {
       throw invalidProof('proof replayed');
+    }
+    // Across replicas: claimed once in the shared store while the proof could still be accepted.
+    if (this.d.sharedReplay !== undefined) {
+      const until = (iat + DPOP_MAX_AGE_S + DPOP_FUTURE_SKEW_S) * 1000;
+      if (!(await this.d.sharedReplay(key, until))) throw invalidProof('proof replayed');
     }
     return jwk;
   }

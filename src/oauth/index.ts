@@ -4,12 +4,13 @@
  * proxy, revocations, token signing keys, and the Databricks workspace's own authentication
  * surface answered by Keygate.
  */
-import { AgentGrants } from '../agents/grants.js';
+
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { calculateJwkThumbprint, decodeJwt, decodeProtectedHeader, type JWK } from 'jose';
 import type Provider from 'oidc-provider';
 import type { KoaContextWithOIDC } from 'oidc-provider';
+import { AgentGrants } from '../agents/grants.js';
 import type { AuditEntry } from '../audit/record.js';
 import type { AuthEvents } from '../authenticate/auth-events.js';
 import { readCookie } from '../authenticate/cookies.js';
@@ -17,9 +18,10 @@ import type { Identifier } from '../authenticate/identity.js';
 import type { Sessions } from '../authenticate/sessions.js';
 import { type Config, federationTrust } from '../config/schema.js';
 import { type ActiveKey, SigningKeys } from '../crypto/keys.js';
-import { randomId } from '../crypto/random.js';
+import { randomId, sha256Hex } from '../crypto/random.js';
 import { KeygateError } from '../errors/index.js';
 import type { Clock } from '../lib/clock.js';
+import { PostgresStore } from '../store/postgres/index.js';
 import type { Store } from '../store/types.js';
 import { AccessTokens, DpopReplayCache } from './access-tokens.js';
 import { loadOidc } from './oidc-module.js';
@@ -37,6 +39,7 @@ import { Revocations } from './revocations.js';
 import { ServicePrincipals } from './service-principals.js';
 
 export { CLI_CLIENT_ID, DATABRICKS_CLI_CLIENT_ID, OAUTH_PREFIX };
+
 type FederationTrust = Config['tokens']['federation'][number];
 
 /** The workspace id Keygate reports in the Databricks host metadata. */
@@ -114,6 +117,25 @@ export class OAuthServer {
       reloadKeys: () => s.reloadKeys(),
       revocations: s.revocations,
       replay: s.replay,
+      // Several replicas share PostgreSQL: a DPoP proof is single use across all of them.
+      ...(d.store instanceof PostgresStore
+        ? {
+            sharedReplay: (key: string, expiresAt: number) =>
+              d.store.insertOAuthArtifactIfAbsent(
+                {
+                  model: 'DPoPProof',
+                  id: sha256Hex(key),
+                  payload: '{}',
+                  grantId: null,
+                  userCode: null,
+                  uid: null,
+                  expiresAt,
+                  consumedAt: null,
+                },
+                d.clock.now(),
+              ),
+          }
+        : {}),
       clock: d.clock,
       origins: () => s.origins,
     });

@@ -4,7 +4,9 @@
  * both; a session ended on one is refused by the other within a second; the same refresh token
  * raced on both replicas succeeds exactly once and the reuse ends its family.
  */
-import { exportJWK, generateKeyPair } from 'jose';
+import { createHash, randomUUID } from 'node:crypto';
+import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { request } from 'undici';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrowserClient } from '../../helpers/browser-client.js';
@@ -181,5 +183,56 @@ describe.skipIf(!hasPostgres)('replicas on one PostgreSQL', () => {
         JSON.stringify(statuses),
       ).toHaveLength(1);
     }
+  });
+
+  it('a DPoP proof used on one replica is refused on the other (single use across replicas)', async () => {
+    const { sp, secret } = await a.gw.oauth.sps.create({
+      name: 'dpop-bot',
+      roles: ['ml-reader'],
+      createdBy: 'test',
+      withSecret: true,
+    });
+    const kp = await oidc.randomDPoPKeyPair('ES256');
+    const config = await oidc.discovery(
+      new URL(publicUrl),
+      sp.id,
+      undefined,
+      oidc.ClientSecretBasic((secret as { secret: string }).secret),
+      { execute: [oidc.allowInsecureRequests] },
+    );
+    const { access_token: token, token_type } = await oidc.clientCredentialsGrant(
+      config,
+      {},
+      {
+        DPoP: oidc.getDPoPHandle(config, kp),
+      },
+    );
+    expect(token_type.toLowerCase()).toBe('dpop');
+    const path = '/api/2.0/serving-endpoints';
+    const proof = await new SignJWT({
+      jti: randomUUID(),
+      htm: 'GET',
+      htu: `${publicUrl}${path}`,
+      iat: Math.floor(Date.now() / 1000),
+      ath: createHash('sha256').update(token).digest('base64url'),
+    })
+      .setProtectedHeader({ alg: 'ES256', typ: 'dpop+jwt', jwk: await exportJWK(kp.publicKey) })
+      .sign(kp.privateKey);
+    const send = async (g: TestGateway) => {
+      const r = await request(`${g.url}${path}`, { headers: { authorization: `DPoP ${token}`, dpop: proof } });
+      return {
+        status: r.statusCode,
+        body: (await r.body.json()) as { error_code?: string },
+        wwwAuth: r.headers['www-authenticate'],
+      };
+    };
+    const seen = up.seen.length;
+    expect((await send(a)).status).toBe(200);
+    const replayed = await send(b);
+    expect(replayed.status).toBe(401);
+    expect(replayed.body.error_code).toBe('UNAUTHENTICATED');
+    expect(String(replayed.wwwAuth)).toContain('error="invalid_dpop_proof"');
+    expect(String(replayed.wwwAuth)).toContain('proof replayed');
+    expect(up.seen.length).toBe(seen + 1);
   });
 });
