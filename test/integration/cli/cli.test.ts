@@ -96,6 +96,33 @@ describe('keygate serve', () => {
     expect(r.stderr).toContain('listen.port: must be at least 0');
   });
 
+  it.each([
+    [
+      'a TLS key that is not a file',
+      (d: string) => `tls: { certFile: ${d}/missing.pem, keyFile: ${d} }\n`,
+      'tls.certFile: cannot read',
+    ],
+    [
+      'an upstream secret file that cannot be read',
+      (d: string) => `upstreams:\n  ws: { url: "http://127.0.0.1:9", credential: { type: static, tokenFile: ${d} } }\n`,
+      'upstreams.ws.credential: cannot read',
+    ],
+  ])('%s: start-up fails with one line naming it (no stack trace)', async (_name, conf, says) => {
+    const f = file(
+      `unreadable-${says.length}.yaml`,
+      `listen: { port: 0 }\ndataDir: ${join(dir, 'unreadable')}\n${conf(dir)}`,
+    );
+    const r = await runCli(['serve', '--config', f]);
+    expect(r.code).toBe(1);
+    const lines = r.stderr
+      .trim()
+      .split('\n')
+      .filter((l) => !l.includes('oidc-provider WARNING'));
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain(says);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it('exits 1 with the reason when it cannot start (an unreachable PostgreSQL), leaving nothing running', async () => {
     const f = file(
       'no-db.yaml',

@@ -14,6 +14,8 @@ let gw: TestGateway;
 let deadGw: TestGateway;
 let resetServer: Server;
 let resetGw: TestGateway;
+let garbageServer: Server;
+let garbageGw: TestGateway;
 const logs: string[] = [];
 
 beforeAll(async () => {
@@ -59,14 +61,24 @@ beforeAll(async () => {
   await new Promise<void>((r) => resetServer.listen(0, '127.0.0.1', () => r()));
   const resetPort = (resetServer.address() as AddressInfo).port;
   resetGw = await startGateway({ upstreams: { ws: { url: `http://127.0.0.1:${resetPort}`, credential: creds } } });
+
+  // An upstream that answers every request with bytes that are not HTTP.
+  garbageServer = createServer((sock) => {
+    sock.once('data', () => sock.end('\u0000\u00ffSSH-2.0-not-http\r\n\r\n{"oops"'));
+  });
+  await new Promise<void>((r) => garbageServer.listen(0, '127.0.0.1', () => r()));
+  const garbagePort = (garbageServer.address() as AddressInfo).port;
+  garbageGw = await startGateway({ upstreams: { ws: { url: `http://127.0.0.1:${garbagePort}`, credential: creds } } });
 });
 
 afterAll(async () => {
   await gw?.close();
   await deadGw?.close();
   await resetGw?.close();
+  await garbageGw?.close();
   await up?.close();
   await new Promise<void>((r) => resetServer.close(() => r()));
+  await new Promise<void>((r) => garbageServer.close(() => r()));
 });
 
 async function expectError(url: string, status: number, code: string): Promise<void> {
@@ -83,6 +95,10 @@ async function expectError(url: string, status: number, code: string): Promise<v
 }
 
 describe('upstream faults', () => {
+  it('an answer that is not HTTP → 502 UPSTREAM_UNAVAILABLE', async () => {
+    await expectError(`${garbageGw.url}/x`, 502, 'UPSTREAM_UNAVAILABLE');
+  });
+
   it('nothing listening → 502 UPSTREAM_UNAVAILABLE', async () => {
     await expectError(`${deadGw.url}/api/2.0/x`, 502, 'UPSTREAM_UNAVAILABLE');
   });
