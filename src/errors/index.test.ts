@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ERROR_CODES, KeygateError, toKeygateError } from './index.js';
+import { ERROR_CODES, isStoreUnavailable, KeygateError, toKeygateError } from './index.js';
 
 describe('error codes', () => {
   it('docs/errors.md lists exactly the codes in the code, with the same status', () => {
@@ -48,5 +48,31 @@ describe('error codes', () => {
     }
     // A constraint violation is a bug, not an outage.
     expect(toKeygateError(Object.assign(new Error('duplicate key'), { code: '23505' })).code).toBe('INTERNAL_ERROR');
+  });
+});
+
+describe('the store unavailable', () => {
+  const err = (code: string, message = 'x') => Object.assign(new Error(message), { code });
+  it.each([
+    'SQLITE_BUSY',
+    'SQLITE_LOCKED',
+    'SQLITE_FULL',
+    'SQLITE_READONLY',
+    'SQLITE_READONLY_DBMOVED',
+    'SQLITE_IOERR_WRITE',
+    'SQLITE_CANTOPEN',
+    '08006',
+    '57P01',
+    '53100',
+    '25006',
+    'ECONNREFUSED',
+    'ENOSPC',
+  ])('%s is an outage: 503 TEMPORARILY_UNAVAILABLE, retryable', (code) => {
+    expect(isStoreUnavailable(err(code))).toBe(true);
+    expect(toKeygateError(err(code)).code).toBe('TEMPORARILY_UNAVAILABLE');
+  });
+  it.each(['SQLITE_CONSTRAINT_UNIQUE', 'SQLITE_ERROR', '23505', '42P01'])('%s is a bug, not an outage', (code) => {
+    expect(isStoreUnavailable(err(code))).toBe(false);
+    expect(toKeygateError(err(code)).code).toBe('INTERNAL_ERROR');
   });
 });

@@ -16,7 +16,8 @@ export const ERROR_CODES = {
   FRESH_LOGIN_REQUIRED: { status: 401, message: 'This needs a recent login: sign in again, then retry.' },
   APPROVAL_REQUIRED: {
     status: 401,
-    message: 'This request needs its person to approve it with their key: open approval_url, then retry with the approval id.',
+    message:
+      'This request needs its person to approve it with their key: open approval_url, then retry with the approval id.',
   },
   APPROVAL_INVALID: { status: 403, message: 'This approval does not allow this request.' },
   CHALLENGE_INVALID: { status: 400, message: 'The ceremony expired or was already used; start again.' },
@@ -124,8 +125,12 @@ export function isKeygateError(e: unknown): e is KeygateError {
 export function isStoreUnavailable(e: unknown): boolean {
   if (!(e instanceof Error)) return false;
   const code = String((e as { code?: unknown }).code ?? '');
-  if (/^08/.test(code) || ['57P01', '57P02', '57P03', '53300'].includes(code)) return true;
-  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'SQLITE_BUSY', 'SQLITE_LOCKED'].includes(code)) return true;
+  // PostgreSQL: connection exceptions, shutdown, too many connections, disk full (53100), a
+  // read-only transaction (25006: a standby after failover).
+  if (/^08/.test(code) || ['57P01', '57P02', '57P03', '53300', '53100', '25006'].includes(code)) return true;
+  if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOSPC', 'EROFS'].includes(code)) return true;
+  // SQLite: busy or locked, the disk full, the file read-only, an I/O error, or cannot be opened.
+  if (/^SQLITE_(BUSY|LOCKED|FULL|READONLY|IOERR|CANTOPEN)/.test(code)) return true;
   return /Connection terminated|connection timeout|timeout exceeded when trying to connect/i.test(e.message);
 }
 
