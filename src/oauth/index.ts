@@ -68,6 +68,8 @@ export interface OAuthDeps {
   onTokenOutcome?: (grant: string, outcome: string) => void;
   /** Audit records that are not authentication events (a refresh). */
   audit?: (e: AuditEntry) => void;
+  /** How often the signing keys are re-read from the store (another replica's rotation); default 30 s. */
+  keyReloadMs?: number;
 }
 
 export class OAuthServer {
@@ -183,12 +185,15 @@ export class OAuthServer {
     this.issuerUrl = issuer;
     this.origins = [...new Set([issuer, new URL(listenUrl).origin])];
     this.build();
-    // Scheduled rotation, checked hourly (and on every process start).
+    // The keys are re-read every 30 s: a scheduled rotation is made by whichever replica checks
+    // first, a manual one (`keygate admin keys rotate`) on any replica, and every replica signs
+    // with the new key and publishes it within that time — well before the retired key leaves
+    // the JWKS (a token lifetime and a minute after it retired).
     this.rotationTimer = setInterval(() => {
       this.reloadKeys().catch((e: unknown) =>
         this.d.log.warn({ detail: String(e) }, 'token key rotation check failed'),
       );
-    }, 3_600_000);
+    }, this.d.keyReloadMs ?? 30_000);
     this.rotationTimer.unref();
   }
 

@@ -70,6 +70,8 @@ export interface GatewayOptions {
   metrics?: Metrics;
   /** Poll interval for watched secret and certificate files. */
   filePollMs?: number;
+  /** How often token signing keys are re-read from the store (tests use a short one). */
+  keyReloadMs?: number;
   /**
    * Replace the Cedar authorizer (benchmarks measure the proxy with and without policy; tests).
    * Programmatic only: configuration cannot turn authorization off.
@@ -459,6 +461,7 @@ export class Gateway {
       audiences: gw.upstreams.map((u) => u.audience),
       onTokenOutcome: (grant, outcome) => gw.metrics.tokens.inc({ grant, outcome }),
       audit: (e) => auditLog.record(e),
+      ...(opts.keyReloadMs === undefined ? {} : { keyReloadMs: opts.keyReloadMs }),
     });
     // Session ends reach the other replicas through the revocations every proxy polls.
     const revocations = gw.oauthServer.revocations;

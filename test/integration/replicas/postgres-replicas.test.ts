@@ -5,13 +5,13 @@
  * raced on both replicas succeeds exactly once and the reuse ends its family.
  */
 import { createHash, randomUUID } from 'node:crypto';
-import { exportJWK, generateKeyPair, SignJWT } from 'jose';
+import { decodeProtectedHeader, exportJWK, generateKeyPair, SignJWT } from 'jose';
 import { request } from 'undici';
 import * as oidc from 'openid-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrowserClient } from '../../helpers/browser-client.js';
 import { freePort, startGateway, startRecordingUpstream, type TestGateway, trueWithin } from '../../helpers/index.js';
-import { assertionGrant, clientAssertion, walkAuthorization } from '../../helpers/oauth.js';
+import { assertionGrant, clientAssertion, clientCredentials, walkAuthorization } from '../../helpers/oauth.js';
 import { enroll, invite, login } from '../../helpers/people.js';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../../helpers/postgres.js';
 import { SoftAuthenticator } from '../../helpers/soft-authenticator.js';
@@ -36,8 +36,9 @@ beforeAll(async () => {
     upstreams: { ws: { url: up.url, preset: 'databricks' as const, credential: { type: 'none' as const } } },
   };
   // The store comes from the config (no in-memory SQLite): both replicas share PostgreSQL.
-  a = await startGateway({ ...config, listen: { host: '127.0.0.1', port } }, { identifiers: [] });
-  b = await startGateway(config, { identifiers: [] });
+  // Keys are re-read every 500 ms here (30 s by default).
+  a = await startGateway({ ...config, listen: { host: '127.0.0.1', port } }, { identifiers: [], keyReloadMs: 500 });
+  b = await startGateway(config, { identifiers: [], keyReloadMs: 500 });
 }, 60_000);
 afterAll(async () => {
   await a?.close();
@@ -234,5 +235,34 @@ describe.skipIf(!hasPostgres)('replicas on one PostgreSQL', () => {
     expect(String(replayed.wwwAuth)).toContain('error="invalid_dpop_proof"');
     expect(String(replayed.wwwAuth)).toContain('proof replayed');
     expect(up.seen.length).toBe(seen + 1);
+  });
+
+  it('a signing key rotated on one replica is used by the other within a second, and each accepts the other’s tokens', async () => {
+    const { sp, secret } = await a.gw.oauth.sps.create({
+      name: 'rotation-bot',
+      roles: ['ml-reader'],
+      createdBy: 'test',
+      withSecret: true,
+    });
+    const tokenFrom = async (g: TestGateway) =>
+      (await clientCredentials(g.url, sp.id, (secret as { secret: string }).secret)).body.access_token as string;
+    const before = decodeProtectedHeader(await tokenFrom(b)).kid;
+    const rotated = await a.gw.oauth.rotateKeys();
+    expect(rotated).not.toBe(before);
+    expect(decodeProtectedHeader(await tokenFrom(a)).kid).toBe(rotated);
+    expect(
+      await trueWithin(2_000, async () => decodeProtectedHeader(await tokenFrom(b)).kid === rotated),
+      'replica B signs with the new key',
+    ).toBe(true);
+    for (const [from, to] of [
+      [a, b],
+      [b, a],
+    ] as const) {
+      const r = await request(`${to.url}/api/2.0/serving-endpoints`, {
+        headers: { authorization: `Bearer ${await tokenFrom(from)}` },
+      });
+      await r.body.text();
+      expect(r.statusCode).toBe(200);
+    }
   });
 });

@@ -1,0 +1,70 @@
+/**
+ * bench/soak's servers, in one child process of their own (the runner's load must not share a
+ * core's event loop with them): the workspace simulator and a Keygate in front of it (the
+ * default config, SQLite in a temp folder, limits raised for one client address). It announces
+ * the gateway's URL, then the enrollment links and a service principal for the runner, and
+ * answers `{ type: 'pid' }` with its own pid so the runner can read RSS and descriptors.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, startSimulator } from '../../sim/index.js';
+import { parseConfig } from '../../src/config/load.js';
+import { Gateway } from '../../src/server/gateway.js';
+
+const dataDir = mkdtempSync(join(tmpdir(), 'kg-soak-'));
+process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+process.env.SOAK_SIM_SECRET = DEMO_SP_SECRET;
+const sim = await startSimulator({ ...demoSimOptions(), streamChunkDelayMs: 20 });
+const config = parseConfig({
+  listen: { host: '127.0.0.1', port: 0 },
+  dataDir,
+  log: { level: 'error' },
+  rateLimits: { perIpPerMinute: 100_000_000, perAccountPerMinute: 100_000_000, apiPerIpPerMinute: 100_000_000 },
+  upstreams: {
+    workspace: {
+      url: sim.url,
+      credential: {
+        type: 'databricks-m2m',
+        clientId: DEMO_SP.userName,
+        clientSecretEnv: 'SOAK_SIM_SECRET',
+      },
+    },
+  },
+});
+const gw = await Gateway.create({ config, identifiers: [] });
+const url = await gw.listen();
+const people = Number(process.env.SOAK_PEOPLE ?? 4);
+const invites: { email: string; token: string }[] = [];
+for (let i = 0; i < people; i++) {
+  const email = `soak${i}@example.com`;
+  // Half engineers (allowed), half readers (the runner's denied requests come from them).
+  const link = await gw.auth.enrollment.invite(gw.publicOrigin, {
+    email,
+    roles: [i % 2 === 0 ? 'ml-engineer' : 'ml-reader'],
+    createdBy: 'soak',
+  });
+  invites.push({ email, token: link.token });
+}
+const made = await gw.oauth.sps.create({
+  name: 'soak-bot',
+  roles: ['ml-engineer'],
+  createdBy: 'soak',
+  withSecret: true,
+});
+process.send?.({
+  url,
+  publicOrigin: gw.publicOrigin,
+  invites,
+  sp: { id: made.sp.id, secret: made.secret?.secret },
+});
+process.on('message', (m: { type?: string }) => {
+  if (m.type === 'pid') process.send?.({ type: 'pid', pid: process.pid });
+});
+process.once('disconnect', () => process.exit(0));
+process.once('SIGTERM', () => {
+  void gw.close().then(async () => {
+    await sim.close();
+    process.exit(0);
+  });
+});
