@@ -47,17 +47,11 @@ export interface AgentCaller {
   grantId: string;
 }
 
-export interface ApprovalRequest {
-  caller: AgentCaller;
-  upstream: string;
-  method: string;
-  path: string;
-  query: string;
-  action: string;
-  resource: string;
-  contentType: string | null;
-  body: Buffer;
-}
+/** What the gateway holds for approval: who asks, and the request as classified. */
+export type ApprovalRequest = { caller: AgentCaller; body: Buffer } & Pick<
+  ApprovalRecord,
+  'upstream' | 'method' | 'path' | 'query' | 'action' | 'resource' | 'contentType'
+>;
 
 export interface WebhookOptions {
   url: string;
@@ -184,8 +178,7 @@ export function jsonChanges(before: unknown, after: unknown): { path: string; be
   const flat = (v: unknown, prefix: string, out: Map<string, unknown>): Map<string, unknown> => {
     if (Array.isArray(v) && v.length > 0) {
       for (const [i, x] of v.entries()) flat(x, `${prefix}[${i}]`, out);
-    }
-    else if (v !== null && typeof v === 'object' && Object.keys(v).length > 0)
+    } else if (v !== null && typeof v === 'object' && Object.keys(v).length > 0)
       for (const [k, x] of Object.entries(v)) flat(x, prefix === '' ? k : `${prefix}.${k}`, out);
     else out.set(prefix, v);
     return out;

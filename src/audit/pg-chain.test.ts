@@ -223,6 +223,15 @@ describe.skipIf(!postgresAvailable())('the audit chain in PostgreSQL', () => {
       expect(await verifySource(w.source(), { keys: [] })).toEqual(await verifyChain(db, { keys: [] }));
     });
 
+    it('tail (`keygate audit tail`): the last records matching a filter, oldest first, then those after a seq', async () => {
+      const u3 = (await pagesOf({ actor: 'u3' }, 1000, 100_000)).sqlite.flat();
+      const last = await w.latest({ actor: 'u3' }, 5);
+      expect(last.map((r) => r.line)).toEqual(u3.slice(-5));
+      // Record i (seq i + 1) is a login when i % 4 = 0.
+      const after = await w.latest({ kind: 'auth.login' }, 3, 2_000);
+      expect(after.map((r) => r.seq)).toEqual([2_001, 2_005, 2_009]);
+    });
+
     it('export gives the same lines, and stats the same figures', async () => {
       const range = [T0 + 300 * 360_000, T0 + 1_300 * 360_000] as const;
       const fromPg: string[] = [];

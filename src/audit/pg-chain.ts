@@ -60,6 +60,24 @@ interface LineRow {
 }
 const line = (r: LineRow) => recordLine(r.seq, r.prev, r.hash, r.body);
 
+/**
+ * The WHERE clauses of a filtered read: the given ones, then one per filter that is set, each
+ * `?` numbered as a parameter in order ($1, $2, …).
+ */
+function filterClauses(f: AuditFilter, first: [sql: string, value: unknown][]): { where: string[]; values: unknown[] } {
+  const clauses: [string, unknown][] = [...first];
+  if (f.actor !== undefined) clauses.push(['r.actor_id = ?', f.actor]);
+  if (f.kind !== undefined) clauses.push(['r.kind = ?', f.kind]);
+  if (f.action !== undefined) clauses.push(['r.action = ?', f.action]);
+  if (f.decision !== undefined) clauses.push(['r.decision = ?', f.decision]);
+  if (f.since !== undefined) clauses.push(['r.at >= ?', f.since]);
+  if (f.until !== undefined) clauses.push(['r.at < ?', f.until]);
+  return {
+    where: clauses.map(([sql], i) => sql.replace('?', `$${i + 1}`)),
+    values: clauses.map(([, v]) => v),
+  };
+}
+
 export interface PgChainOptions {
   connectionString: string;
   checkpoint: { every: number; everyMs: number; sign: CheckpointSigner | undefined };
@@ -272,18 +290,10 @@ export class PgChain {
     const hi = Math.min(hi0, head);
     if (lo >= hi) return { lines: [], next: null };
     const windowEnd = Math.min(hi, lo + maxScan);
-    const where: string[] = ['r.seq > $1', 'r.seq <= $2'];
-    const values: unknown[] = [lo, windowEnd];
-    const add = (sql: string, v: unknown) => {
-      values.push(v);
-      where.push(sql.replace('?', `$${values.length}`));
-    };
-    if (f.actor !== undefined) add('r.actor_id = ?', f.actor);
-    if (f.kind !== undefined) add('r.kind = ?', f.kind);
-    if (f.action !== undefined) add('r.action = ?', f.action);
-    if (f.decision !== undefined) add('r.decision = ?', f.decision);
-    if (f.since !== undefined) add('r.at >= ?', f.since);
-    if (f.until !== undefined) add('r.at < ?', f.until);
+    const { where, values } = filterClauses(f, [
+      ['r.seq > ?', lo],
+      ['r.seq <= ?', windowEnd],
+    ]);
     values.push(o.limit);
     const rows = (
       await this.pool.query<LineRow>(
@@ -316,17 +326,7 @@ export class PgChain {
 
   /** The last `n` records matching the column filters, oldest first; then those after `after`. */
   async latest(f: AuditFilter, n: number, after?: number): Promise<{ seq: number; line: string }[]> {
-    const where: string[] = [];
-    const values: unknown[] = [];
-    const add = (sql: string, v: unknown) => {
-      values.push(v);
-      where.push(sql.replace('?', `$${values.length}`));
-    };
-    if (after !== undefined) add('r.seq > ?', after);
-    if (f.actor !== undefined) add('r.actor_id = ?', f.actor);
-    if (f.kind !== undefined) add('r.kind = ?', f.kind);
-    if (f.action !== undefined) add('r.action = ?', f.action);
-    if (f.decision !== undefined) add('r.decision = ?', f.decision);
+    const { where, values } = filterClauses(f, after === undefined ? [] : [['r.seq > ?', after]]);
     values.push(n);
     const order = after === undefined ? 'DESC' : 'ASC';
     const rows = (

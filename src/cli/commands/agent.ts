@@ -5,20 +5,11 @@
  * that act for the person (RFC 8693 token exchange, `subject_token_type`
  * urn:keygate:params:oauth:token-type:delegation-grant).
  */
+import type { GrantView } from '../../agents/grants.js';
 import { type Clock, systemClock } from '../../lib/clock.js';
 import { AdminApi, AdminApiError } from '../client/admin-api.js';
 import { clientContext } from '../client/context.js';
 import { EXIT, type Output } from '../output.js';
-
-interface GrantView {
-  id: string;
-  agent: { id: string; name: string };
-  actions: string[];
-  createdAt: string;
-  expiresAt: string;
-  revokedAt: string | null;
-  live: boolean;
-}
 
 export const AGENTS_PREFIX = '/.keygate/api/agents';
 
