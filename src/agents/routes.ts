@@ -151,7 +151,7 @@ export function registerAgentRoutes(app: FastifyInstance, d: AgentRouteDeps): vo
           pending_config?: unknown;
         } | null;
         if (current === null) changesNote = 'The current configuration could not be read from the workspace.';
-        else changes = jsonChanges(current.config ?? {}, JSON.parse(text) as unknown);
+        else changes = jsonChanges(comparable(current.config, JSON.parse(text)), JSON.parse(text) as unknown);
       } catch {
         changesNote = 'The requested configuration is not JSON, or the current one could not be read.';
       }
@@ -228,4 +228,29 @@ async function summary(a: ApprovalRecord, d: Pick<AgentRouteDeps, 'store' | 'now
     credentialId: a.credentialId,
     usedAt: a.usedAt === null ? null : new Date(a.usedAt).toISOString(),
   };
+}
+
+/** Fields the workspace fills in itself (databricks-api.md): never part of a requested config. */
+const OUTPUT_ONLY = new Set(['config_version', 'creator', 'creation_timestamp', 'state']);
+
+/**
+ * The live config as the request would state it: only the top-level settings the request names
+ * (a config PUT replaces those), without the fields the workspace fills in, so the page shows
+ * what the person's approval changes and nothing the workspace adds on its own.
+ */
+function comparable(live: unknown, requested: unknown): unknown {
+  const strip = (v: unknown): unknown =>
+    Array.isArray(v)
+      ? v.map(strip)
+      : v !== null && typeof v === 'object'
+        ? Object.fromEntries(
+            Object.entries(v)
+              .filter(([k]) => !OUTPUT_ONLY.has(k))
+              .map(([k, x]) => [k, strip(x)]),
+          )
+        : v;
+  if (live === null || typeof live !== 'object' || requested === null || typeof requested !== 'object')
+    return strip(live ?? {});
+  const named = new Set(Object.keys(requested));
+  return strip(Object.fromEntries(Object.entries(live).filter(([k]) => named.has(k))));
 }

@@ -197,6 +197,9 @@ describe('approval of one exact request', () => {
       status: 'pending',
     });
     expect(view.body.changes.map((c) => c.path)).toContain('served_entities[0].entity_version');
+    // Only what the request changes: not the fields the workspace fills in itself.
+    for (const p of view.body.changes.map((c) => c.path))
+      expect(p).not.toMatch(/config_version|creator|creation_timestamp|state/);
 
     // Not approved yet: refused, nothing forwarded.
     expect(await call(token, 'PUT', '/api/2.0/serving-endpoints/iris/config', newConfig('3'), id)).toMatchObject({
