@@ -13,9 +13,13 @@
  *   15 %  streaming chat (server-sent events, read to the end)
  *    5 %  WebAuthn logins (options + verify with a software authenticator)
  * Every answer other than the intended one counts as an error. Each sample records throughput,
- * p50/p99/p99.9 latency, errors, the gateway process's RSS and open descriptors, and how many
- * idle connections are open. The gateway closes an idle keep-alive connection after 30 s; the
- * runner opens a new one for each that closes, so the number held stays at `--idle`.
+ * p50/p99/p99.9 latency, errors, the gateway process's RSS, V8 heap and open descriptors, and
+ * how many idle connections are open; every 60 s the gateway runs a full garbage collection
+ * first, so that sample's heap is the live heap (what a leak would grow). The simulator runs in
+ * a process of its own, so the figures are the gateway's. The idle connections are opened evenly
+ * over `--spread` seconds (clients do not all arrive in the same second); the gateway closes
+ * each 30 s after its last response and the runner opens a new one for each that closes, so the
+ * number held stays at `--idle`.
  */
 import { type ChildProcess, fork } from 'node:child_process';
 import { once } from 'node:events';
@@ -38,6 +42,7 @@ const { values: args } = parseArgs({
     rate: { type: 'string', default: '200' },
     idle: { type: 'string', default: '10000' },
     people: { type: 'string', default: '4' },
+    spread: { type: 'string', default: '30' },
   },
 });
 const durationMs = Number(args.minutes) * 60_000;
@@ -47,7 +52,7 @@ const SAMPLE_MS = 10_000;
 
 // ---- the servers ------------------------------------------------------------------------------
 const child: ChildProcess = fork(join(HERE, 'servers.ts'), [], {
-  execArgv: ['--import', 'tsx'],
+  execArgv: ['--import', 'tsx', '--expose-gc'],
   env: { ...process.env, SOAK_PEOPLE: args.people },
   stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
 });
@@ -67,6 +72,18 @@ const [hello] = (await once(child, 'message')) as [
 child.send({ type: 'pid' });
 const [{ pid }] = (await once(child, 'message')) as [{ pid: number }];
 const { url, publicOrigin } = hello;
+type Mem = NodeJS.MemoryUsage;
+function gatewayMem(gc: boolean): Promise<Mem> {
+  return new Promise((resolve) => {
+    const on = (m: { type?: string; mem?: Mem }) => {
+      if (m.type !== 'mem') return;
+      child.off('message', on);
+      resolve(m.mem as Mem);
+    };
+    child.on('message', on);
+    child.send({ type: 'mem', gc });
+  });
+}
 const port = Number(new URL(url).port);
 
 // ---- identities: people (passkeys, sessions), a bearer token, a DPoP-bound token -------------
@@ -140,10 +157,15 @@ function openIdle(): void {
     }
   });
 }
-for (let i = 0; i < idleTarget; i++) {
-  openIdle();
-  if (i % 500 === 499) await new Promise((r) => setTimeout(r, 50));
-}
+// Opened evenly over --spread seconds, in the background while the mix starts.
+const spreadMs = Number(args.spread) * 1000;
+const idleStarted = performance.now();
+let idleOpened = 0;
+const opener = setInterval(() => {
+  const due = Math.min(idleTarget, Math.ceil(((performance.now() - idleStarted) / spreadMs) * idleTarget));
+  for (; idleOpened < due; idleOpened++) openIdle();
+  if (idleOpened >= idleTarget) clearInterval(opener);
+}, 20);
 
 // ---- the mix ----------------------------------------------------------------------------------
 const pool = new Pool(url, { connections: 64 });
@@ -252,6 +274,10 @@ interface Sample {
   p99: number;
   p999: number;
   rssMiB: number;
+  /** V8 heap in use; after a full collection when `liveHeap` is set. */
+  heapMiB: number;
+  liveHeap: boolean;
+  externalMiB: number;
   fds: number;
   idleOpen: number;
 }
@@ -269,10 +295,14 @@ function gatewayRssMiB(): number {
 }
 const gatewayFds = () => readdirSync(`/proc/${pid}/fd`).length;
 
+const MiB = (n: number) => Math.round(n / 104857.6) / 10;
 const started = performance.now();
 let lastSample = started;
-const sampler = setInterval(() => {
+let sampleNo = 0;
+const sampler = setInterval(async () => {
   const now = performance.now();
+  const liveHeap = ++sampleNo % 6 === 0;
+  const mem = await gatewayMem(liveHeap);
   const sorted = Float64Array.from(window).sort();
   const s: Sample = {
     t: Math.round((now - started) / 1000),
@@ -283,6 +313,9 @@ const sampler = setInterval(() => {
     p99: Math.round(percentile(sorted, 99) * 10) / 10,
     p999: Math.round(percentile(sorted, 99.9) * 10) / 10,
     rssMiB: gatewayRssMiB(),
+    heapMiB: MiB(mem.heapUsed),
+    liveHeap,
+    externalMiB: MiB(mem.external),
     fds: gatewayFds(),
     idleOpen,
   };
@@ -362,6 +395,9 @@ const summary = {
     }),
   ),
   rssAfterWarmupMiB: afterWarmup.length ? range(afterWarmup.map((s) => s.rssMiB)) : 'n/a',
+  liveHeapAfterWarmupMiB: afterWarmup.some((s) => s.liveHeap)
+    ? range(afterWarmup.filter((s) => s.liveHeap).map((s) => s.heapMiB))
+    : 'n/a',
   fdsAfterWarmup: afterWarmup.length ? range(afterWarmup.map((s) => s.fds)) : 'n/a',
   samples,
 };
@@ -375,14 +411,14 @@ console.log(
   `requests ${summary.requests}, errors ${errors} ${JSON.stringify(summary.errorsByKind)}, p50 ${summary.p50.toFixed(1)} ms, p99 ${summary.p99.toFixed(1)} ms, p99.9 ${summary.p999.toFixed(1)} ms`,
 );
 console.log(
-  `after the first minute: RSS ${summary.rssAfterWarmupMiB} MiB, descriptors ${summary.fdsAfterWarmup}; idle connections re-opened after the gateway closed them: ${idleReopened}`,
+  `after the first minute: RSS ${summary.rssAfterWarmupMiB} MiB, live heap (after a full GC) ${summary.liveHeapAfterWarmupMiB} MiB, descriptors ${summary.fdsAfterWarmup}; idle connections re-opened after the gateway closed them: ${idleReopened}`,
 );
 console.log(
-  '\n| t (s) | req/s | errors | p50 ms | p99 ms | p99.9 ms | RSS MiB | fds | idle open |\n|---|---|---|---|---|---|---|---|---|',
+  '\n| t (s) | req/s | errors | p50 ms | p99 ms | p99.9 ms | RSS MiB | heap MiB | external MiB | fds | idle open |\n|---|---|---|---|---|---|---|---|---|---|---|',
 );
 for (const s of samples)
   console.log(
-    `| ${s.t} | ${s.rps} | ${s.errors} | ${s.p50} | ${s.p99} | ${s.p999} | ${s.rssMiB} | ${s.fds} | ${s.idleOpen} |`,
+    `| ${s.t} | ${s.rps} | ${s.errors} | ${s.p50} | ${s.p99} | ${s.p999} | ${s.rssMiB} | ${s.heapMiB}${s.liveHeap ? ' (live)' : ''} | ${s.externalMiB} | ${s.fds} | ${s.idleOpen} |`,
   );
 console.log(`\n(raw: ${out})`);
 await pool.close();

@@ -1,21 +1,36 @@
 /**
- * bench/soak's servers, in one child process of their own (the runner's load must not share a
- * core's event loop with them): the workspace simulator and a Keygate in front of it (the
- * default config, SQLite in a temp folder, limits raised for one client address). It announces
- * the gateway's URL, then the enrollment links and a service principal for the runner, and
- * answers `{ type: 'pid' }` with its own pid so the runner can read RSS and descriptors.
+ * bench/soak's gateway, in a child process of its own (the runner's load must not share a core's
+ * event loop with it), with the workspace simulator in a grandchild (sim.ts) so that this
+ * process's memory is the gateway's alone: the default config, SQLite in a temp folder, limits
+ * raised for one client address. It announces the gateway's URL, then the enrollment links and a
+ * service principal for the runner; it answers `{ type: 'pid' }` with its pid (the runner reads
+ * RSS and descriptors from /proc) and `{ type: 'mem', gc }` with `process.memoryUsage()`, after
+ * a full garbage collection when `gc` is set (it runs with --expose-gc): the live heap.
  */
+import { type ChildProcess, fork } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEMO_SP, DEMO_SP_SECRET, demoSimOptions, startSimulator } from '../../sim/index.js';
+import { fileURLToPath } from 'node:url';
+import { DEMO_SP, DEMO_SP_SECRET } from '../../sim/index.js';
 import { parseConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/server/gateway.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'kg-soak-'));
-process.once('exit', () => rmSync(dataDir, { recursive: true, force: true }));
+const simChild: ChildProcess = fork(join(fileURLToPath(new URL('.', import.meta.url)), 'sim.ts'), [], {
+  execArgv: ['--import', 'tsx'],
+  stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+});
+const stopSim = () => {
+  if (simChild.exitCode === null && simChild.pid !== undefined) process.kill(simChild.pid, 'SIGTERM');
+};
+process.once('exit', () => {
+  stopSim();
+  rmSync(dataDir, { recursive: true, force: true });
+});
+const [sim] = (await once(simChild, 'message')) as [{ url: string }];
 process.env.SOAK_SIM_SECRET = DEMO_SP_SECRET;
-const sim = await startSimulator({ ...demoSimOptions(), streamChunkDelayMs: 20 });
 const config = parseConfig({
   listen: { host: '127.0.0.1', port: 0 },
   dataDir,
@@ -58,13 +73,17 @@ process.send?.({
   invites,
   sp: { id: made.sp.id, secret: made.secret?.secret },
 });
-process.on('message', (m: { type?: string }) => {
+process.on('message', (m: { type?: string; gc?: boolean }) => {
   if (m.type === 'pid') process.send?.({ type: 'pid', pid: process.pid });
+  if (m.type === 'mem') {
+    if (m.gc === true) (globalThis as { gc?: () => void }).gc?.();
+    process.send?.({ type: 'mem', mem: process.memoryUsage() });
+  }
 });
 process.once('disconnect', () => process.exit(0));
 process.once('SIGTERM', () => {
   void gw.close().then(async () => {
-    await sim.close();
+    stopSim();
     process.exit(0);
   });
 });

@@ -687,6 +687,9 @@ export const configSchema = z
           'Longest a client may take to send the request line and headers (slowloris); then 408 and the connection closes.',
         ),
         requestTimeout: duration('5m').describe('Longest a client may take to send a whole request.'),
+        keepAliveTimeout: duration('30s').describe(
+          'How long an idle keep-alive client connection is kept open after its last response.',
+        ),
       })
       .prefault({})
       .describe('Limits on what clients send.'),

@@ -311,7 +311,7 @@ export class Gateway {
       headersTimeout: Math.min(config.limits.headersTimeout, config.limits.requestTimeout),
       requestTimeout: config.limits.requestTimeout,
       connectionsCheckingInterval: 1_000,
-      keepAliveTimeout: 30_000,
+      keepAliveTimeout: config.limits.keepAliveTimeout,
       // Host is checked by framingProblem (exactly one), answered in the contract's shape.
       requireHostHeader: false,
     };
