@@ -128,10 +128,20 @@ const oidcConfig = await oidc.discovery(
       fetch(u.replace(publicOrigin, url), init as RequestInit),
   },
 );
-const bearer = (await oidc.clientCredentialsGrant(oidcConfig, {})).access_token;
 const dpopKey = await oidc.randomDPoPKeyPair('ES256');
 const dpop = oidc.getDPoPHandle(oidcConfig, dpopKey);
-const bound = (await oidc.clientCredentialsGrant(oidcConfig, {}, { DPoP: dpop })).access_token;
+// Machine tokens live 15 minutes: like any client, the runner gets new ones well before.
+let bearer = '';
+let bound = '';
+async function machineTokens(): Promise<void> {
+  bearer = (await oidc.clientCredentialsGrant(oidcConfig, {})).access_token;
+  bound = (await oidc.clientCredentialsGrant(oidcConfig, {}, { DPoP: dpop })).access_token;
+}
+await machineTokens();
+const renewTokens = setInterval(
+  () => void machineTokens().catch((e: unknown) => console.error('token renewal failed', e)),
+  5 * 60_000,
+);
 
 // ---- idle keep-alive connections ----------------------------------------------------------------
 let idleOpen = 0;
@@ -367,6 +377,7 @@ await new Promise<void>((resolve) => {
   tick();
 });
 clearInterval(sampler);
+clearInterval(renewTokens);
 stopping = true;
 
 // ---- the report -------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { AuditLog } from './log.js';
+import { AuditLog, type Sink, WorkerSink } from './log.js';
 import { type AuditEntry, canonicalJson, chainStep, encodeEntry } from './record.js';
 import { openAuditDb, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import { verifyChain } from './verify.js';
@@ -340,6 +340,69 @@ describe('AuditLog', () => {
     await a.flushed();
     expect(a.accepting).toBe(true);
     expect(a.committedSeq).toBe(13);
+    await a.close();
+  });
+
+  it('the writer thread refuses, unwritten, every batch sent after one that failed, until told to resume', async () => {
+    const path = join(dir, 'audit.db');
+    const w = await WorkerSink.open({ ...opts(path), busyTimeoutMs: 20 });
+    // A fractional time cannot go into the STRICT INTEGER column: that batch alone fails.
+    const bad = { ...queued(entry(0)), at: 0.5 };
+    const first = w.append([bad]);
+    const second = w.append([queued(entry(1))]);
+    await expect(first).rejects.toThrow(/INTEGER/);
+    await expect(second).rejects.toThrow('an earlier batch failed');
+    await expect(w.append([queued(entry(2))])).rejects.toThrow('an earlier batch failed');
+    expect(await w.append([queued(entry(1))], true)).toBe(1);
+    expect(await w.append([queued(entry(2))])).toBe(2);
+    await w.close();
+    const db = openAuditDb(path);
+    expect((db.prepare('SELECT count(*) AS n FROM audit_records').get() as { n: number }).n).toBe(2);
+    db.close();
+  });
+
+  it('under a flood sends a second batch while one is in flight; after a failure it resends everything from the oldest record, once, in order', async () => {
+    // A sink that commits in order and, like the writer thread, refuses what follows a failure.
+    const chain: string[] = [];
+    const calls: { size: number; resume: boolean; inFlight: number }[] = [];
+    let inFlight = 0;
+    let failNext = 1; // the first batch fails
+    let refusing = false;
+    const sink: Sink = {
+      depth: 2,
+      async append(records, resume = false) {
+        inFlight++;
+        calls.push({ size: records.length, resume, inFlight });
+        await new Promise((r) => setTimeout(r, 5));
+        inFlight--;
+        if (resume) refusing = false;
+        if (refusing) throw new Error('an earlier batch failed');
+        if (failNext > 0) {
+          failNext--;
+          refusing = true;
+          throw new Error('disk I/O error');
+        }
+        for (const r of records) chain.push(r.body);
+        return chain.length;
+      },
+      query: () => Promise.reject(new Error('unused')),
+      stats: () => Promise.reject(new Error('unused')),
+      verify: () => Promise.reject(new Error('unused')),
+      close: async () => undefined,
+    };
+    const a = AuditLog.over(sink, { ...opts(':memory:'), maxQueue: 100_000, batchMax: 500 });
+    const n = 5_000;
+    for (let i = 0; i < n; i++) a.record(entry(i), `id${i}`);
+    await a.flushed();
+    expect(a.committedSeq).toBe(n);
+    // Two batches were in flight at once, and the first failed with the second behind it.
+    expect(calls[0]).toEqual({ size: 500, resume: false, inFlight: 1 });
+    expect(calls[1]).toEqual({ size: 500, resume: false, inFlight: 2 });
+    // The retry starts again at the oldest record, marked resume.
+    expect(calls[2]).toEqual({ size: 500, resume: true, inFlight: 1 });
+    expect(chain.map((b) => (JSON.parse(b) as { id: string }).id)).toEqual(
+      Array.from({ length: n }, (_, i) => `id${i}`),
+    );
     await a.close();
   });
 });

@@ -15,7 +15,7 @@ import { FileSink, type SinkOptions, writeStdout } from './sinks.js';
 import { openAuditDb, type QueuedRecord, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import { type AuditStats, auditStats, type WINDOWS } from './stats.js';
 import { type VerifyResult, verifyChain, verifySource } from './verify.js';
-import type { WorkerInit, WorkerReply, WorkerRequest } from './worker.js';
+import { packBatch, type WorkerInit, type WorkerReply, type WorkerRequest } from './worker-batch.js';
 
 export interface AuditOptions {
   /** SQLite file of the audit chain, or ':memory:' (tests: written on this thread). */
@@ -64,8 +64,15 @@ function moduleWorker(name: string, workerData: unknown): Worker {
   return new Worker(new URL(`./${name}.js`, import.meta.url), { workerData });
 }
 
-interface Sink {
-  append(records: QueuedRecord[]): Promise<number>;
+/** Where AuditLog's batches go (exported for tests, which drive AuditLog through a fake). */
+export interface Sink {
+  /**
+   * Batches that may be in flight at once. More than one only where the sink commits them in
+   * the order sent and refuses every batch sent after one that failed (WorkerSink).
+   */
+  readonly depth: number;
+  /** `resume`: the first batch after a failure (the sink stops refusing). */
+  append(records: QueuedRecord[], resume?: boolean): Promise<number>;
   query(f: AuditFilter, o: { limit: number; cursor?: string }): Promise<AuditPage>;
   stats(window: keyof typeof WINDOWS, now: number): Promise<AuditStats>;
   verify(keys: JWK[]): Promise<VerifyResult>;
@@ -84,6 +91,7 @@ abstract class SqliteReading {
 }
 
 class InlineSink extends SqliteReading implements Sink {
+  readonly depth = 1;
   private constructor(
     private readonly chain: SqliteChain,
     private readonly db: Database.Database,
@@ -111,7 +119,10 @@ class InlineSink extends SqliteReading implements Sink {
   }
 }
 
-class WorkerSink extends SqliteReading implements Sink {
+/** The SQLite chain on its writer thread (exported for tests of the thread's batch protocol). */
+export class WorkerSink extends SqliteReading implements Sink {
+  /** The writer thread commits in order and refuses what follows a failed batch (worker.ts). */
+  readonly depth = 2;
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (n: number) => void; reject: (e: Error) => void }>();
   private closed: (() => void) | undefined;
@@ -167,11 +178,15 @@ class WorkerSink extends SqliteReading implements Sink {
     return new WorkerSink(worker, o.path, o.log);
   }
 
-  append(records: QueuedRecord[]): Promise<number> {
+  append(records: QueuedRecord[], resume = false): Promise<number> {
     const id = this.nextId++;
+    const { text, lengths, at } = packBatch(records);
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.worker.postMessage({ type: 'batch', id, records } satisfies WorkerRequest);
+      this.worker.postMessage({ type: 'batch', id, text, lengths, at, resume } satisfies WorkerRequest, [
+        lengths.buffer,
+        at.buffer,
+      ]);
     });
   }
 
@@ -216,6 +231,8 @@ class WorkerSink extends SqliteReading implements Sink {
  * committed; retention runs on whichever replica gets the prune lock.
  */
 class PgSink implements Sink {
+  /** Two transactions on two pool connections could commit out of order: one at a time. */
+  readonly depth = 1;
   private pruneTimers: NodeJS.Timeout[] = [];
   private file: FileSink | undefined;
 
@@ -281,9 +298,21 @@ class PgSink implements Sink {
   }
 }
 
+/**
+ * A second batch is sent while one is in flight only when this many records are waiting: under
+ * a flood the writer thread then never waits for the request thread; under ordinary load the
+ * records gather into one larger batch instead (fewer commits).
+ */
+const PIPELINE_AT = 1_000;
+
 export class AuditLog {
+  /** Records not yet committed, oldest first; the first `sent` of them are in flight. */
   private queue: QueuedRecord[] = [];
-  private writing = false;
+  private sent = 0;
+  /** Sizes of the batches in flight, in the order sent (the sink answers in that order). */
+  private readonly inFlight: number[] = [];
+  /** A batch failed: no new batch until every one in flight is answered, then a retry. */
+  private draining = false;
   private timer: NodeJS.Timeout | undefined;
   private failing = false;
   private retryMs = 0;
@@ -305,6 +334,11 @@ export class AuditLog {
         : o.path === ':memory:'
           ? await InlineSink.open(o)
           : await WorkerSink.open(o);
+    return new AuditLog(sink, o);
+  }
+
+  /** An AuditLog over a sink of the caller's (tests). */
+  static over(sink: Sink, o: AuditOptions): AuditLog {
     return new AuditLog(sink, o);
   }
 
@@ -361,8 +395,9 @@ export class AuditLog {
     }
     this.queue.push(id === undefined ? queued(e) : queued(e, id));
     this.enqueued++;
-    if (this.queue.length >= this.o.batchMax) this.kick(0);
-    else if (this.timer === undefined && !this.writing) this.kick(this.o.flushMs);
+    const waiting = this.queue.length - this.sent;
+    if (waiting >= this.o.batchMax || (waiting >= PIPELINE_AT && this.inFlight.length > 0)) this.kick(0);
+    else if (this.timer === undefined) this.kick(this.o.flushMs);
     return true;
   }
 
@@ -384,26 +419,49 @@ export class AuditLog {
     await this.sink.close();
   }
 
+  /** True when a batch could be sent now (the sink has room; nothing is being drained). */
+  private get canSend(): boolean {
+    if (this.draining || this.inFlight.length >= this.sink.depth) return false;
+    const waiting = this.queue.length - this.sent;
+    return waiting > 0 && (this.inFlight.length === 0 || waiting >= PIPELINE_AT);
+  }
+
   private kick(ms: number): void {
-    if (this.writing) return;
+    if (!this.canSend) return;
     if (this.timer !== undefined) {
       if (ms > 0) return;
       clearTimeout(this.timer);
     }
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      void this.write();
+      this.write();
     }, ms);
   }
 
-  private async write(): Promise<void> {
-    if (this.writing || this.queue.length === 0) return;
-    this.writing = true;
-    const batch = this.queue.slice(0, this.o.batchMax);
-    try {
-      this.lastSeq = await this.sink.append(batch);
-      this.queue.splice(0, batch.length);
-      this.committed += batch.length;
+  /** Send the next batch: the oldest records not yet in flight. */
+  private write(): void {
+    if (!this.canSend) return;
+    const batch = this.queue.slice(this.sent, this.sent + this.o.batchMax);
+    // The first batch after a failure tells the sink to stop refusing.
+    const resume = this.failing && this.inFlight.length === 0;
+    this.sent += batch.length;
+    this.inFlight.push(batch.length);
+    this.sink.append(batch, resume).then(
+      (seq) => this.settled(batch.length, seq),
+      (e: unknown) => this.settled(batch.length, e instanceof Error ? e : new Error(String(e))),
+    );
+    // Room for another while this one is written (a flood: see PIPELINE_AT).
+    if (this.canSend) this.kick(0);
+  }
+
+  /** A batch answered; batches answer in the order they were sent. */
+  private settled(size: number, result: number | Error): void {
+    this.inFlight.shift();
+    if (typeof result === 'number' && !this.draining) {
+      this.lastSeq = result;
+      this.queue.splice(0, size);
+      this.sent -= size;
+      this.committed += size;
       if (this.failing) this.o.log.warn({}, 'audit log writable again');
       this.failing = false;
       this.retryMs = 0;
@@ -414,17 +472,28 @@ export class AuditLog {
           w.resolve();
         }
       }
-    } catch (e) {
-      // Nothing of the batch was written; it stays queued and is retried with backoff.
-      if (!this.failing) this.o.log.error({ detail: (e as Error).message }, 'audit log write failed');
+    } else if (typeof result !== 'number' && !this.draining) {
+      // Nothing of this batch was written, nor of any sent after it (the sink refuses them):
+      // once all in flight have answered, everything is sent again from the oldest record.
+      if (!this.failing) this.o.log.error({ detail: result.message }, 'audit log write failed');
       this.failing = true;
+      this.draining = true;
       // Backoff capped at 5 s: a database back from an outage is written to (and readiness
       // green again) within seconds.
       this.retryMs = Math.min(5_000, Math.max(100, this.retryMs * 2));
-    } finally {
-      this.writing = false;
     }
-    if (this.queue.length > 0)
-      this.kick(this.failing ? this.retryMs : this.queue.length >= this.o.batchMax ? 0 : this.o.flushMs);
+    // (A batch answered while draining was sent after the failed one and refused by the sink.)
+    if (this.inFlight.length === 0 && this.draining) {
+      this.draining = false;
+      this.sent = 0;
+    }
+    if (this.queue.length > this.sent)
+      this.kick(
+        this.failing && this.inFlight.length === 0
+          ? this.retryMs
+          : this.queue.length - this.sent >= this.o.batchMax
+            ? 0
+            : this.o.flushMs,
+      );
   }
 }

@@ -3,30 +3,10 @@
  * (synchronous FULL) and signs checkpoints, so that no fsync ever runs on the request thread.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import type { JWK } from 'jose';
 import { linesAfter } from './query.js';
-import { FileSink, type SinkOptions, writeStdout } from './sinks.js';
-import { openAuditDb, type QueuedRecord, SqliteChain, signerFor } from './sqlite-chain.js';
-
-export interface WorkerInit {
-  path: string;
-  every: number;
-  everyMs: number;
-  key: { kid: string; jwk: JWK } | null;
-  busyTimeoutMs: number;
-  /** Keep records this long (null: forever); pruning runs every `pruneEveryMs`. */
-  retentionMs: number | null;
-  pruneEveryMs: number;
-  sinks: SinkOptions;
-}
-
-export type WorkerRequest = { type: 'batch'; id: number; records: QueuedRecord[] } | { type: 'close' };
-export type WorkerReply =
-  | { type: 'ready'; seq: number; hash: string }
-  | { type: 'log'; level: 'info' | 'warn'; msg: string; detail: string }
-  | { type: 'committed'; id: number; through: number }
-  | { type: 'failed'; id: number; error: string }
-  | { type: 'closed' };
+import { FileSink, writeStdout } from './sinks.js';
+import { openAuditDb, SqliteChain, signerFor } from './sqlite-chain.js';
+import { unpackBatch, type WorkerInit, type WorkerReply, type WorkerRequest } from './worker-batch.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort;
@@ -85,7 +65,6 @@ if (init.retentionMs !== null) {
   pruneTimer.unref();
 }
 
-// One batch at a time: the main thread sends the next only after this one is answered.
 // A quiet log still gets its actor index within the policy's lag.
 const indexTimer = setInterval(() => {
   try {
@@ -96,17 +75,38 @@ const indexTimer = setInterval(() => {
 }, 1_000);
 indexTimer.unref();
 
+let tail: Promise<void> = Promise.resolve();
+let refusing = false;
 port.on('message', (m: WorkerRequest) => {
   if (m.type === 'close') {
-    clearInterval(indexTimer);
-    if (pruneTimer !== undefined) clearInterval(pruneTimer);
-    file?.close();
-    db.close();
-    reply({ type: 'closed' });
+    // After the batches already sent.
+    tail = tail.then(() => {
+      clearInterval(indexTimer);
+      if (pruneTimer !== undefined) clearInterval(pruneTimer);
+      file?.close();
+      db.close();
+      reply({ type: 'closed' });
+    });
     return;
   }
-  chain.append(m.records).then(
-    (through) => reply({ type: 'committed', id: m.id, through }),
-    (e: unknown) => reply({ type: 'failed', id: m.id, error: e instanceof Error ? e.message : String(e) }),
-  );
+  // Batches are committed one after the other in the order they arrive (the main thread may
+  // send a second while one is written). After a failed batch, every batch already sent is
+  // refused unwritten, so the chain never holds a later batch without an earlier one; the main
+  // thread then sends them all again, the first marked `resume`.
+  const id = m.id;
+  const records = unpackBatch(m);
+  const resume = m.resume;
+  tail = tail.then(async () => {
+    if (resume) refusing = false;
+    if (refusing) {
+      reply({ type: 'failed', id, error: 'an earlier batch failed' });
+      return;
+    }
+    try {
+      reply({ type: 'committed', id, through: await chain.append(records) });
+    } catch (e) {
+      refusing = true;
+      reply({ type: 'failed', id, error: e instanceof Error ? e.message : String(e) });
+    }
+  });
 });
