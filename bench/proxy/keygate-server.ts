@@ -8,7 +8,8 @@
  * (the benchmark's identity holds the admin role, so with policy on every request is allowed
  * too — through the decision cache).
  * BENCH_AUDIT=off skips the audit record of every proxied request (`auditRequests: false`), to
- * measure what the audit log costs; the log itself is still opened.
+ * measure what the audit log costs; the log itself is still opened. BENCH_AUDIT_FLUSH sets
+ * `audit.flushInterval` (e.g. `50ms`; default 10ms).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,7 +30,10 @@ const config = parseConfig({
   listen: { host: '127.0.0.1', port: 0 },
   log: logRequests ? { requests: true } : {},
   shutdown: { drainTimeout: '1s' },
-  audit: { path: join(auditDir, 'audit.db') },
+  audit: {
+    path: join(auditDir, 'audit.db'),
+    ...(process.env.BENCH_AUDIT_FLUSH === undefined ? {} : { flushInterval: process.env.BENCH_AUDIT_FLUSH }),
+  },
   upstreams: {
     ws: {
       url: process.env.BENCH_UPSTREAM_URL as string,
@@ -42,7 +46,9 @@ const gw = await Gateway.create({
   store: new SqliteStore({ path: ':memory:' }),
   identifiers: [testIdentifier()],
   ...(process.env.BENCH_POLICY === 'off'
-    ? { authorizer: { decide: () => ({ effect: 'allow' as const, reasons: ['bench:policy-off'] }), stepUpMaxAgeS: 300 } }
+    ? {
+        authorizer: { decide: () => ({ effect: 'allow' as const, reasons: ['bench:policy-off'] }), stepUpMaxAgeS: 300 },
+      }
     : {}),
   ...(process.env.BENCH_AUDIT === 'off' ? { auditRequests: false } : {}),
 });

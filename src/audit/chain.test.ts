@@ -62,7 +62,15 @@ describe('canonical JSON', () => {
         uv: true,
         authTime: 1,
       }),
-      request: { method: 'POST', path: '/x', action: 'serving:invoke', ip: '::1', userAgent: 'ua "q"', requestId: 'r' },
+      request: {
+        method: 'POST',
+        path: '/x',
+        action: 'serving:invoke',
+        resource: 'Endpoint::"a\\b"',
+        ip: '::1',
+        userAgent: 'ua "q" \u0001 é',
+        requestId: 'r',
+      },
       decision: { effect: 'deny', reasons: ['b', 'a'] },
       upstream: {
         name: 'ws',
@@ -94,6 +102,16 @@ describe('canonical JSON', () => {
         actor: { type: 'anonymous' },
       };
       for (const k of keys) if (rnd() < 0.5) e[k] = full[k];
+      // Requests with some of their members (the optional ones left out, or undefined).
+      if (e.request !== undefined && rnd() < 0.5) {
+        const r: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(full.request as object)) {
+          const x = rnd();
+          if (x < 0.6) r[k] = v;
+          else if (x < 0.8) r[k] = undefined;
+        }
+        e.request = r;
+      }
       expect(encodeEntry(e as unknown as AuditEntry, `id${i}`)).toBe(canonicalJson({ ...e, id: `id${i}` }));
     }
   });

@@ -154,6 +154,29 @@ export function canonicalJson(v: unknown): string {
   return `${out}}`;
 }
 
+const str = JSON.stringify;
+
+/**
+ * `canonicalJson(r)` for a request, member by member in sorted order (it is in every record).
+ * Undefined members are left out, as canonicalJson leaves them out.
+ */
+function encodeRequest(r: AuditRequest): string {
+  let out = '{';
+  const add = (k: string, v: string | undefined) => {
+    if (v === undefined) return;
+    if (out.length > 1) out += ',';
+    out += `${k}:${str(v)}`;
+  };
+  add('"action"', r.action);
+  add('"ip"', r.ip);
+  add('"method"', r.method);
+  add('"path"', r.path);
+  add('"requestId"', r.requestId);
+  add('"resource"', r.resource);
+  add('"userAgent"', r.userAgent);
+  return `${out}}`;
+}
+
 /** Actors are shared objects (one per session or token): each is serialised once. */
 const actorJson = new WeakMap<AuditActor, string>();
 
@@ -175,7 +198,7 @@ export function encodeEntry(e: AuditEntry, id: string): string {
   out += `,"id":${JSON.stringify(id)},"kind":${JSON.stringify(e.kind)}`;
   if (e.outcome !== undefined) out += `,"outcome":${JSON.stringify(e.outcome)}`;
   if (e.reason !== undefined) out += `,"reason":${JSON.stringify(e.reason)}`;
-  if (e.request !== undefined) out += `,"request":${canonicalJson(e.request)}`;
+  if (e.request !== undefined) out += `,"request":${encodeRequest(e.request)}`;
   if (e.status !== undefined) out += `,"status":${num(e.status)}`;
   if (e.upstream !== undefined) out += `,"upstream":${canonicalJson(e.upstream)}`;
   return `${out}}`;

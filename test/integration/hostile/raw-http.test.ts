@@ -27,7 +27,7 @@ beforeAll(async () => {
     });
   });
   g = await startGateway({
-    limits: { headersTimeout: '1s', requestTimeout: '2s' },
+    limits: { headersTimeout: '1s', requestTimeout: '2s', keepAliveTimeout: '1500ms' },
     upstreams: { ws: { url: up.url, credential: { type: 'none' } } },
   });
   port = Number(new URL(g.url).port);
@@ -125,17 +125,37 @@ const AMBIGUOUS: [string, string, number, string][] = [
     400,
     'BAD_REQUEST',
   ],
-  ['bare CR in a header value', `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\rX-Forwarded-User: m\r\n\r\n`, 400, 'BAD_REQUEST'],
-  ['bare LF ending a header line', `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\nX-Forwarded-User: m\r\n\r\n`, 400, 'BAD_REQUEST'],
+  [
+    'bare CR in a header value',
+    `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\rX-Forwarded-User: m\r\n\r\n`,
+    400,
+    'BAD_REQUEST',
+  ],
+  [
+    'bare LF ending a header line',
+    `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\nX-Forwarded-User: m\r\n\r\n`,
+    400,
+    'BAD_REQUEST',
+  ],
   ['NUL in a header value', `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\u0000c\r\n\r\n`, 400, 'BAD_REQUEST'],
   ['NUL in the request target', `GET /x\u0000y HTTP/1.1\r\nHost: a\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
   ['a space in the request target', `GET /x y HTTP/1.1\r\nHost: a\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
   ['a header without a colon', `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A b\r\n\r\n`, 400, 'BAD_REQUEST'],
-  ['obs-fold (a continuation line)', `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\r\n X-Forwarded-User: m\r\n\r\n`, 400, 'BAD_REQUEST'],
+  [
+    'obs-fold (a continuation line)',
+    `GET /x HTTP/1.1\r\nHost: a\r\n${ID}X-A: b\r\n X-Forwarded-User: m\r\n\r\n`,
+    400,
+    'BAD_REQUEST',
+  ],
   ['two Host headers', `GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
   ['no Host in HTTP/1.1', `GET /x HTTP/1.1\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
   ['absolute-form target', `GET http://evil.example/x HTTP/1.1\r\nHost: a\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
-  ['authority-form target', `CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
+  [
+    'authority-form target',
+    `CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n${ID}\r\n`,
+    400,
+    'BAD_REQUEST',
+  ],
   ['asterisk-form target', `OPTIONS * HTTP/1.1\r\nHost: a\r\n${ID}\r\n`, 400, 'BAD_REQUEST'],
   [
     'Upgrade: h2c',
@@ -143,7 +163,12 @@ const AMBIGUOUS: [string, string, number, string][] = [
     400,
     'BAD_REQUEST',
   ],
-  ['Upgrade: websocket', `GET /x HTTP/1.1\r\nHost: a\r\n${ID}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n`, 400, 'BAD_REQUEST'],
+  [
+    'Upgrade: websocket',
+    `GET /x HTTP/1.1\r\nHost: a\r\n${ID}Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n`,
+    400,
+    'BAD_REQUEST',
+  ],
   ['an HTTP/2 preface on the HTTP/1.1 port', 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 400, 'BAD_REQUEST'],
 ];
 
@@ -184,7 +209,9 @@ describe('well-formed edge cases still work', () => {
   });
 
   it('keep-alive: two pipelined requests get two answers in order', async () => {
-    const r = await raw(`GET /a HTTP/1.1\r\nHost: a\r\n${ID}\r\nGET /b HTTP/1.1\r\nHost: a\r\n${ID}Connection: close\r\n\r\n`);
+    const r = await raw(
+      `GET /a HTTP/1.1\r\nHost: a\r\n${ID}\r\nGET /b HTTP/1.1\r\nHost: a\r\n${ID}Connection: close\r\n\r\n`,
+    );
     expect(r.out.match(/HTTP\/1\.1 200/g)).toHaveLength(2);
     expect(seen).toEqual(['GET /a', 'GET /b']);
   });
@@ -233,6 +260,15 @@ describe('slow clients', () => {
       expect(r.closedAfterMs).toBeLessThan(4_000);
     }
     expect(seen.filter((s) => s === 'GET /x')).toEqual([]);
+  });
+
+  it('an idle keep-alive connection is closed after limits.keepAliveTimeout, and told so', async () => {
+    const r = await trickle(`GET /x HTTP/1.1\r\nHost: a\r\n${ID}\r\n`, 1, 10_000);
+    expect(status(r.out)).toBe(200);
+    expect(r.out).toMatch(/\r\nkeep-alive: timeout=1\r\n/i);
+    // 1.5 s after the answer (the server checks connections every second), not 30 s.
+    expect(r.closedAfterMs).toBeGreaterThanOrEqual(1_400);
+    expect(r.closedAfterMs).toBeLessThan(4_000);
   });
 
   it('a trickled body is cut off by the request timeout', async () => {
