@@ -287,6 +287,8 @@ interface Sample {
   /** V8 heap in use; after a full collection when `liveHeap` is set. */
   heapMiB: number;
   liveHeap: boolean;
+  /** What V8 holds for its heap (used and free): part of RSS. */
+  heapTotalMiB: number;
   externalMiB: number;
   fds: number;
   idleOpen: number;
@@ -325,6 +327,7 @@ const sampler = setInterval(async () => {
     rssMiB: gatewayRssMiB(),
     heapMiB: MiB(mem.heapUsed),
     liveHeap,
+    heapTotalMiB: MiB(mem.heapTotal),
     externalMiB: MiB(mem.external),
     fds: gatewayFds(),
     idleOpen,
@@ -425,11 +428,11 @@ console.log(
   `after the first minute: RSS ${summary.rssAfterWarmupMiB} MiB, live heap (after a full GC) ${summary.liveHeapAfterWarmupMiB} MiB, descriptors ${summary.fdsAfterWarmup}; idle connections re-opened after the gateway closed them: ${idleReopened}`,
 );
 console.log(
-  '\n| t (s) | req/s | errors | p50 ms | p99 ms | p99.9 ms | RSS MiB | heap MiB | external MiB | fds | idle open |\n|---|---|---|---|---|---|---|---|---|---|---|',
+  '\n| t (s) | req/s | errors | p50 ms | p99 ms | p99.9 ms | RSS MiB | heap MiB | heap total MiB | external MiB | fds | idle open |\n|---|---|---|---|---|---|---|---|---|---|---|---|',
 );
 for (const s of samples)
   console.log(
-    `| ${s.t} | ${s.rps} | ${s.errors} | ${s.p50} | ${s.p99} | ${s.p999} | ${s.rssMiB} | ${s.heapMiB}${s.liveHeap ? ' (live)' : ''} | ${s.externalMiB} | ${s.fds} | ${s.idleOpen} |`,
+    `| ${s.t} | ${s.rps} | ${s.errors} | ${s.p50} | ${s.p99} | ${s.p999} | ${s.rssMiB} | ${s.heapMiB}${s.liveHeap ? ' (live)' : ''} | ${s.heapTotalMiB} | ${s.externalMiB} | ${s.fds} | ${s.idleOpen} |`,
   );
 console.log(`\n(raw: ${out})`);
 await pool.close();
