@@ -9,17 +9,24 @@
  * too — through the decision cache).
  * BENCH_AUDIT=off skips the audit record of every proxied request (`auditRequests: false`), to
  * measure what the audit log costs; the log itself is still opened. BENCH_AUDIT_FLUSH sets
- * `audit.flushInterval` (e.g. `50ms`; default 10ms).
+ * `audit.flushInterval` (e.g. `50ms`; default 10ms). BENCH_CODE=dist runs the built code
+ * (dist/, what `npm start` runs) instead of the TypeScript sources through tsx.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../../src/config/load.js';
-import { Gateway } from '../../src/server/gateway.js';
-import { SqliteStore } from '../../src/store/sqlite/index.js';
+import type * as LoadModule from '../../src/config/load.js';
+import type * as GatewayModule from '../../src/server/gateway.js';
+import type * as StoreModule from '../../src/store/sqlite/index.js';
 import { testIdentifier } from '../../test/helpers/index.js';
 import { announce } from './child.js';
 
+// The code under test: the TypeScript sources through tsx (default), or with BENCH_CODE=dist
+// the build `npm start` runs (dist/, from tsc; `npm run build` first).
+const code = process.env.BENCH_CODE === 'dist' ? '../../dist/src' : '../../src';
+const { parseConfig } = (await import(`${code}/config/load.js`)) as typeof LoadModule;
+const { Gateway } = (await import(`${code}/server/gateway.js`)) as typeof GatewayModule;
+const { SqliteStore } = (await import(`${code}/store/sqlite/index.js`)) as typeof StoreModule;
 const logRequests = process.env.BENCH_LOG_REQUESTS === '1';
 process.env.BENCH_UPSTREAM_TOKEN = 'bench-token';
 // A real file on its writer thread, as deployed; a saturation run writes hundreds of MB into it,

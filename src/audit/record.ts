@@ -156,24 +156,26 @@ export function canonicalJson(v: unknown): string {
 
 const str = JSON.stringify;
 
+/** `,"key":"value"` (or without the comma first), nothing when the value is undefined. */
+function member(out: string, key: string, v: string | undefined): string {
+  if (v === undefined) return out;
+  return `${out.length > 1 ? `${out},` : out}${key}:${str(v)}`;
+}
+
 /**
  * `canonicalJson(r)` for a request, member by member in sorted order (it is in every record).
- * Undefined members are left out, as canonicalJson leaves them out.
+ * Undefined members are left out, as canonicalJson leaves them out. (No closures: this runs
+ * once per request.)
  */
 function encodeRequest(r: AuditRequest): string {
   let out = '{';
-  const add = (k: string, v: string | undefined) => {
-    if (v === undefined) return;
-    if (out.length > 1) out += ',';
-    out += `${k}:${str(v)}`;
-  };
-  add('"action"', r.action);
-  add('"ip"', r.ip);
-  add('"method"', r.method);
-  add('"path"', r.path);
-  add('"requestId"', r.requestId);
-  add('"resource"', r.resource);
-  add('"userAgent"', r.userAgent);
+  out = member(out, '"action"', r.action);
+  out = member(out, '"ip"', r.ip);
+  out = member(out, '"method"', r.method);
+  out = member(out, '"path"', r.path);
+  out = member(out, '"requestId"', r.requestId);
+  out = member(out, '"resource"', r.resource);
+  out = member(out, '"userAgent"', r.userAgent);
   return `${out}}`;
 }
 
