@@ -4,11 +4,13 @@
  * saturation, and the CPU time (user + system, from /proc/<pid>/task/<tid>/stat) each thread of
  * each process used during the measurement, per request. Interleaved rounds; medians.
  *
- *   npx tsx bench/audit/threads.ts [--rounds 3] [--duration 10] [--profile]
+ *   npx tsx bench/audit/threads.ts [--rounds 3] [--duration 10] [--profile] [--burn 4]
  *
  * --profile also writes a V8 CPU profile of each Keygate (every thread) to
  * bench/results/profiles/threads-<target>/ and prints the main thread's functions with the most
  * self time, in µs per request (warm-ups included in the count), side by side.
+ * --burn n adds a third Keygate without audit records that spins n µs of CPU per request
+ * (BENCH_BURN_US): a synthetic per-request cost of known size, to compare with the record's.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -24,6 +26,7 @@ const { values: args } = parseArgs({
     rounds: { type: 'string', default: '3' },
     duration: { type: 'string', default: '10' },
     profile: { type: 'boolean', default: false },
+    burn: { type: 'string' },
   },
 });
 const rounds = Number(args.rounds);
@@ -136,11 +139,17 @@ const profileDir = (name: string) => join(ROOT, 'bench/results/profiles', `threa
 const prof = (name: string) => (args.profile ? ['--cpu-prof', '--cpu-prof-dir', profileDir(name)] : []);
 if (args.profile)
   for (const n of ['keygate', 'keygate-noaudit']) rmSync(profileDir(n), { recursive: true, force: true });
-const targets = {
+const targets: Record<string, Started> = {
   keygate: await start('keygate-server.ts', env, prof('keygate')),
   'keygate-noaudit': await start('keygate-server.ts', { ...env, BENCH_AUDIT: 'off' }, prof('keygate-noaudit')),
 };
-const rows: Record<string, Row[]> = { keygate: [], 'keygate-noaudit': [] };
+if (args.burn !== undefined)
+  targets[`keygate-noaudit-burn${args.burn}`] = await start('keygate-server.ts', {
+    ...env,
+    BENCH_AUDIT: 'off',
+    BENCH_BURN_US: args.burn,
+  });
+const rows: Record<string, Row[]> = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, t] of Object.entries(targets)) {
     const row = await measure(t, upstream.pid);
@@ -161,7 +170,8 @@ for (const [name, rs] of Object.entries(rows)) {
 if (args.profile) {
   // A clean exit on SIGTERM writes the profiles.
   const self: Record<string, Map<string, number>> = {};
-  for (const [name, t] of Object.entries(targets)) {
+  for (const name of ['keygate', 'keygate-noaudit']) {
+    const t = targets[name] as Started;
     process.kill(t.pid, 'SIGTERM');
     if (t.child.exitCode === null) await once(t.child, 'exit');
     const main = readdirSync(profileDir(name)).find((f) => f.includes(`.${t.pid}.0.`));

@@ -10,7 +10,8 @@
  * BENCH_AUDIT=off skips the audit record of every proxied request (`auditRequests: false`), to
  * measure what the audit log costs; the log itself is still opened. BENCH_AUDIT_FLUSH sets
  * `audit.flushInterval` (e.g. `50ms`; default 10ms). BENCH_CODE=dist runs the built code
- * (dist/, what `npm start` runs) instead of the TypeScript sources through tsx.
+ * (dist/, what `npm start` runs) instead of the TypeScript sources through tsx. BENCH_BURN_US=n
+ * spins n µs of CPU per request (a synthetic cost to compare with a real one).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -28,6 +29,20 @@ const { parseConfig } = (await import(`${code}/config/load.js`)) as typeof LoadM
 const { Gateway } = (await import(`${code}/server/gateway.js`)) as typeof GatewayModule;
 const { SqliteStore } = (await import(`${code}/store/sqlite/index.js`)) as typeof StoreModule;
 const logRequests = process.env.BENCH_LOG_REQUESTS === '1';
+// BENCH_BURN_US=n: spin n µs of CPU in every identification — a synthetic per-request cost, to
+// compare with what a real one (the audit record) costs the throughput.
+const burnUs = Number(process.env.BENCH_BURN_US ?? 0);
+function burning(id: ReturnType<typeof testIdentifier>): ReturnType<typeof testIdentifier> {
+  if (burnUs <= 0) return id;
+  return {
+    ...id,
+    identify(req) {
+      const until = performance.now() + burnUs / 1000;
+      while (performance.now() < until);
+      return id.identify(req);
+    },
+  };
+}
 process.env.BENCH_UPSTREAM_TOKEN = 'bench-token';
 // A real file on its writer thread, as deployed; a saturation run writes hundreds of MB into it,
 // so the folder goes when the process does.
@@ -51,7 +66,7 @@ const config = parseConfig({
 const gw = await Gateway.create({
   config,
   store: new SqliteStore({ path: ':memory:' }),
-  identifiers: [testIdentifier()],
+  identifiers: [burning(testIdentifier())],
   ...(process.env.BENCH_POLICY === 'off'
     ? {
         authorizer: { decide: () => ({ effect: 'allow' as const, reasons: ['bench:policy-off'] }), stepUpMaxAgeS: 300 },
