@@ -88,6 +88,28 @@ describe('canonical JSON', () => {
     expect(encodeEntry(full, 'id-1')).toBe(canonicalJson({ ...full, id: 'id-1' }));
     // Twice: the second comes from the actor cache.
     expect(encodeEntry(full, 'id-2')).toBe(canonicalJson({ ...full, id: 'id-2' }));
+    // Shared frozen decisions and upstream identities (remembered), and upstreams without one.
+    const shared: AuditEntry = {
+      ...full,
+      decision: Object.freeze({ effect: 'allow' as const, reasons: Object.freeze(['p1']) as string[] }),
+      upstream: { ...full.upstream, identity: Object.freeze({ type: 'static' as const }) },
+    };
+    for (const id of ['s1', 's2']) expect(encodeEntry(shared, id)).toBe(canonicalJson({ ...shared, id }));
+    const { identity: _none, ...bare } = full.upstream;
+    const noIdentity: AuditEntry = { ...full, upstream: bare };
+    expect(encodeEntry(noIdentity, 'n')).toBe(canonicalJson({ ...noIdentity, id: 'n' }));
+    const undefinedIdentity = { ...full, upstream: { ...bare, identity: undefined } } as unknown as AuditEntry;
+    expect(encodeEntry(undefinedIdentity, 'u')).toBe(canonicalJson({ ...undefinedIdentity, id: 'u' }));
+    // An object that is not frozen is never remembered: a change shows in the next record.
+    const mutable: AuditEntry = { ...full, decision: { effect: 'allow', reasons: ['x'] } };
+    encodeEntry(mutable, 'm1');
+    (mutable.decision as { reasons: string[] }).reasons.push('y');
+    expect(encodeEntry(mutable, 'm2')).toContain('"reasons":["x","y"]');
+    // A frozen decision whose reasons array is not frozen is not remembered either.
+    const half: AuditEntry = { ...full, decision: Object.freeze({ effect: 'deny' as const, reasons: ['a'] }) };
+    encodeEntry(half, 'h1');
+    half.decision?.reasons.push('b');
+    expect(encodeEntry(half, 'h2')).toContain('"reasons":["a","b"]');
     // Random subsets of members.
     let seed = 7;
     const rnd = () => {

@@ -179,8 +179,31 @@ function encodeRequest(r: AuditRequest): string {
   return `${out}}`;
 }
 
-/** Actors are shared objects (one per session or token): each is serialised once. */
-const actorJson = new WeakMap<AuditActor, string>();
+/**
+ * JSON of the shared objects an entry points at, serialised once each: an actor (one per
+ * session or token), a decision (from the decision cache), an upstream identity (one per
+ * credential). Only frozen objects are remembered — with their arrays frozen too — so a cached
+ * string can never go stale.
+ */
+const sharedJson = new WeakMap<object, string>();
+function jsonOf(o: object, frozen: boolean): string {
+  let s = sharedJson.get(o);
+  if (s === undefined) {
+    s = canonicalJson(o);
+    if (frozen) sharedJson.set(o, s);
+  }
+  return s;
+}
+
+const decisionJson = (d: NonNullable<AuditEntry['decision']>): string =>
+  jsonOf(d, Object.isFrozen(d) && Object.isFrozen(d.reasons));
+
+/** `canonicalJson(u)` for an upstream, member by member in sorted order (in most records). */
+function encodeUpstream(u: NonNullable<AuditEntry['upstream']>): string {
+  let out = `{"bytes":${num(u.bytes)}`;
+  if (u.identity !== undefined) out += `,"identity":${jsonOf(u.identity, Object.isFrozen(u.identity))}`;
+  return `${out},"latencyMs":${num(u.latencyMs)},"name":${str(u.name)},"status":${num(u.status)}}`;
+}
 
 /**
  * The canonical JSON of an entry with its id — exactly `canonicalJson({ ...e, id })`, written
@@ -188,21 +211,16 @@ const actorJson = new WeakMap<AuditActor, string>();
  * equal for every member of AuditEntry).
  */
 export function encodeEntry(e: AuditEntry, id: string): string {
-  let actor = actorJson.get(e.actor);
-  if (actor === undefined) {
-    actor = canonicalJson(e.actor);
-    if (Object.isFrozen(e.actor)) actorJson.set(e.actor, actor);
-  }
-  let out = `{"actor":${actor},"at":${num(e.at)}`;
+  let out = `{"actor":${jsonOf(e.actor, Object.isFrozen(e.actor))},"at":${num(e.at)}`;
   if (e.change !== undefined) out += `,"change":${canonicalJson(e.change)}`;
-  if (e.decision !== undefined) out += `,"decision":${canonicalJson(e.decision)}`;
+  if (e.decision !== undefined) out += `,"decision":${decisionJson(e.decision)}`;
   if (e.detail !== undefined) out += `,"detail":${canonicalJson(e.detail)}`;
-  out += `,"id":${JSON.stringify(id)},"kind":${JSON.stringify(e.kind)}`;
-  if (e.outcome !== undefined) out += `,"outcome":${JSON.stringify(e.outcome)}`;
-  if (e.reason !== undefined) out += `,"reason":${JSON.stringify(e.reason)}`;
+  out += `,"id":${str(id)},"kind":${str(e.kind)}`;
+  if (e.outcome !== undefined) out += `,"outcome":${str(e.outcome)}`;
+  if (e.reason !== undefined) out += `,"reason":${str(e.reason)}`;
   if (e.request !== undefined) out += `,"request":${encodeRequest(e.request)}`;
   if (e.status !== undefined) out += `,"status":${num(e.status)}`;
-  if (e.upstream !== undefined) out += `,"upstream":${canonicalJson(e.upstream)}`;
+  if (e.upstream !== undefined) out += `,"upstream":${encodeUpstream(e.upstream)}`;
   return `${out}}`;
 }
 

@@ -255,6 +255,9 @@ describe('decide() (cached) agrees with evaluate() (Cedar)', () => {
       const first = a.decide(req);
       expect(a.decide(req)).toEqual(first);
       expect(b.decide(req)).toEqual(first);
+      // Shared between requests: no caller can change a cached decision for the others.
+      expect(Object.isFrozen(first) && Object.isFrozen(first.reasons)).toBe(true);
+      expect(() => first.reasons.push('x')).toThrow(TypeError);
     }
   });
 

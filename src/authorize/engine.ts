@@ -268,6 +268,10 @@ export class Authorizer {
     const hit = this.cache.get(key);
     if (hit !== undefined) return hit;
     const decision = this.evaluate(input, p.roles, ageS, fresh);
+    // Shared by every request with this key: frozen, so no caller can change it for the others
+    // (and the audit encoder may serialise it once).
+    Object.freeze(decision.reasons);
+    Object.freeze(decision);
     if (this.cache.size >= CACHE_MAX) this.cache.clear();
     this.cache.set(key, decision);
     return decision;
