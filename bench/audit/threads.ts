@@ -4,13 +4,19 @@
  * saturation, and the CPU time (user + system, from /proc/<pid>/task/<tid>/stat) each thread of
  * each process used during the measurement, per request. Interleaved rounds; medians.
  *
- *   npx tsx bench/audit/threads.ts [--rounds 3] [--duration 10] [--profile] [--burn 4]
+ *   npx tsx bench/audit/threads.ts [--rounds 3] [--duration 10] [--profile] [--burn 4] [--writer-core 1]
  *
  * --profile also writes a V8 CPU profile of each Keygate (every thread) to
  * bench/results/profiles/threads-<target>/ and prints the main thread's functions with the most
  * self time, in µs per request (warm-ups included in the count), side by side.
  * --burn n adds a third Keygate without audit records that spins n µs of CPU per request
  * (BENCH_BURN_US): a synthetic per-request cost of known size, to compare with the record's.
+ * --writer-core n adds a Keygate with audit records whose audit writer thread is moved to core n
+ * (the load generator's) after its first warm-up: what the record costs the request thread when
+ * the writer does not share its core. The writer is found as the thread other than the main
+ * one that used the most CPU in that warm-up, and only if it used more than 4 µs a request
+ * (V8's GC helpers use ~1); the runner prints which thread it moved.
+ * --node-args="…" passes flags to every Keygate's node (e.g. --node-args=--single-threaded-gc).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -27,9 +33,12 @@ const { values: args } = parseArgs({
     duration: { type: 'string', default: '10' },
     profile: { type: 'boolean', default: false },
     burn: { type: 'string' },
+    'writer-core': { type: 'string' },
+    'node-args': { type: 'string', default: '' },
   },
 });
 const rounds = Number(args.rounds);
+const extraNodeArgs = args['node-args'].split(' ').filter((a) => a !== '');
 const seconds = Number(args.duration);
 const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 
@@ -45,14 +54,21 @@ interface Started {
   child: ChildProcess;
   /** Requests sent to it in all, warm-ups included. */
   requests: number;
+  /** Move its audit writer thread to this core after the first warm-up. */
+  writerCore?: string;
 }
 
 async function start(script: string, env: Record<string, string>, nodeArgs: string[] = []): Promise<Started> {
-  const child = spawn('taskset', ['-c', '0', process.execPath, ...nodeArgs, '--import', 'tsx', join(PROXY, script)], {
-    cwd: ROOT,
-    env: { ...process.env, ...env },
-    stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  });
+  const flags = script === 'keygate-server.ts' ? extraNodeArgs : [];
+  const child = spawn(
+    'taskset',
+    ['-c', '0', process.execPath, ...flags, ...nodeArgs, '--import', 'tsx', join(PROXY, script)],
+    {
+      cwd: ROOT,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
+    },
+  );
   children.push(child);
   const [msg] = (await once(child, 'message')) as [{ url: string }];
   return { url: msg.url, pid: child.pid as number, child, requests: 0 };
@@ -105,7 +121,10 @@ interface Row {
 
 async function measure(target: Started, upstreamPid: number): Promise<Row> {
   // Warm-up (same length: the audit file and the pools reach steady state).
-  target.requests += (await wrk(target.url)) * seconds;
+  const warm = threads(target.pid);
+  const warmed = (await wrk(target.url)) * seconds;
+  target.requests += warmed;
+  if (target.writerCore !== undefined) moveWriter(target, warm, warmed);
   const before = threads(target.pid);
   const upBefore = [...threads(upstreamPid).values()].reduce((a, b) => a + b, 0);
   const rps = await wrk(target.url);
@@ -131,6 +150,26 @@ async function measure(target: Started, upstreamPid: number): Promise<Row> {
   };
 }
 
+/** --writer-core: the busiest thread but the main one during the warm-up is the audit writer. */
+function moveWriter(target: Started, before: Map<number, number>, requests: number): void {
+  const core = target.writerCore as string;
+  delete target.writerCore;
+  let tid = 0;
+  let most = 0;
+  for (const [t, ticks] of threads(target.pid)) {
+    const d = ticks - (before.get(t) ?? 0);
+    if (t !== target.pid && d > most) {
+      most = d;
+      tid = t;
+    }
+  }
+  const us = (most * TICK_US) / requests;
+  if (us <= 4)
+    throw new Error(`--writer-core: no thread looks like the audit writer (busiest ${us.toFixed(1)} µs a request)`);
+  execFileSync('taskset', ['-pc', core, String(tid)], { stdio: 'ignore' });
+  console.error(`moved thread ${tid} (${us.toFixed(1)} µs a request in the warm-up) to core ${core}`);
+}
+
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 
 const upstream = await start('upstream.ts', {});
@@ -149,6 +188,11 @@ if (args.burn !== undefined)
     BENCH_AUDIT: 'off',
     BENCH_BURN_US: args.burn,
   });
+if (args['writer-core'] !== undefined) {
+  const t = await start('keygate-server.ts', env);
+  t.writerCore = args['writer-core'];
+  targets[`keygate-writer-on-core${args['writer-core']}`] = t;
+}
 const rows: Record<string, Row[]> = Object.fromEntries(Object.keys(targets).map((k) => [k, []]));
 for (let r = 0; r < rounds; r++) {
   for (const [name, t] of Object.entries(targets)) {
@@ -158,13 +202,18 @@ for (let r = 0; r < rounds; r++) {
   }
 }
 console.log(`\nbench/audit/threads — ${rounds} rounds of ${seconds} s, µs of CPU per request (median of rounds)\n`);
-console.log('| target | req/s | main thread | other threads | · busiest other thread | upstream | total on core 0 |');
-console.log('|---|---|---|---|---|---|---|');
+// Audit cost: 1 − req/s ÷ the Keygate without records, per round (interleaved), median.
+const noaudit = rows['keygate-noaudit'] as Row[];
+console.log(
+  '| target | req/s | cost vs keygate-noaudit | main thread | other threads | · busiest other thread | upstream | total |',
+);
+console.log('|---|---|---|---|---|---|---|---|');
 for (const [name, rs] of Object.entries(rows)) {
   const m = (k: keyof Row) => median(rs.map((x) => x[k]));
   const total = median(rs.map((x) => x.main + x.others + x.upstream));
+  const cost = median(rs.map((x, i) => 1 - x.rps / (noaudit[i] as Row).rps));
   console.log(
-    `| ${name} | ${m('rps').toFixed(0)} | ${m('main').toFixed(1)} | ${m('others').toFixed(1)} | ${m('busiestOther').toFixed(1)} | ${m('upstream').toFixed(1)} | ${total.toFixed(1)} |`,
+    `| ${name} | ${m('rps').toFixed(0)} | ${(cost * 100).toFixed(1)} % | ${m('main').toFixed(1)} | ${m('others').toFixed(1)} | ${m('busiestOther').toFixed(1)} | ${m('upstream').toFixed(1)} | ${total.toFixed(1)} |`,
   );
 }
 if (args.profile) {
