@@ -186,22 +186,22 @@ function encodeRequest(r: AuditRequest): string {
  * string can never go stale.
  */
 const sharedJson = new WeakMap<object, string>();
-function jsonOf(o: object, frozen: boolean): string {
+/** `frozen` is asked only on a miss: once remembered, an object stays frozen. */
+function jsonOf<T extends object>(o: T, frozen: (o: T) => boolean): string {
   let s = sharedJson.get(o);
   if (s === undefined) {
     s = canonicalJson(o);
-    if (frozen) sharedJson.set(o, s);
+    if (frozen(o)) sharedJson.set(o, s);
   }
   return s;
 }
-
-const decisionJson = (d: NonNullable<AuditEntry['decision']>): string =>
-  jsonOf(d, Object.isFrozen(d) && Object.isFrozen(d.reasons));
+const frozenDecision = (d: NonNullable<AuditEntry['decision']>): boolean =>
+  Object.isFrozen(d) && Object.isFrozen(d.reasons);
 
 /** `canonicalJson(u)` for an upstream, member by member in sorted order (in most records). */
 function encodeUpstream(u: NonNullable<AuditEntry['upstream']>): string {
   let out = `{"bytes":${num(u.bytes)}`;
-  if (u.identity !== undefined) out += `,"identity":${jsonOf(u.identity, Object.isFrozen(u.identity))}`;
+  if (u.identity !== undefined) out += `,"identity":${jsonOf(u.identity, Object.isFrozen)}`;
   return `${out},"latencyMs":${num(u.latencyMs)},"name":${str(u.name)},"status":${num(u.status)}}`;
 }
 
@@ -211,9 +211,9 @@ function encodeUpstream(u: NonNullable<AuditEntry['upstream']>): string {
  * equal for every member of AuditEntry).
  */
 export function encodeEntry(e: AuditEntry, id: string): string {
-  let out = `{"actor":${jsonOf(e.actor, Object.isFrozen(e.actor))},"at":${num(e.at)}`;
+  let out = `{"actor":${jsonOf(e.actor, Object.isFrozen)},"at":${num(e.at)}`;
   if (e.change !== undefined) out += `,"change":${canonicalJson(e.change)}`;
-  if (e.decision !== undefined) out += `,"decision":${decisionJson(e.decision)}`;
+  if (e.decision !== undefined) out += `,"decision":${jsonOf(e.decision, frozenDecision)}`;
   if (e.detail !== undefined) out += `,"detail":${canonicalJson(e.detail)}`;
   out += `,"id":${str(id)},"kind":${str(e.kind)}`;
   if (e.outcome !== undefined) out += `,"outcome":${str(e.outcome)}`;
