@@ -16,7 +16,9 @@
  * the writer does not share its core. The writer is found as the thread other than the main
  * one that used the most CPU in that warm-up, and only if it used more than 4 µs a request
  * (V8's GC helpers use ~1); the runner prints which thread it moved.
- * --node-args="…" passes flags to every Keygate's node (e.g. --node-args=--single-threaded-gc).
+ * Every Keygate runs with the node flags `keygate serve` picks on one CPU
+ * (bench/proxy/as-deployed.ts); --node-args="…" gives these flags instead (--node-args=" "
+ * for V8's defaults).
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
@@ -24,6 +26,7 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { keygateNodeArgs } from '../proxy/as-deployed.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PROXY = join(ROOT, 'bench/proxy');
@@ -34,11 +37,11 @@ const { values: args } = parseArgs({
     profile: { type: 'boolean', default: false },
     burn: { type: 'string' },
     'writer-core': { type: 'string' },
-    'node-args': { type: 'string', default: '' },
+    'node-args': { type: 'string' },
   },
 });
 const rounds = Number(args.rounds);
-const extraNodeArgs = args['node-args'].split(' ').filter((a) => a !== '');
+const extraNodeArgs = args['node-args']?.split(' ').filter((a) => a !== '') ?? keygateNodeArgs(true);
 const seconds = Number(args.duration);
 const TICK_US = 1e6 / Number(execFileSync('getconf', ['CLK_TCK']).toString().trim());
 

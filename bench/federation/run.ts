@@ -38,6 +38,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
+import { keygateNodeArgs } from '../proxy/as-deployed.js';
 import type { FixedRateOptions, LatencySummary } from '../proxy/fixed-rate.js';
 import { hasTaskset, type Interference, measureQuietly } from '../proxy/quiet.js';
 
@@ -262,7 +263,7 @@ async function main(): Promise<void> {
     0,
     join(HERE, 'keygate-server.ts'),
     { ...env, BENCH_FED_PORT: String(fedPort) },
-    profileArgs,
+    [...profileArgs, ...keygateNodeArgs(pinned)], // the flags `keygate serve` picks on one CPU
   );
   for (const [name, url] of Object.entries(keygates.urls)) add(`keygate-${name}`, url);
   const byName = (n: string) => targets.find((t) => t.name === n) as Target;

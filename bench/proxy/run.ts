@@ -1,5 +1,5 @@
 /**
- * bench/proxy: one upstream, reached eight ways, on loopback.
+ * bench/proxy: one upstream, reached nine ways, on loopback.
  *
  *   direct      the minimal upstream itself
  *   nginx       Debian's nginx as a plain reverse proxy (one worker, keep-alive upstream)
@@ -9,6 +9,10 @@
  *   keygate-accesslog  the same with log.requests on (one JSON line per successful request)
  *   keygate-nopolicy  the default config with an allow-all authorizer (the cost of Cedar)
  *   keygate-noaudit  the default config without the per-request audit record (the cost of the audit log)
+ *   keygate-parallel-gc  the default config with V8's default (threaded) collector
+ *
+ * Every Keygate but the last runs with the node flags `keygate serve` picks for the CPUs it
+ * has (bench/proxy/as-deployed.ts): one core when pinned, so --single-threaded-gc.
  *
  * Servers run on core 0, the load generators (wrk, then the fixed-rate generator process)
  * and this runner on core 1, when there are two cores and taskset. Saturation throughput is wrk's
@@ -29,6 +33,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { request } from 'undici';
 import type { FixedRateOptions, LatencySummary } from './fixed-rate.js';
+import { keygateNodeArgs } from './as-deployed.js';
 import { nginxConfig } from './nginx.js';
 import { hasTaskset, type Interference, measureQuietly } from './quiet.js';
 
@@ -196,7 +201,12 @@ async function wrk(url: string, seconds: number): Promise<WrkResult> {
 type Guarded<T> = T & { interference?: Interference };
 function guarded<T extends object>(what: string, run: () => Promise<T>): Promise<Guarded<T>> {
   const pids = () => [...running].flatMap((c) => (c.pid === undefined ? [] : [c.pid]));
-  return measureQuietly(what, { maxForeignPct: opts.maxForeignPct, attempts: opts.attempts, pids }, () => undefined, run);
+  return measureQuietly(
+    what,
+    { maxForeignPct: opts.maxForeignPct, attempts: opts.attempts, pids },
+    () => undefined,
+    run,
+  );
 }
 
 const median = (xs: number[]): number => {
@@ -245,15 +255,19 @@ async function main(): Promise<void> {
   const upstream = await startNode('upstream.ts', {});
   const env = { BENCH_UPSTREAM_URL: upstream };
   const profileArgs = args.profile ? ['--cpu-prof', '--cpu-prof-dir', join(ROOT, 'bench/results/profiles')] : [];
+  // Every Keygate runs with the node flags `keygate serve` picks on its CPUs (one, when pinned);
+  // keygate-parallel-gc keeps V8's defaults, the way Keygate ran before it picked them.
+  const kgArgs = [...profileArgs, ...keygateNodeArgs(pinned)];
   const all: [string, () => Promise<string>][] = [
     ['direct', async () => upstream],
     ['nginx', () => startNginx(upstream)],
     ['bare-node', () => startNode('bare-proxy.ts', env)],
     ['bare-node+hdrs', () => startNode('bare-proxy.ts', { ...env, BENCH_GATEWAY_HEADERS: '1' })],
-    ['keygate', () => startNode('keygate-server.ts', env, profileArgs)],
-    ['keygate-accesslog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '1' }, profileArgs)],
-    ['keygate-nopolicy', () => startNode('keygate-server.ts', { ...env, BENCH_POLICY: 'off' }, profileArgs)],
-    ['keygate-noaudit', () => startNode('keygate-server.ts', { ...env, BENCH_AUDIT: 'off' }, profileArgs)],
+    ['keygate', () => startNode('keygate-server.ts', env, kgArgs)],
+    ['keygate-accesslog', () => startNode('keygate-server.ts', { ...env, BENCH_LOG_REQUESTS: '1' }, kgArgs)],
+    ['keygate-nopolicy', () => startNode('keygate-server.ts', { ...env, BENCH_POLICY: 'off' }, kgArgs)],
+    ['keygate-noaudit', () => startNode('keygate-server.ts', { ...env, BENCH_AUDIT: 'off' }, kgArgs)],
+    ['keygate-parallel-gc', () => startNode('keygate-server.ts', env, profileArgs)],
   ];
   const only = args.only?.split(',');
   const targets: Target[] = [];

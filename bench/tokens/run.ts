@@ -31,6 +31,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { decodeJwt } from 'jose';
 import { request } from 'undici';
+import { keygateNodeArgs } from '../proxy/as-deployed.js';
 import { type Interference, measureQuietly } from '../proxy/quiet.js';
 import { bulkProofs, checkBulkProof, type DpopKey, newDpopKey, tokenRequestProof } from './dpop.js';
 import { basicAuth, type IssueResult, issueLoad, TOKEN_PATH } from './issue.js';
@@ -122,10 +123,14 @@ interface Gateway extends ServerHello {
 
 const profileStamp = new Date().toISOString().replace(/[:.]/g, '-');
 async function startGateway(role: string, upstream: string): Promise<Gateway> {
-  const nodeArgs = args.profile
-    ? // One folder per gateway: the process writes one profile per thread (main, tsx's loader).
-      ['--cpu-prof', '--cpu-prof-dir', join(ROOT, `bench/results/profiles/tokens-${profileStamp}-${role}`)]
-    : [];
+  const nodeArgs = [
+    // The flags `keygate serve` picks on the CPUs the gateway has (one, when pinned).
+    ...keygateNodeArgs(pinned),
+    ...(args.profile
+      ? // One folder per gateway: the process writes one profile per thread (main, tsx's loader).
+        ['--cpu-prof', '--cpu-prof-dir', join(ROOT, `bench/results/profiles/tokens-${profileStamp}-${role}`)]
+      : []),
+  ];
   const { hello, pid } = await startServer<ServerHello>(
     join(HERE, 'server.ts'),
     { BENCH_UPSTREAM_URL: upstream },

@@ -38,9 +38,18 @@ export interface RunningCli {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** Start a long-running `keygate …` (serve, demo, sim). */
-export function startCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): RunningCli {
-  const proc = spawn(process.execPath, [KEYGATE_BIN, ...args], {
+/**
+ * Start a long-running `keygate …` (serve, demo, sim). `launch.prefix` runs it under another
+ * command (`taskset -c 0`); `launch.nodeArgs` are flags for node itself.
+ */
+export function startCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  cwd?: string,
+  launch: { prefix?: string[]; nodeArgs?: string[] } = {},
+): RunningCli {
+  const [cmd = process.execPath, ...pre] = [...(launch.prefix ?? []), process.execPath];
+  const proc = spawn(cmd, [...pre, ...(launch.nodeArgs ?? []), KEYGATE_BIN, ...args], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
     cwd,
   });

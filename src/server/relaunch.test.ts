@@ -1,0 +1,36 @@
+import { describe, expect, it } from 'vitest';
+import { ONE_CPU_NODE_ARGS, RELAUNCHED_ENV, relaunchArgs } from './relaunch.js';
+
+describe('relaunchArgs: when the server commands start a second node', () => {
+  const base = { args: ['serve', '--config', 'k.yaml'], execArgv: [] as string[], env: {}, cpus: 1 };
+
+  it('serve and demo on one CPU: relaunched with a single-threaded collector, node flags kept', () => {
+    expect(relaunchArgs(base)).toEqual([...ONE_CPU_NODE_ARGS]);
+    expect(relaunchArgs({ ...base, args: ['demo'] })).toEqual(['--single-threaded-gc']);
+    expect(relaunchArgs({ ...base, execArgv: ['--max-old-space-size=512'] })).toEqual([
+      '--single-threaded-gc',
+      '--max-old-space-size=512',
+    ]);
+  });
+
+  it.each([
+    ['two or more CPUs', { cpus: 2 }],
+    ['another command', { args: ['audit', 'verify'] }],
+    ['no command', { args: [] }],
+    ['already relaunched', { env: { [RELAUNCHED_ENV]: '1' } }],
+    ['--single-threaded-gc given by hand', { execArgv: ['--single-threaded-gc'] }],
+    ['--no-single-threaded-gc given by hand', { execArgv: ['--no-single-threaded-gc'] }],
+    ['--single_threaded_gc given by hand', { execArgv: ['--single_threaded_gc'] }],
+    ['--no-parallel-scavenge given by hand', { execArgv: ['--no-parallel-scavenge'] }],
+    ['--concurrent-marking given by hand', { execArgv: ['--concurrent-marking'] }],
+  ])('%s: runs in this process', (_name, change) => {
+    expect(relaunchArgs({ ...base, ...change })).toBeUndefined();
+  });
+
+  it('an unrelated flag that merely resembles one does not count as a choice', () => {
+    expect(relaunchArgs({ ...base, execArgv: ['--single-threaded-gc-foo'] })).toEqual([
+      '--single-threaded-gc',
+      '--single-threaded-gc-foo',
+    ]);
+  });
+});

@@ -1,0 +1,82 @@
+/**
+ * On one CPU, the gateway runs V8's garbage collector on the request thread only.
+ *
+ * V8 collects garbage with helper threads: parallel scavenges, concurrent marking and
+ * sweeping. With one CPU those helpers cannot run beside the request thread; they take turns
+ * with it, and the request thread waits out their scheduler slices (in a scavenge it joins
+ * helpers that are not running). `--single-threaded-gc` removes the helpers. Measured in
+ * bench/proxy with the gateway pinned to one core: 15–34 % more requests per second with the
+ * audit log on (docs/BENCHMARKS.md). V8 reads the flag when it starts (setting it later
+ * aborts the process), so `keygate serve` and `keygate demo` on one CPU start a second node
+ * with it and pass signals and the exit status through — what the JVM does when it picks its
+ * collector by the CPUs it may use. A GC flag given to node by hand means the operator chose:
+ * no relaunch.
+ */
+import { spawn } from 'node:child_process';
+import { constants } from 'node:os';
+
+/** What node is given on one CPU. */
+export const ONE_CPU_NODE_ARGS: readonly string[] = ['--single-threaded-gc'];
+
+/** Set in the relaunched process: it must not relaunch again, and it follows its supervisor. */
+export const RELAUNCHED_ENV = 'KEYGATE_RELAUNCHED';
+
+/** The long-running commands; every other command is short and keeps the first process. */
+const SERVER_COMMANDS = new Set(['serve', 'demo']);
+
+/** A V8 flag that decides how the collector uses threads, in either spelling, negated or not. */
+const GC_THREADING_FLAG =
+  /^--(no-?)?(single[-_]threaded[-_]gc|single[-_]threaded|parallel[-_]scavenge|concurrent[-_]marking|parallel[-_]marking|concurrent[-_]sweeping)(=|$)/;
+
+export interface RelaunchInput {
+  /** The CLI's arguments (process.argv after the script). */
+  args: readonly string[];
+  /** The flags node was started with (process.execArgv). */
+  execArgv: readonly string[];
+  env: NodeJS.ProcessEnv;
+  /** CPUs this process may use (cpuBudget()). */
+  cpus: number;
+}
+
+/** The node flags to relaunch with, or undefined to run in this process. */
+export function relaunchArgs(o: RelaunchInput): string[] | undefined {
+  if (o.cpus >= 2) return undefined;
+  if (!SERVER_COMMANDS.has(o.args[0] ?? '')) return undefined;
+  if (o.env[RELAUNCHED_ENV] !== undefined) return undefined;
+  if (o.execArgv.some((a) => GC_THREADING_FLAG.test(a))) return undefined;
+  return [...ONE_CPU_NODE_ARGS, ...o.execArgv];
+}
+
+/**
+ * Run `script args` in a new node with `nodeArgs` and wait for it. SIGINT and SIGTERM are
+ * passed on (the child is in its own process group, so a terminal's Ctrl-C reaches it once,
+ * through here); the child's exit status becomes this process's (128 + n for signal n). If
+ * this process dies without passing anything on, the child sees its IPC channel close and
+ * stops as on SIGTERM (followSupervisor).
+ */
+export function supervise(nodeArgs: readonly string[], script: string, args: readonly string[]): Promise<number> {
+  const child = spawn(process.execPath, [...nodeArgs, script, ...args], {
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, [RELAUNCHED_ENV]: '1' },
+    detached: true,
+  });
+  const pass = (sig: NodeJS.Signals) => child.kill(sig);
+  process.on('SIGINT', pass);
+  process.on('SIGTERM', pass);
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code, signal) => {
+      process.off('SIGINT', pass);
+      process.off('SIGTERM', pass);
+      resolve(code ?? 128 + (signal === null ? 0 : constants.signals[signal]));
+    });
+  });
+}
+
+/** In the relaunched process: stop (as on SIGTERM) when the supervising process is gone. */
+export function followSupervisor(): void {
+  if (process.env[RELAUNCHED_ENV] === undefined || process.channel === undefined) return;
+  delete process.env[RELAUNCHED_ENV]; // not inherited by what this process starts
+  process.channel.unref(); // the channel alone must not keep the process alive
+  process.once('disconnect', () => process.kill(process.pid, 'SIGTERM'));
+}
