@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { exportJWK, generateKeyPair, type JWK } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { AuditLog, type Sink, WorkerSink } from './log.js';
-import { type AuditEntry, canonicalJson, chainStep, encodeEntry } from './record.js';
+import { type AuditEntry, canonicalJson, chainStep, encodeEntry, GENESIS_HASH } from './record.js';
 import { openAuditDb, queued, SqliteChain, signerFor } from './sqlite-chain.js';
 import { verifyChain } from './verify.js';
 
@@ -140,6 +140,13 @@ describe('canonical JSON', () => {
 });
 
 describe('the hash chain', () => {
+  it('a chain step is SHA-256 over prev hash, seq and the UTF-8 body (a fixed vector: logs written before stay verifiable)', () => {
+    // printf '%s\n1\n{"a":"é","ua":"Mozilla/5.0 ✓"}' "$(printf '0%.0s' $(seq 64))" | sha256sum
+    expect(chainStep(GENESIS_HASH, 1, '{"a":"é","ua":"Mozilla/5.0 ✓"}')).toBe(
+      '73e1b750d0b0f05eed0f0aaf152b9c7f4c6554bedff2d81e2155f7543a1807c7',
+    );
+  });
+
   it('an intact chain with checkpoints verifies', async () => {
     const { db } = await chainWith(95);
     const r = await verifyChain(db, publicJwks);

@@ -5,7 +5,7 @@
  * 8785's form). Changing, removing, inserting or reordering any record changes every hash after
  * it.
  */
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { AuditKind } from './catalogue.js';
 
 /** The hash before the first record. */
@@ -229,7 +229,9 @@ export function encodeEntry(e: AuditEntry, id: string): string {
  * canonical JSON of the record without seq, prevHash and hash.
  */
 export function chainStep(prevHash: string, seq: number, body: string): string {
-  return createHash('sha256').update(`${prevHash}\n${seq}\n`).update(body).digest('hex');
+  // One-shot crypto.hash (UTF-8, like Hash.update of a string): 1.05 against 1.60 µs a record
+  // for createHash().update().update().digest() on ~830-byte bodies.
+  return hash('sha256', `${prevHash}\n${seq}\n${body}`, 'hex');
 }
 
 /** Re-derive a record's body and hash from the record alone (an export line, say). */
