@@ -6,10 +6,15 @@ describe('relaunchArgs: when the server commands start a second node', () => {
 
   it('serve and demo on one CPU: relaunched with a single-threaded collector, node flags kept', () => {
     expect(relaunchArgs(base)).toEqual([...ONE_CPU_NODE_ARGS]);
-    expect(relaunchArgs({ ...base, args: ['demo'] })).toEqual(['--single-threaded-gc']);
-    expect(relaunchArgs({ ...base, execArgv: ['--max-old-space-size=512'] })).toEqual([
+    expect(relaunchArgs({ ...base, args: ['demo'] })).toEqual([
       '--single-threaded-gc',
-      '--max-old-space-size=512',
+      '--min-semi-space-size=16',
+      '--max-semi-space-size=32',
+    ]);
+    // The operator's own flags come last, so theirs win where both set the same thing.
+    expect(relaunchArgs({ ...base, execArgv: ['--max-semi-space-size=64'] })?.slice(-2)).toEqual([
+      '--max-semi-space-size=32',
+      '--max-semi-space-size=64',
     ]);
   });
 
@@ -29,7 +34,7 @@ describe('relaunchArgs: when the server commands start a second node', () => {
 
   it('an unrelated flag that merely resembles one does not count as a choice', () => {
     expect(relaunchArgs({ ...base, execArgv: ['--single-threaded-gc-foo'] })).toEqual([
-      '--single-threaded-gc',
+      ...ONE_CPU_NODE_ARGS,
       '--single-threaded-gc-foo',
     ]);
   });
