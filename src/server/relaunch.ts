@@ -5,8 +5,10 @@
  * sweeping. With one CPU those helpers cannot run beside the request thread; they take turns
  * with it, and the request thread waits out their scheduler slices (in a scavenge it joins
  * helpers that are not running). `--single-threaded-gc` removes the helpers. Measured in
- * bench/proxy with the gateway pinned to one core: 15–34 % more requests per second with the
- * audit log on (docs/BENCHMARKS.md). V8 reads the flag when it starts (setting it later
+ * bench/proxy with the gateway pinned to one core (docs/BENCHMARKS.md): rounds at 1,000 req/s
+ * with a p99 over 10 ms, 15 of 38 with V8's defaults against 6 of 94 with these flags;
+ * throughput the same when the defaults did not stall, up to a third higher when they did.
+ * V8 reads the flag when it starts (setting it later
  * aborts the process), so `keygate serve` and `keygate demo` on one CPU start a second node
  * with it and pass signals and the exit status through — what the JVM does when it picks its
  * collector by the CPUs it may use. A GC flag given to node by hand means the operator chose:
@@ -21,7 +23,7 @@ import { constants } from 'node:os';
  * at 1 MB and grows them only when many objects survive a scavenge, which in a proxy they
  * rarely do, so it scavenges every MB or so of allocation — and with one CPU every scavenge
  * now runs on the request thread. Measured: +13 to +22 % requests per second on top of the
- * first flag, p99 at 1,000 req/s +0.1 to +0.7 ms; the cost is up to ~64 MB more memory.
+ * first flag alone, p99 at 1,000 req/s +0.1 to +0.7 ms; the cost is up to ~64 MB more memory.
  */
 export const ONE_CPU_NODE_ARGS: readonly string[] = [
   '--single-threaded-gc',
