@@ -2,6 +2,13 @@ import { type ChildProcess, spawn } from 'node:child_process';
 
 export const KEYGATE_BIN = new URL('../../bin/keygate.js', import.meta.url).pathname;
 
+/**
+ * Node flags for a test that SIGKILLs the gateway: a GC flag given by hand keeps `keygate
+ * serve` in the process the test started (on a one-CPU machine it would otherwise relaunch
+ * node and the SIGKILL would reach only the supervisor; see src/server/relaunch.ts).
+ */
+export const GATEWAY_IN_THIS_PROCESS: readonly string[] = ['--single-threaded-gc'];
+
 export interface CliResult {
   code: number | null;
   stdout: string;

@@ -13,7 +13,7 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { AuditRecord } from '../../../src/audit/record.js';
 import { openAuditDb } from '../../../src/audit/sqlite-chain.js';
-import { KEYGATE_BIN, runCli } from '../../helpers/cli.js';
+import { GATEWAY_IN_THIS_PROCESS, KEYGATE_BIN, runCli } from '../../helpers/cli.js';
 import { asUser, startGateway, startRecordingUpstream, type TestGateway } from '../../helpers/index.js';
 import { clientCredentials } from '../../helpers/oauth.js';
 import { enroll, invite, login } from '../../helpers/people.js';
@@ -176,7 +176,7 @@ afterAll(() => {
 
 function serve(config: string): Promise<{ proc: ChildProcess; url: string }> {
   return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, [KEYGATE_BIN, 'serve', '--config', config], {
+    const proc = spawn(process.execPath, [...GATEWAY_IN_THIS_PROCESS, KEYGATE_BIN, 'serve', '--config', config], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME },
     });
     started.push(proc);

@@ -14,7 +14,7 @@ import pgLib from 'pg';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BrowserClient } from '../../helpers/browser-client.js';
-import { type RunningCli, runCli, startCli } from '../../helpers/cli.js';
+import { GATEWAY_IN_THIS_PROCESS, type RunningCli, runCli, startCli } from '../../helpers/cli.js';
 import { freePort, type RunningUpstream, startRecordingUpstream, trueWithin } from '../../helpers/index.js';
 import { clientCredentials } from '../../helpers/oauth.js';
 import { postgresAvailable, startPostgres, type TestPostgres } from '../../helpers/postgres.js';
@@ -44,7 +44,8 @@ beforeAll(async () => {
         `upstreams:\n  ws: { url: "${up.url}", preset: databricks, credential: { type: none } }\n`,
     );
     const args = ['serve', '--config', config, ...(name === 'c' ? ['--store', pg.url] : [])];
-    const proc = startCli(args);
+    // C is SIGKILLed below: the gateway must be the process started (no one-CPU relaunch).
+    const proc = startCli(args, {}, undefined, { nodeArgs: [...GATEWAY_IN_THIS_PROCESS] });
     replicas.push({ name, url: `http://127.0.0.1:${ports[i]}`, config, args, proc });
   }
   for (const r of replicas) {
@@ -200,7 +201,7 @@ describe.skipIf(!hasPostgres)('three keygate serve processes on one PostgreSQL',
     expect(answered.b?.length).toBeGreaterThan(20);
 
     // C comes back on the same chain.
-    c.proc = startCli(c.args);
+    c.proc = startCli(c.args, {}, undefined, { nodeArgs: [...GATEWAY_IN_THIS_PROCESS] });
     await c.proc.waitFor(/listening on/, 60_000);
     expect(await get(c.url, 'after-restart')).toBe(200);
     await drained(['c']);
