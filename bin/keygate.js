@@ -7,11 +7,10 @@ import { cpuBudget } from '../dist/src/server/cpu-budget.js';
 import { followSupervisor, ONE_CPU_NODE_ARGS, relaunchArgs, supervise } from '../dist/src/server/relaunch.js';
 
 const args = process.argv.slice(2);
-const cpus = cpuBudget();
-const nodeArgs = relaunchArgs({ args, execArgv: process.execArgv, env: process.env, cpus });
+const nodeArgs = relaunchArgs({ args, execArgv: process.execArgv, env: process.env, cpus: cpuBudget });
 if (nodeArgs !== undefined) {
   process.stderr.write(
-    `keygate: ${cpus} CPU available: starting node with ${ONE_CPU_NODE_ARGS.join(' ')} ` +
+    `keygate: 1 CPU available: starting node with ${ONE_CPU_NODE_ARGS.join(' ')} ` +
       '(give node a GC flag yourself to choose otherwise)\n',
   );
   process.exitCode = await supervise(nodeArgs, fileURLToPath(import.meta.url), args);

@@ -9,5 +9,5 @@ import { relaunchArgs } from '../../src/server/relaunch.js';
 
 export function keygateNodeArgs(pinnedToOneCore: boolean): string[] {
   const cpus = pinnedToOneCore ? 1 : availableParallelism();
-  return relaunchArgs({ args: ['serve'], execArgv: [], env: {}, cpus }) ?? [];
+  return relaunchArgs({ args: ['serve'], execArgv: [], env: {}, cpus: () => cpus }) ?? [];
 }

@@ -105,6 +105,15 @@ describe('canonical JSON', () => {
     encodeEntry(mutable, 'm1');
     (mutable.decision as { reasons: string[] }).reasons.push('y');
     expect(encodeEntry(mutable, 'm2')).toContain('"reasons":["x","y"]');
+    // A decision is encoded as its two members only, whatever else the object carries; a frozen
+    // one (the decision cache's, which the gateway passes as is) the same from memory.
+    const cached = Object.freeze({ effect: 'allow' as const, reasons: Object.freeze(['role:admin:0']), extra: 'x' });
+    const withCached: AuditEntry = { ...full, decision: cached as unknown as NonNullable<AuditEntry['decision']> };
+    for (const id of ['c1', 'c2']) {
+      const body = encodeEntry(withCached, id);
+      expect(body).toContain('"decision":{"effect":"allow","reasons":["role:admin:0"]}');
+      expect(body).not.toContain('extra');
+    }
     // A frozen decision whose reasons array is not frozen is not remembered either.
     const half: AuditEntry = { ...full, decision: Object.freeze({ effect: 'deny' as const, reasons: ['a'] }) };
     encodeEntry(half, 'h1');

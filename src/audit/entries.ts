@@ -12,24 +12,6 @@ function defined<T extends object>(o: { [K in keyof T]: T[K] | undefined }): T {
   return out as T;
 }
 
-type AuditDecision = NonNullable<AuditEntry['decision']>;
-
-/**
- * The decision as a record carries it: only `effect` and `reasons`. A frozen decision (the
- * decision cache's, shared by many requests) gets one frozen projection, so that the encoder,
- * which serialises a shared frozen object once (record.ts, jsonOf), does so once per cached
- * decision and not once per request. Any other decision is projected afresh.
- */
-const decisions = new WeakMap<object, AuditDecision>();
-export function decisionOf(d: { effect: AuditDecision['effect']; reasons: readonly string[] }): AuditDecision {
-  const shared = decisions.get(d);
-  if (shared !== undefined) return shared;
-  if (!Object.isFrozen(d) || !Object.isFrozen(d.reasons)) return { effect: d.effect, reasons: d.reasons as string[] };
-  const projection = Object.freeze({ effect: d.effect, reasons: d.reasons as string[] });
-  decisions.set(d, projection);
-  return projection;
-}
-
 const ANONYMOUS: AuditActor = Object.freeze({ type: 'anonymous' });
 /** Identities are cached objects (per session, per token): build each one's actor once. */
 const actors = new WeakMap<Identity, AuditActor>();

@@ -187,16 +187,22 @@ function encodeRequest(r: AuditRequest): string {
  */
 const sharedJson = new WeakMap<object, string>();
 /** `frozen` is asked only on a miss: once remembered, an object stays frozen. */
-function jsonOf<T extends object>(o: T, frozen: (o: T) => boolean): string {
+function jsonOf<T extends object>(o: T, frozen: (o: T) => boolean, encode: (o: T) => string = canonicalJson): string {
   let s = sharedJson.get(o);
   if (s === undefined) {
-    s = canonicalJson(o);
+    s = encode(o);
     if (frozen(o)) sharedJson.set(o, s);
   }
   return s;
 }
-const frozenDecision = (d: NonNullable<AuditEntry['decision']>): boolean =>
-  Object.isFrozen(d) && Object.isFrozen(d.reasons);
+
+type Decision = NonNullable<AuditEntry['decision']>;
+const frozenDecision = (d: Decision): boolean => Object.isFrozen(d) && Object.isFrozen(d.reasons);
+/**
+ * A decision's two members only, in sorted order: the gateway passes the decision cache's own
+ * (frozen, shared) objects, and nothing else a decision might carry reaches the record.
+ */
+const encodeDecision = (d: Decision): string => `{"effect":${str(d.effect)},"reasons":${canonicalJson(d.reasons)}}`;
 
 /** `canonicalJson(u)` for an upstream, member by member in sorted order (in most records). */
 function encodeUpstream(u: NonNullable<AuditEntry['upstream']>): string {
@@ -213,7 +219,7 @@ function encodeUpstream(u: NonNullable<AuditEntry['upstream']>): string {
 export function encodeEntry(e: AuditEntry, id: string): string {
   let out = `{"actor":${jsonOf(e.actor, Object.isFrozen)},"at":${num(e.at)}`;
   if (e.change !== undefined) out += `,"change":${canonicalJson(e.change)}`;
-  if (e.decision !== undefined) out += `,"decision":${jsonOf(e.decision, frozenDecision)}`;
+  if (e.decision !== undefined) out += `,"decision":${jsonOf(e.decision, frozenDecision, encodeDecision)}`;
   if (e.detail !== undefined) out += `,"detail":${canonicalJson(e.detail)}`;
   out += `,"id":${str(id)},"kind":${str(e.kind)}`;
   if (e.outcome !== undefined) out += `,"outcome":${str(e.outcome)}`;

@@ -17,7 +17,7 @@ import { APPROVAL_HEADER, Approvals, approvalDigest, MAX_APPROVAL_BODY } from '.
 import { registerAgentRoutes } from '../agents/routes.js';
 import { People } from '../admin/people.js';
 import { registerScimRoutes } from '../scim/server.js';
-import { actorOf, decisionOf, fromAuthEvent } from '../audit/entries.js';
+import { actorOf, fromAuthEvent } from '../audit/entries.js';
 import { AuditLog } from '../audit/log.js';
 import { drainOutbox } from '../audit/outbox.js';
 import { identifyRequest } from '../authenticate/identify.js';
@@ -1240,7 +1240,8 @@ export class Gateway {
         ...(ua === undefined ? {} : { userAgent: ua.slice(0, 256) }),
         requestId,
       },
-      ...(decision === undefined ? {} : { decision: decisionOf(decision) }),
+      // The decision cache's own frozen object: the encoder serialises each one once.
+      ...(decision === undefined ? {} : { decision }),
       ...(upstream === undefined
         ? upstreamName === undefined
           ? {}

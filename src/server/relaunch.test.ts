@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { ONE_CPU_NODE_ARGS, RELAUNCHED_ENV, relaunchArgs } from './relaunch.js';
 
 describe('relaunchArgs: when the server commands start a second node', () => {
-  const base = { args: ['serve', '--config', 'k.yaml'], execArgv: [] as string[], env: {}, cpus: 1 };
+  const base = { args: ['serve', '--config', 'k.yaml'], execArgv: [] as string[], env: {}, cpus: () => 1 };
 
   it('serve and demo on one CPU: relaunched with a single-threaded collector, node flags kept', () => {
     expect(relaunchArgs(base)).toEqual([...ONE_CPU_NODE_ARGS]);
@@ -19,7 +19,7 @@ describe('relaunchArgs: when the server commands start a second node', () => {
   });
 
   it.each([
-    ['two or more CPUs', { cpus: 2 }],
+    ['two or more CPUs', { cpus: () => 2 }],
     ['another command', { args: ['audit', 'verify'] }],
     ['no command', { args: [] }],
     ['already relaunched', { env: { [RELAUNCHED_ENV]: '1' } }],
@@ -30,6 +30,13 @@ describe('relaunchArgs: when the server commands start a second node', () => {
     ['--concurrent-marking given by hand', { execArgv: ['--concurrent-marking'] }],
   ])('%s: runs in this process', (_name, change) => {
     expect(relaunchArgs({ ...base, ...change })).toBeUndefined();
+  });
+
+  it('other commands do not even ask how many CPUs there are', () => {
+    const ask = () => {
+      throw new Error('asked');
+    };
+    expect(relaunchArgs({ ...base, args: ['token'], cpus: ask })).toBeUndefined();
   });
 
   it('an unrelated flag that merely resembles one does not count as a choice', () => {

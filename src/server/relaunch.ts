@@ -51,16 +51,16 @@ export interface RelaunchInput {
   /** The flags node was started with (process.execArgv). */
   execArgv: readonly string[];
   env: NodeJS.ProcessEnv;
-  /** CPUs this process may use (cpuBudget()). */
-  cpus: number;
+  /** CPUs this process may use (cpuBudget); asked only for a server command. */
+  cpus: () => number;
 }
 
 /** The node flags to relaunch with, or undefined to run in this process. */
 export function relaunchArgs(o: RelaunchInput): string[] | undefined {
-  if (o.cpus >= 2) return undefined;
   if (!SERVER_COMMANDS.has(o.args[0] ?? '')) return undefined;
   if (o.env[RELAUNCHED_ENV] !== undefined) return undefined;
   if (o.execArgv.some((a) => GC_THREADING_FLAG.test(a))) return undefined;
+  if (o.cpus() >= 2) return undefined;
   return [...ONE_CPU_NODE_ARGS, ...o.execArgv];
 }
 
